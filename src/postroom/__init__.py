@@ -1,0 +1,1 @@
+"""Postroom: serverless transactional email relay."""

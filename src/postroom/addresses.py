@@ -1,0 +1,76 @@
+"""Email address rules: parsing ``"Name <user@example.com>"`` and validating with email-validator.
+
+Addresses are normalised once, here, so every later stage (identities, MX grouping, envelope) sees the same form:
+the local part as given, the domain in its IDNA A-label (ASCII) form, lower-case.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.headerregistry import Address as HeaderAddress
+from email.utils import getaddresses
+
+from email_validator import EmailNotValidError, validate_email
+
+# C0 controls and DEL: never legitimate in a display name, and CR/LF are how header injection starts.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_NAME_LENGTH = 200
+
+
+class AddressError(ValueError):
+    """The text is not a usable email address; the message says why in plain words."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmailAddress:
+    address: str  # local@domain, domain in ASCII (IDNA) lower-case
+    name: str = ""
+
+    @property
+    def domain(self) -> str:
+        return self.address.rpartition("@")[2]
+
+    @property
+    def local_part(self) -> str:
+        return self.address.rpartition("@")[0]
+
+    def header_value(self) -> HeaderAddress:
+        """The email package's Address, which encodes non-ASCII display names per RFC 2047 on output."""
+        return HeaderAddress(display_name=self.name, username=self.local_part, domain=self.domain)
+
+    def __str__(self) -> str:
+        return str(self.header_value())
+
+
+def check_display_name(name: str) -> str:
+    if _CONTROL.search(name):
+        raise AddressError("display name must not contain control characters (CR, LF, tab, NUL…)")
+    if len(name) > MAX_NAME_LENGTH:
+        raise AddressError(f"display name is longer than {MAX_NAME_LENGTH} characters")
+    return name.strip()
+
+
+def normalise_address(email: str, name: str = "") -> EmailAddress:
+    if _CONTROL.search(email):
+        raise AddressError("address must not contain control characters (CR, LF, tab, NUL…)")
+    try:
+        # Deliverability (DNS) checks belong to delivery, not to request validation: a slow resolver must not
+        # slow down the accept path, and a domain can gain MX records between accept and delivery.
+        result = validate_email(email, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise AddressError(str(exc)) from None
+    return EmailAddress(address=f"{result.local_part}@{result.ascii_domain.lower()}", name=check_display_name(name))
+
+
+def parse_mailbox(text: str) -> EmailAddress:
+    """Parse ``user@example.com`` or ``Display Name <user@example.com>``."""
+    if _CONTROL.search(text):
+        raise AddressError("address must not contain control characters (CR, LF, tab, NUL…)")
+    parsed = getaddresses([text])
+    if len(parsed) != 1:
+        raise AddressError(f"expected exactly one address, got {len(parsed)}: give each address as its own item")
+    name, email = parsed[0]
+    if not email or "@" not in email:
+        raise AddressError(f"not an email address: {text[:100]!r}")
+    return normalise_address(email, name)

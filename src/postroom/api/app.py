@@ -1,0 +1,58 @@
+"""The API resolver: routers mounted by resource, errors rendered in one place, the gate in front."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from postroom.api import messages
+from postroom.api.gate import screen
+from postroom.api.responses import error_proxy_result, error_response, field_path
+from postroom.errors import InvalidJsonError, NotFoundError, PostroomError, ValidationFailedError
+from postroom.services import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger(child=True)
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.include_router(messages.router, prefix="/v1/messages")
+
+
+@app.exception_handler(PostroomError)
+def _postroom_error(error: PostroomError) -> Response:
+    return error_response(error)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(error: RequestValidationError) -> Response:
+    details = []
+    for item in error.errors():
+        if item.get("type") == "json_invalid":
+            return error_response(InvalidJsonError("the request body is not valid JSON", field="body"))
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    return error_response(
+        ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)
+    )
+
+
+@app.not_found
+def _not_found(_: RouteNotFoundError) -> Response:
+    return error_response(NotFoundError(f"no route {app.current_event.http_method} {app.current_event.path}"))
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        principal = screen(event, services())
+    except PostroomError as error:
+        logger.info("request refused before routing", extra={"code": error.code, "status": int(error.status)})
+        return error_proxy_result(error)
+    app.append_context(principal=principal)
+    return app.resolve(event, context)

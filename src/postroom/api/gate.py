@@ -1,0 +1,60 @@
+"""Checks made before any request body is parsed: the caller's key, the body's size and its media type.
+
+They run ahead of the resolver's own request validation, so an unauthenticated caller learns nothing from
+validation errors and an oversize or non-JSON body is refused without being parsed.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import TYPE_CHECKING, Any
+
+from postroom.auth import bearer_token
+from postroom.errors import PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
+
+if TYPE_CHECKING:
+    from postroom.auth import Principal
+    from postroom.services import Services
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def body_bytes(event: dict[str, Any]) -> bytes:
+    body = event.get("body") or ""
+    return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def authenticate(event: dict[str, Any], svc: Services) -> Principal:
+    token = bearer_token(_header(event, "authorization"))
+    if token is None:
+        raise UnauthorizedError("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
+    principal = svc.keys.authenticate(token)
+    if principal is None:
+        raise UnauthorizedError("the API key is not valid or has been disabled", field="Authorization")
+    return principal
+
+
+def screen(event: dict[str, Any], svc: Services) -> Principal:
+    """Authenticate and check the body envelope; raises a PostroomError describing the first problem."""
+    principal = authenticate(event, svc)
+    if (event.get("httpMethod") or "").upper() in _BODY_METHODS:
+        size = len(body_bytes(event))
+        limit = svc.settings.max_request_bytes
+        if size > limit:
+            raise PayloadTooLargeError(
+                f"the request body is {size} bytes; the limit is {limit} (Lambda's 6 MB synchronous payload cap)"
+            )
+        content_type = (_header(event, "content-type") or "").split(";")[0].strip().lower()
+        if content_type != "application/json" and not content_type.endswith("+json"):
+            raise UnsupportedMediaTypeError(
+                f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'!r})",
+                field="Content-Type",
+            )
+    return principal

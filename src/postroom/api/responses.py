@@ -1,0 +1,45 @@
+"""Error bodies, one shape everywhere: ``{"error": {"code", "message", "field"}}``."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+from postroom.errors import PostroomError
+
+
+def error_response(error: PostroomError) -> Response:
+    return Response(
+        status_code=int(error.status),
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(error.body()),
+        headers={"WWW-Authenticate": 'Bearer realm="postroom"'} if error.status == 401 else None,
+    )
+
+
+def error_proxy_result(error: PostroomError) -> dict[str, Any]:
+    """The same error as an API Gateway proxy result, for refusals made before the resolver runs."""
+    headers = {"Content-Type": content_types.APPLICATION_JSON}
+    if error.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="postroom"'
+    return {
+        "statusCode": int(error.status),
+        "headers": headers,
+        "body": json.dumps(error.body()),
+        "isBase64Encoded": False,
+    }
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """Pydantic's ``("body", "to", 0, "email")`` → ``to[0].email``."""
+    parts: list[str] = []
+    for item in loc:
+        if item == "body" and not parts:
+            continue
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        else:
+            parts.append(f".{item}" if parts else str(item))
+    return "".join(parts) or "body"

@@ -1,0 +1,152 @@
+"""One delivery attempt for one queued message: read the record, build (or reuse) the MIME, hand each pending
+recipient to its agent, record per-recipient results, and decide what happens next.
+
+The worker never loses a message: every path ends with the record saved in a state that says what happened —
+delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from aws_lambda_powertools import Logger
+
+from postroom.clock import isoformat, parse_iso, utcnow
+from postroom.delivery.policy import backoff_seconds, choose_path, give_up_reason
+from postroom.delivery.results import RecipientResult
+from postroom.mime import build_message, render
+from postroom.models import SendRequest
+from postroom.queue import DeliveryTask
+from postroom.settings import DeliveryPath
+from postroom.status import MessageStatus
+from postroom.store.messages import MessageNotFoundError
+
+if TYPE_CHECKING:
+    from postroom.queue import DeliveryQueue
+    from postroom.record import MessageRecord
+    from postroom.settings import Settings
+    from postroom.store.messages import MessageStore
+
+logger = Logger(child=True)
+
+
+class SesAgent(Protocol):
+    def deliver(self, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+class SmtpAgent(Protocol):
+    def deliver(self, domain: str, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    message_id: str
+    status: MessageStatus | None  # None: nothing to do (unknown id)
+    retry_in: int | None = None  # seconds until the next attempt, when deferred
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: MessageStore,
+        queue: DeliveryQueue,
+        ses: SesAgent,
+        smtp: SmtpAgent,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._queue = queue
+        self._ses = ses
+        self._smtp = smtp
+
+    def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
+        now = now or utcnow()
+        try:
+            record = self._store.get(task.message_id)
+        except MessageNotFoundError:
+            # Only possible for a hand-crafted queue message: the API queues after the record is written.
+            logger.error("queued id has no message record; dropping the pointer", extra={"message_id": task.message_id})
+            return AttemptResult(task.message_id, None)
+        if record.status.is_final:
+            # A redelivered pointer for a finished message (SQS delivers at least once): nothing to send again.
+            return AttemptResult(record.id, record.status)
+
+        reason = give_up_reason(
+            attempts=record.attempts, created_at=parse_iso(record.created_at), now=now, settings=self._settings
+        )
+        if reason:
+            return self._give_up(record, task, reason, now)
+
+        record.move_to(MessageStatus.SENDING)
+        record.attempts += 1
+        record.updated_at = isoformat(now)
+        self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
+
+        mime = self._mime(record)
+        path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
+        results = self._deliver(path, record, mime)
+        stamp = isoformat(utcnow())
+        by_address = {r.address.lower(): r for r in record.recipients}
+        for result in results:
+            by_address[result.recipient.lower()].record(result, path, stamp)
+        status = record.settle()
+        retry_in = None
+        if status is MessageStatus.DEFERRED:
+            later = give_up_reason(
+                attempts=record.attempts, created_at=parse_iso(record.created_at), now=now, settings=self._settings
+            )
+            if later:
+                return self._give_up(record, task, later, now)
+            retry_in = backoff_seconds(record.attempts, self._settings)
+            record.next_attempt_at = isoformat(now + timedelta(seconds=retry_in))
+        else:
+            record.next_attempt_at = None
+        record.updated_at = stamp
+        self._store.save(record)
+        logger.info(
+            "delivery attempt finished",
+            extra={
+                "message_id": record.id,
+                "status": status.value,
+                "delivery": path.value,
+                "attempt": record.attempts,
+                "retry_in": retry_in,
+            },
+        )
+        return AttemptResult(record.id, status, retry_in)
+
+    def _mime(self, record: MessageRecord) -> bytes:
+        existing = self._store.get_mime(record.id)
+        if existing is not None:
+            return existing
+        request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
+        mime = render(build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at)))
+        self._store.put_mime(record.id, mime)
+        record.size = len(mime)
+        return mime
+
+    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[RecipientResult]:
+        pending = [r.address for r in record.pending()]
+        if path is DeliveryPath.SES:
+            return self._ses.deliver(record.from_address, pending, mime)
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for address in pending:
+            by_domain[address.rpartition("@")[2].lower()].append(address)
+        results: list[RecipientResult] = []
+        for domain, recipients in by_domain.items():
+            results.extend(self._smtp.deliver(domain, record.from_address, recipients, mime))
+        return results
+
+    def _give_up(self, record: MessageRecord, task: DeliveryTask, reason: str, now: datetime) -> AttemptResult:
+        record.give_up(reason, isoformat(now))
+        record.updated_at = isoformat(now)
+        self._store.save(record)
+        self._queue.dead_letter(task, reason)
+        logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
+        return AttemptResult(record.id, record.status)

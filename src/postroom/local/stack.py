@@ -1,0 +1,278 @@
+"""The local stack: the real handlers over an AWS emulation on loopback, no AWS account and no Docker.
+
+    moto server (127.0.0.1)  ←  resources created from template.yaml's own properties
+    HTTP gateway             →  API proxy events  →  functions/send_api/app.py
+    SQS poller               →  SQS batch events  →  functions/worker/app.py  →  SES (moto) or SMTP (MX)
+
+By default outbound SMTP runs in a *sandbox*: a DNS server on loopback answers every MX query with a loopback
+host, where an SMTP sink stores each message as an .eml file — so a fresh machine can send without an internet
+connection or a port-25 exception. Setting POSTROOM_DNS_NAMESERVERS turns the sandbox off: MX lookups then go to
+those servers and mail goes wherever they point (POSTROOM_SMTP_PORT sets the port used at the MX hosts).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from postroom.local.functions import LocalFunction
+from postroom.local.gateway import ApiGateway
+from postroom.local.poller import SqsPoller
+
+log = logging.getLogger("postroom.local")
+
+REGION = "us-east-1"
+# Resource names always come from the emulation; a stale value in the caller's environment must not win.
+_RESOURCE_VARS = ("POSTROOM_TABLE", "POSTROOM_BUCKET", "POSTROOM_QUEUE_URL", "POSTROOM_DLQ_URL")
+# Template parameters a user may set through the same environment variables the functions read.
+_PARAMETER_ENV = {
+    "SendingDomains": "POSTROOM_SENDING_DOMAINS",
+    "DefaultDelivery": "POSTROOM_DEFAULT_DELIVERY",
+    "DnsNameservers": "POSTROOM_DNS_NAMESERVERS",
+    "SmtpPort": "POSTROOM_SMTP_PORT",
+    "HeloName": "POSTROOM_HELO_NAME",
+}
+LOCAL_PARAMETER_DEFAULTS = {"SendingDomains": "example.com", "DefaultDelivery": "smtp", "HeloName": "localhost"}
+
+
+def repo_root() -> Path:
+    """The checkout holding template.yaml and functions/ (the package is installed from it in editable mode)."""
+    env = os.environ.get("POSTROOM_HOME")
+    candidates = [Path(env)] if env else []
+    candidates += [Path.cwd(), *Path.cwd().parents, *Path(__file__).resolve().parents]
+    for candidate in candidates:
+        if (candidate / "template.yaml").is_file() and (candidate / "functions").is_dir():
+            return candidate
+    raise FileNotFoundError(
+        "cannot find template.yaml and functions/: run from the Postroom checkout or set POSTROOM_HOME"
+    )
+
+
+@dataclass
+class StackConfig:
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    aws_port: int = 0  # 0: any free port
+    dev_api_key: str | None = None
+    sandbox: bool = True
+    outbox: Path | None = None  # sandbox sink directory
+    root: Path | None = None
+    parameters: dict[str, str] = field(default_factory=dict)
+    poll_wait_seconds: int = 1
+
+    @classmethod
+    def from_env(cls) -> StackConfig:
+        env = os.environ
+        params = {name: env[var] for name, var in _PARAMETER_ENV.items() if env.get(var)}
+        return cls(
+            api_port=int(env.get("POSTROOM_API_PORT", "8000")),
+            aws_port=int(env.get("POSTROOM_AWS_PORT", "0")),
+            dev_api_key=env.get("POSTROOM_DEV_API_KEY") or None,
+            sandbox=not env.get("POSTROOM_DNS_NAMESERVERS"),
+            outbox=Path(env["POSTROOM_OUTBOX"]) if env.get("POSTROOM_OUTBOX") else None,
+            parameters=params,
+        )
+
+
+class LocalStack:
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.root = self.config.root or repo_root()
+        self.api_key: str = ""
+        self.resources: dict[str, dict[str, Any]] = {}
+        self.functions: dict[str, LocalFunction] = {}
+        self.pollers: list[SqsPoller] = []
+        self.gateway: ApiGateway | None = None
+        self.moto: Any = None
+        self.aws_endpoint = ""
+        self.sink: Any = None
+        self.dns: Any = None
+        self._gateway_thread: threading.Thread | None = None
+        self._saved_env: dict[str, str | None] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        from postroom.local import template as tpl
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
+        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
+        self.moto.start()
+        host, port = self.moto.get_host_and_port()
+        self.aws_endpoint = f"http://{host}:{port}"
+        self._set_env(
+            {
+                "AWS_ENDPOINT_URL": self.aws_endpoint,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+                "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
+            }
+        )
+        if self.config.sandbox:
+            self._start_sandbox()
+
+        template = tpl.load_template(self.root / "template.yaml")
+        parameters = {**tpl.parameter_defaults(template), **LOCAL_PARAMETER_DEFAULTS, **self.config.parameters}
+        if self.config.sandbox:
+            parameters["DnsNameservers"] = f"127.0.0.1:{self.dns.port}"
+            parameters["SmtpPort"] = str(self.sink.port)
+        self.parameters = parameters
+
+        import boto3
+
+        session = boto3.session.Session(region_name=REGION)
+        self.resources = tpl.create_resources(template, session, parameters=parameters, prefix="postroom-local")
+        env: dict[str, str] = {}
+        for route in tpl.api_routes(template):
+            env.update(tpl.function_environment(template, route.function_logical_id, self.resources, parameters))
+        for source in tpl.sqs_event_sources(template):
+            env.update(tpl.function_environment(template, source.function_logical_id, self.resources, parameters))
+        sandbox_vars = (
+            frozenset({"POSTROOM_DNS_NAMESERVERS", "POSTROOM_SMTP_PORT"}) if self.config.sandbox else frozenset()
+        )
+        self._set_env(env, force=sandbox_vars)
+
+        from postroom import aws
+        from postroom.services import reset_services
+
+        reset_services()
+        self._verify_sending_identities(session, parameters.get("SendingDomains", ""))
+        self._load_functions(template)
+        self._create_dev_key()
+        self._start_gateway(tpl.api_routes(template))
+        self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
+        return self
+
+    def stop(self) -> None:
+        for poller in self.pollers:
+            poller.stop()
+        for poller in self.pollers:
+            poller.join(timeout=5)
+        if self.gateway is not None:
+            self.gateway.shutdown()
+            self.gateway.server_close()
+        if self.sink is not None:
+            self.sink.stop()
+        if self.dns is not None:
+            self.dns.stop()
+        if self.moto is not None:
+            self.moto.stop()
+        self._restore_env()
+        from postroom.delivery.batch import reset_resolver
+        from postroom.services import reset_services
+
+        reset_services()
+        reset_resolver()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def api_url(self) -> str:
+        return self.gateway.url if self.gateway else ""
+
+    # --- pieces -----------------------------------------------------------------------------------------------
+    def _set_env(self, values: dict[str, str], *, force: frozenset[str] = frozenset()) -> None:
+        for name, value in values.items():
+            current = os.environ.get(name)
+            if name not in self._saved_env:
+                self._saved_env[name] = current
+            user_setting = name.startswith("POSTROOM_") and name not in _RESOURCE_VARS and name not in force
+            if user_setting and self._saved_env[name]:
+                continue  # a POSTROOM_* setting in the caller's environment wins over the template (see README)
+            os.environ[name] = value
+
+    def _restore_env(self) -> None:
+        for name, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        self._saved_env.clear()
+
+    def _start_sandbox(self) -> None:
+        from postroom.testing.dns import LoopbackDnsServer
+        from postroom.testing.smtp import RecordingSink
+
+        outbox = self.config.outbox or (self.root / ".postroom" / "outbox")
+        outbox.mkdir(parents=True, exist_ok=True)
+        self.outbox = outbox
+        self.sink = RecordingSink(directory=outbox)
+        self.sink.start()
+        self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1")
+        self.dns.start()
+
+    def _verify_sending_identities(self, session: Any, spec: str) -> None:
+        from postroom.settings import parse_sending_domains
+
+        ses = session.client("ses")
+        for domain in parse_sending_domains(spec):
+            # moto marks identities verified at once; on AWS this is the DNS verification step of `sam deploy`.
+            ses.verify_domain_identity(Domain=domain)
+
+    def _load_functions(self, template: dict[str, Any]) -> None:
+        from postroom.local import template as tpl
+
+        globals_fn = template.get("Globals", {}).get("Function", {})
+        wanted = {r.function_logical_id for r in tpl.api_routes(template)}
+        wanted |= {s.function_logical_id for s in tpl.sqs_event_sources(template)}
+        for logical_id in sorted(wanted):
+            props = template["Resources"][logical_id]["Properties"]
+            module_name, _, handler = props["Handler"].rpartition(".")
+            handler_file = self.root / props["CodeUri"] / f"{module_name.replace('.', '/')}.py"
+            self.functions[logical_id] = LocalFunction(
+                logical_id,
+                handler_file,
+                handler,
+                timeout=float(props.get("Timeout", globals_fn.get("Timeout", 30))),
+                memory=int(props.get("MemorySize", globals_fn.get("MemorySize", 512))),
+            )
+
+    def _create_dev_key(self) -> None:
+        from postroom.auth import ALL_SCOPES
+        from postroom.services import services
+
+        self.api_key = services().keys.create(
+            name="local dev key", scopes=ALL_SCOPES, tenant="default", key=self.config.dev_api_key
+        )
+
+    def _start_gateway(self, routes: list[Any]) -> None:
+        def resolve(method: str, path: str) -> tuple[Any, str, dict[str, str]] | None:
+            for route in routes:
+                params = route.match(method, path)
+                if params is not None:
+                    return self.functions[route.function_logical_id].invoke, route.path, params
+            return None
+
+        self.gateway = ApiGateway((self.config.api_host, self.config.api_port), resolve)
+        self._gateway_thread = threading.Thread(target=self.gateway.serve_forever, name="api-gateway", daemon=True)
+        self._gateway_thread.start()
+
+    def _start_pollers(self, sources: list[Any], sqs: Any) -> None:
+        for source in sources:
+            queue = self.resources[source.queue_logical_id]
+            poller = SqsPoller(
+                sqs=sqs,
+                queue_url=queue["Ref"],
+                queue_arn=queue["Arn"],
+                invoke=self.functions[source.function_logical_id].invoke,
+                batch_size=source.batch_size,
+                report_batch_item_failures=source.report_batch_item_failures,
+                region=REGION,
+                wait_seconds=self.config.poll_wait_seconds,
+            )
+            poller.start()
+            self.pollers.append(poller)

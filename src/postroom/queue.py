@@ -1,0 +1,50 @@
+"""The delivery queue: SQS carries a pointer (the message id), never the body, so SQS's 256 KB cap never limits
+message size and a retry always reads the current record."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+QUEUE_BODY_VERSION = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTask:
+    message_id: str
+
+    def to_json(self) -> str:
+        return json.dumps({"v": QUEUE_BODY_VERSION, "id": self.message_id})
+
+    @classmethod
+    def from_json(cls, body: str) -> DeliveryTask:
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+            raise ValueError("queue body is not a Postroom delivery task")
+        return cls(message_id=data["id"])
+
+
+class DeliveryQueue:
+    def __init__(self, sqs: Any, queue_url: str, dlq_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._dlq_url = dlq_url
+
+    def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0) -> None:
+        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=task.to_json(), DelaySeconds=delay_seconds)
+
+    def retry_later(self, receipt_handle: str, seconds: int) -> None:
+        """Keep the message invisible for ``seconds`` (≤ 12 h): SQS then hands it to a worker again."""
+        self._sqs.change_message_visibility(
+            QueueUrl=self._queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=max(0, min(seconds, 43200))
+        )
+
+    def dead_letter(self, task: DeliveryTask | str, reason: str) -> None:
+        """Park a message the worker gave up on (or a queue body it cannot read), with the reason, where operators
+        and the DLQ alarm see it."""
+        self._sqs.send_message(
+            QueueUrl=self._dlq_url,
+            MessageBody=task.to_json() if isinstance(task, DeliveryTask) else task,
+            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
+        )

@@ -1,0 +1,140 @@
+"""Settings, read from the environment once and validated loudly at cold start.
+
+Lambda functions get these from template.yaml (Globals.Function.Environment); the local stack derives the same
+variables from the same template. A missing or malformed setting fails the first invocation with a message naming
+the variable, instead of failing later on a request that happens to need it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class DeliveryPath(StrEnum):
+    SES = "ses"
+    SMTP = "smtp"
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+# SES accepts at most 40 MB per message *after* base64 encoding; keep 1 MB of headroom for headers that are added
+# later (DKIM signatures, Received, SES's own headers).
+SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES - 1024 * 1024
+# A synchronous Lambda invocation carries at most 6 MB of request payload (API Gateway itself allows 10 MB), so the
+# JSON send API cannot accept more than this on AWS; the local stack enforces the same figure so behaviour matches.
+DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+
+
+class SendingDomain(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    delivery: DeliveryPath | None = None  # None: use the stack's default delivery path
+
+
+def parse_sending_domains(spec: str) -> dict[str, SendingDomain]:
+    """``"example.com,shop.example=smtp"`` → domain → SendingDomain. Domains are compared lower-case."""
+    domains: dict[str, SendingDomain] = {}
+    for raw in spec.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        name, _, path = entry.partition("=")
+        name = name.strip().lower().rstrip(".")
+        if not name or "@" in name or " " in name:
+            raise ValueError(f"not a domain: {entry!r}")
+        try:
+            delivery = DeliveryPath(path.strip().lower()) if path.strip() else None
+        except ValueError:
+            raise ValueError(f"delivery for {name!r} must be 'ses' or 'smtp', not {path.strip()!r}") from None
+        domains[name] = SendingDomain(name=name, delivery=delivery)
+    return domains
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    table: str = Field(min_length=1)
+    bucket: str = Field(min_length=1)
+    queue_url: str = Field(min_length=1)
+    dlq_url: str = Field(min_length=1)
+    sending_domains: dict[str, SendingDomain] = Field(default_factory=dict)
+    default_delivery: DeliveryPath = DeliveryPath.SES
+    dns_nameservers: str = ""  # "host:port,…"; empty = the system resolver
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+    smtp_tls_verify: bool = False
+    helo_name: str = ""
+    ses_configuration_set: str = ""
+    max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, gt=0)
+    max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=SES_MAX_MESSAGE_BYTES)
+    # Retry policy for transient failures (SMTP 4xx, unreachable hosts, SES throttling): exponential backoff from
+    # retry_base_seconds, capped at retry_max_seconds (SQS allows at most 12 h of visibility timeout), until either
+    # max_attempts or max_age_seconds is reached, whichever comes first. Postfix gives up after 5 days; 3 is the
+    # default here because transactional mail (password resets) is worthless long before that.
+    retry_base_seconds: int = Field(default=60, ge=0)
+    retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
+    max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
+    max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+
+    @field_validator("sending_domains", mode="before")
+    @classmethod
+    def _parse_domains(cls, value: object) -> object:
+        return parse_sending_domains(value) if isinstance(value, str) else value
+
+    @property
+    def helo(self) -> str:
+        if self.helo_name:
+            return self.helo_name
+        return next(iter(self.sending_domains), "localhost")
+
+    def delivery_for(self, domain: str) -> DeliveryPath:
+        configured = self.sending_domains.get(domain.lower())
+        return configured.delivery if configured and configured.delivery else self.default_delivery
+
+
+_ENV = {
+    "table": "POSTROOM_TABLE",
+    "bucket": "POSTROOM_BUCKET",
+    "queue_url": "POSTROOM_QUEUE_URL",
+    "dlq_url": "POSTROOM_DLQ_URL",
+    "sending_domains": "POSTROOM_SENDING_DOMAINS",
+    "default_delivery": "POSTROOM_DEFAULT_DELIVERY",
+    "dns_nameservers": "POSTROOM_DNS_NAMESERVERS",
+    "smtp_port": "POSTROOM_SMTP_PORT",
+    "smtp_timeout": "POSTROOM_SMTP_TIMEOUT",
+    "smtp_tls_verify": "POSTROOM_SMTP_TLS_VERIFY",
+    "helo_name": "POSTROOM_HELO_NAME",
+    "ses_configuration_set": "POSTROOM_SES_CONFIGURATION_SET",
+    "max_request_bytes": "POSTROOM_MAX_REQUEST_BYTES",
+    "max_message_bytes": "POSTROOM_MAX_MESSAGE_BYTES",
+    "retry_base_seconds": "POSTROOM_RETRY_BASE_SECONDS",
+    "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
+    "max_attempts": "POSTROOM_MAX_ATTEMPTS",
+    "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+}
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    # An empty variable means "use the default" (CloudFormation parameters cannot be unset, only empty).
+    values = {field: env[var] for field, var in _ENV.items() if env.get(var, "") != ""}
+    try:
+        return Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_ENV.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else '?'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise SettingsError(f"invalid Postroom settings: {problems}") from exc
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    return _ENV.get(str(loc[0]), str(loc[0])) if loc else "?"

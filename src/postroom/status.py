@@ -1,0 +1,74 @@
+"""Delivery state: an Enum per message and per recipient, with the transitions that are allowed.
+
+A message's status is derived from its recipients' statuses, never set independently, so the two cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+
+class RecipientStatus(StrEnum):
+    PENDING = "pending"  # not attempted yet
+    DEFERRED = "deferred"  # a transient failure; will be retried
+    DELIVERED = "delivered"  # the receiving server or SES accepted it
+    BOUNCED = "bounced"  # permanent failure with the server's reply
+    FAILED = "failed"  # gave up on transient failures (too many attempts / too old)
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_RECIPIENT
+
+
+_FINAL_RECIPIENT = frozenset({RecipientStatus.DELIVERED, RecipientStatus.BOUNCED, RecipientStatus.FAILED})
+
+
+class MessageStatus(StrEnum):
+    QUEUED = "queued"  # accepted, stored, waiting in SQS
+    SENDING = "sending"  # a worker is on it
+    DEFERRED = "deferred"  # some recipients wait for a retry
+    DELIVERED = "delivered"  # every recipient delivered
+    PARTIALLY_DELIVERED = "partially_delivered"  # all final, some delivered, some bounced or failed
+    BOUNCED = "bounced"  # all final, none delivered, at least one bounced
+    FAILED = "failed"  # all final, none delivered, none bounced: gave up (or could not be processed at all)
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL_MESSAGE
+
+
+_FINAL_MESSAGE = frozenset(
+    {MessageStatus.DELIVERED, MessageStatus.PARTIALLY_DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED}
+)
+
+_ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
+    MessageStatus.QUEUED: frozenset({MessageStatus.SENDING, MessageStatus.FAILED}),
+    # SENDING → SENDING: a worker crashed mid-attempt and SQS redelivered the message.
+    MessageStatus.SENDING: frozenset(MessageStatus) - {MessageStatus.QUEUED},
+    MessageStatus.DEFERRED: frozenset({MessageStatus.SENDING, MessageStatus.FAILED}),
+}
+
+
+class InvalidTransitionError(RuntimeError):
+    pass
+
+
+def check_transition(old: MessageStatus, new: MessageStatus) -> None:
+    if new not in _ALLOWED.get(old, frozenset()):
+        raise InvalidTransitionError(f"message status cannot go from {old} to {new}")
+
+
+def aggregate(statuses: Iterable[RecipientStatus]) -> MessageStatus:
+    """The message's status from its recipients' (after at least one attempt)."""
+    values = list(statuses)
+    if any(not s.is_final for s in values):
+        return MessageStatus.DEFERRED
+    delivered = sum(s is RecipientStatus.DELIVERED for s in values)
+    if delivered == len(values):
+        return MessageStatus.DELIVERED
+    if delivered:
+        return MessageStatus.PARTIALLY_DELIVERED
+    if any(s is RecipientStatus.BOUNCED for s in values):
+        return MessageStatus.BOUNCED
+    return MessageStatus.FAILED

@@ -1,0 +1,16 @@
+"""The code base stays ruff-clean: part of the suite, so CI and the README's test command enforce it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_ruff_is_clean() -> None:
+    ruff = Path(sys.executable).with_name("ruff")
+    command = [str(ruff)] if ruff.exists() else [sys.executable, "-m", "ruff"]
+    result = subprocess.run([*command, "check", "src", "functions", "tests"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
