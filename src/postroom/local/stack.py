@@ -210,7 +210,7 @@ class LocalStack:
         outbox = self.config.outbox or (self.root / ".postroom" / "outbox")
         outbox.mkdir(parents=True, exist_ok=True)
         self.outbox = outbox
-        self.sink = RecordingSink(directory=outbox)
+        self.sink = RecordingSink(outbox=outbox)
         self.sink.start()
         self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1")
         self.dns.start()
