@@ -5,13 +5,13 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from postroom.delivery.results import Outcome, RecipientResult
-from postroom.settings import DeliveryPath
 from postroom.status import MessageStatus, RecipientStatus, aggregate, check_transition
 
 _OUTCOME_STATUS = {
     Outcome.DELIVERED: RecipientStatus.DELIVERED,
     Outcome.DEFERRED: RecipientStatus.DEFERRED,
     Outcome.BOUNCED: RecipientStatus.BOUNCED,
+    Outcome.SUPPRESSED: RecipientStatus.SUPPRESSED,
 }
 
 
@@ -26,14 +26,17 @@ class RecipientState(BaseModel):
     tls: bool | None = None
     tls_version: str | None = None
     ses_message_id: str | None = None
-    delivery: DeliveryPath | None = Field(default=None, description="The path used for the last attempt.")
+    delivery: str | None = Field(
+        default=None, description="The agent of the last attempt: ses, smtp, or another agent's name."
+    )
     first_attempt_at: str | None = None
     last_attempt_at: str | None = None
     final_at: str | None = None
 
-    def record(self, result: RecipientResult, path: DeliveryPath, at: str) -> None:
+    def record(self, result: RecipientResult, path: str | None, at: str) -> None:
         self.status = _OUTCOME_STATUS[result.outcome]
-        self.attempts += 1
+        if result.outcome is not Outcome.SUPPRESSED:  # a suppressed recipient was never attempted
+            self.attempts += 1
         self.smtp_code = result.smtp_code
         self.enhanced_status = result.enhanced_status
         self.reply = result.reply or None

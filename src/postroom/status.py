@@ -15,13 +15,16 @@ class RecipientStatus(StrEnum):
     DELIVERED = "delivered"  # the receiving server or SES accepted it
     BOUNCED = "bounced"  # permanent failure with the server's reply
     FAILED = "failed"  # gave up on transient failures (too many attempts / too old)
+    SUPPRESSED = "suppressed"  # never sent: the address is on the suppression list (or another filter stopped it)
 
     @property
     def is_final(self) -> bool:
         return self in _FINAL_RECIPIENT
 
 
-_FINAL_RECIPIENT = frozenset({RecipientStatus.DELIVERED, RecipientStatus.BOUNCED, RecipientStatus.FAILED})
+_FINAL_RECIPIENT = frozenset(
+    {RecipientStatus.DELIVERED, RecipientStatus.BOUNCED, RecipientStatus.FAILED, RecipientStatus.SUPPRESSED}
+)
 
 
 class MessageStatus(StrEnum):
@@ -32,6 +35,7 @@ class MessageStatus(StrEnum):
     PARTIALLY_DELIVERED = "partially_delivered"  # all final, some delivered, some bounced or failed
     BOUNCED = "bounced"  # all final, none delivered, at least one bounced
     FAILED = "failed"  # all final, none delivered, none bounced: gave up (or could not be processed at all)
+    SUPPRESSED = "suppressed"  # every recipient was suppressed: nothing was sent
 
     @property
     def is_final(self) -> bool:
@@ -39,7 +43,13 @@ class MessageStatus(StrEnum):
 
 
 _FINAL_MESSAGE = frozenset(
-    {MessageStatus.DELIVERED, MessageStatus.PARTIALLY_DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED}
+    {
+        MessageStatus.DELIVERED,
+        MessageStatus.PARTIALLY_DELIVERED,
+        MessageStatus.BOUNCED,
+        MessageStatus.FAILED,
+        MessageStatus.SUPPRESSED,
+    }
 )
 
 _ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
@@ -65,10 +75,14 @@ def aggregate(statuses: Iterable[RecipientStatus]) -> MessageStatus:
     if any(not s.is_final for s in values):
         return MessageStatus.DEFERRED
     delivered = sum(s is RecipientStatus.DELIVERED for s in values)
-    if delivered == len(values):
-        return MessageStatus.DELIVERED
+    suppressed = sum(s is RecipientStatus.SUPPRESSED for s in values)
+    if delivered and delivered + suppressed == len(values):
+        # Suppressed recipients were never meant to get mail; the message reached everyone it could.
+        return MessageStatus.DELIVERED if not suppressed else MessageStatus.PARTIALLY_DELIVERED
     if delivered:
         return MessageStatus.PARTIALLY_DELIVERED
+    if suppressed == len(values):
+        return MessageStatus.SUPPRESSED
     if any(s is RecipientStatus.BOUNCED for s in values):
         return MessageStatus.BOUNCED
     return MessageStatus.FAILED

@@ -23,6 +23,9 @@ R = RecipientStatus
         ([R.BOUNCED, R.FAILED], MessageStatus.BOUNCED),
         ([R.FAILED], MessageStatus.FAILED),
         ([R.PENDING, R.BOUNCED], MessageStatus.DEFERRED),
+        ([R.SUPPRESSED, R.SUPPRESSED], MessageStatus.SUPPRESSED),
+        ([R.DELIVERED, R.SUPPRESSED], MessageStatus.PARTIALLY_DELIVERED),
+        ([R.SUPPRESSED, R.BOUNCED], MessageStatus.BOUNCED),
     ],
 )
 def test_message_status_is_derived_from_recipients(recipients: list[R], expected: MessageStatus) -> None:

@@ -42,6 +42,28 @@ class SmtpAgent(Protocol):
     def deliver(self, domain: str, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
 
 
+class RecipientFilter(Protocol):
+    """Decides some recipients without sending (e.g. the suppression list): returns results only for those."""
+
+    def screen(self, record: MessageRecord, recipients: list[str]) -> list[RecipientResult]: ...
+
+
+class LocalAgent(Protocol):
+    """Delivers to recipients Postroom hosts itself (its own inbound domains), instead of SES or SMTP."""
+
+    name: str
+
+    def handles(self, address: str) -> bool: ...
+
+    def deliver(self, record: MessageRecord, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+class AttemptObserver(Protocol):
+    """Told about every attempt once its results are recorded (events, metrics). Must not raise."""
+
+    def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None: ...
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     message_id: str
@@ -58,12 +80,18 @@ class Deliverer:
         queue: DeliveryQueue,
         ses: SesAgent,
         smtp: SmtpAgent,
+        filters: list[RecipientFilter] | None = None,
+        local: list[LocalAgent] | None = None,
+        observers: list[AttemptObserver] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._queue = queue
         self._ses = ses
         self._smtp = smtp
+        self._filters = filters or []
+        self._local = local or []
+        self._observers = observers or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
         now = now or utcnow()
@@ -93,8 +121,8 @@ class Deliverer:
         results = self._deliver(path, record, mime)
         stamp = isoformat(utcnow())
         by_address = {r.address.lower(): r for r in record.recipients}
-        for result in results:
-            by_address[result.recipient.lower()].record(result, path, stamp)
+        for result, agent in results:
+            by_address[result.recipient.lower()].record(result, agent, stamp)
         status = record.settle()
         retry_in = None
         if status is MessageStatus.DEFERRED:
@@ -109,6 +137,8 @@ class Deliverer:
             record.next_attempt_at = None
         record.updated_at = stamp
         self._store.save(record)
+        for observer in self._observers:
+            observer.attempted(record, results)
         logger.info(
             "delivery attempt finished",
             extra={
@@ -131,16 +161,32 @@ class Deliverer:
         record.size = len(mime)
         return mime
 
-    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[RecipientResult]:
+    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[tuple[RecipientResult, str]]:
+        """Each pending recipient goes through the filters, then to a local agent that hosts it, else to ``path``.
+        Returns each result with the name of the agent (or filter) that produced it."""
         pending = [r.address for r in record.pending()]
+        results: list[tuple[RecipientResult, str]] = []
+        for recipient_filter in self._filters:
+            decided = recipient_filter.screen(record, pending)
+            results.extend((result, "filter") for result in decided)
+            done = {result.recipient.lower() for result in decided}
+            pending = [address for address in pending if address.lower() not in done]
+        for agent in self._local:
+            mine = [address for address in pending if agent.handles(address)]
+            if mine:
+                results.extend((result, agent.name) for result in agent.deliver(record, mine, mime))
+                pending = [address for address in pending if address not in mine]
+        if not pending:
+            return results
         if path is DeliveryPath.SES:
-            return self._ses.deliver(record.from_address, pending, mime)
+            results.extend((r, path.value) for r in self._ses.deliver(record.from_address, pending, mime))
+            return results
         by_domain: dict[str, list[str]] = defaultdict(list)
         for address in pending:
             by_domain[address.rpartition("@")[2].lower()].append(address)
-        results: list[RecipientResult] = []
         for domain, recipients in by_domain.items():
-            results.extend(self._smtp.deliver(domain, record.from_address, recipients, mime))
+            delivered = self._smtp.deliver(domain, record.from_address, recipients, mime)
+            results.extend((r, path.value) for r in delivered)
         return results
 
     def _give_up(self, record: MessageRecord, task: DeliveryTask, reason: str, now: datetime) -> AttemptResult:
