@@ -11,8 +11,8 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 
 from postroom.api import messages
 from postroom.api.gate import screen
-from postroom.api.responses import error_proxy_result, error_response, field_path
-from postroom.errors import InvalidJsonError, NotFoundError, PostroomError, ValidationFailedError
+from postroom.api.responses import error_proxy_result, error_response, validation_failure
+from postroom.errors import NotFoundError, PostroomError
 from postroom.services import services
 
 if TYPE_CHECKING:
@@ -31,16 +31,7 @@ def _postroom_error(error: PostroomError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(error: RequestValidationError) -> Response:
-    details = []
-    for item in error.errors():
-        if item.get("type") == "json_invalid":
-            return error_response(InvalidJsonError("the request body is not valid JSON", field="body"))
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
-    first = details[0] if details else {"field": "body", "message": "invalid request"}
-    return error_response(
-        ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)
-    )
+    return error_response(validation_failure(list(error.errors())))
 
 
 @app.not_found
