@@ -8,7 +8,7 @@ import pytest
 
 from postroom.local.stack import LocalStack
 from postroom.testing.smtp import RecordingSink
-from tests.e2e.test_local_stack import call, dns, local, sink, stored_mime, wait_for_status  # noqa: F401 - fixtures
+from tests.e2e.test_local_stack import call, stored_mime, wait_for_status
 
 pytestmark = pytest.mark.e2e
 

@@ -250,12 +250,15 @@ class LocalStack:
         )
 
     def _start_gateway(self, routes: list[Any]) -> None:
+        from postroom.local.template import match_route
+
         def resolve(method: str, path: str) -> tuple[Any, str, dict[str, str]] | None:
-            for route in routes:
-                params = route.match(method, path)
-                if params is not None:
-                    return self.functions[route.function_logical_id].invoke, route.path, params
-            return None
+            # API Gateway's precedence: literal segments before {parameters} before {greedy+}.
+            matched = match_route(routes, method, path)
+            if matched is None:
+                return None
+            route, params = matched
+            return self.functions[route.function_logical_id].invoke, route.path, params
 
         self.gateway = ApiGateway((self.config.api_host, self.config.api_port), resolve)
         self._gateway_thread = threading.Thread(target=self.gateway.serve_forever, name="api-gateway", daemon=True)
