@@ -88,7 +88,11 @@ def test_eight_bit_body_is_stored_seven_bit_clean_with_the_same_content(stack: S
         (RAW.replace(b"Subject:", b"From: x@shop.example\r\nSubject:"), "invalid_message", "2 From headers"),
         (RAW.replace(b"From: Shop <orders@shop.example>\r\n", b""), "invalid_message", "no From header"),
         (RAW.replace(b"orders@shop.example", b"ceo@bank.example"), "sender_not_allowed", "bank.example"),
-        (RAW.replace(b"To: Ann <ann@example.org>\r\nBcc: audit@example.org\r\n", b""), "invalid_message", "no recipients"),
+        (
+            RAW.replace(b"To: Ann <ann@example.org>\r\nBcc: audit@example.org\r\n", b""),
+            "invalid_message",
+            "no recipients",
+        ),
         (RAW.replace(b"Subject: Raw", "Subject: Rüw".encode()), "invalid_message", "8-bit bytes"),
         (b"From: orders@shop.example\r\nTo: a@example.org\r\nSubject: x", "invalid_message", "no empty line"),
         (
