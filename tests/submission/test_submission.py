@@ -207,3 +207,22 @@ def test_connection_dropped_mid_data_queues_nothing(local: LocalStack, plain_ser
         raw.sendall(b"From: orders@shop.example\r\nTo: ann@example.org\r\nSubject: dropped\r\n\r\nhalf a mess")
     time.sleep(0.3)
     assert plain_server.handler.queued == before
+
+
+def test_bridge_serves_submission_over_the_api(local: LocalStack, peers, tmp_path: Path) -> None:
+    from postroom.bridge.runner import Bridge, BridgeConfig
+
+    sink, _ = peers
+    config = BridgeConfig(api_url=local.api_url, smtp_port=0, smtps_port=0, state_dir=tmp_path)
+    with Bridge(config) as bridge:
+        ports = bridge.ports()
+        context = client_context(bridge.certificate)
+        with smtplib.SMTP("127.0.0.1", ports["smtp"], timeout=10) as client:
+            client.starttls(context=context)
+            client.login("me", local.api_key)
+            client.send_message(message(subject="bridge starttls"))
+        with smtplib.SMTP_SSL("127.0.0.1", ports["smtps"], timeout=10, context=context) as client:
+            client.login("me", local.api_key)
+            client.send_message(message(subject="bridge implicit"))
+    wait_for(sink, "bridge starttls")
+    wait_for(sink, "bridge implicit")
