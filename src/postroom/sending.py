@@ -11,7 +11,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from postroom.clock import isoformat, utcnow
-from postroom.errors import PayloadTooLargeError, SenderNotAllowedError, ServiceUnavailableError
+from postroom.errors import (
+    PayloadTooLargeError,
+    SenderNotAllowedError,
+    ServiceUnavailableError,
+    ValidationFailedError,
+)
 from postroom.ids import message_id
 from postroom.mime import message_id_header
 from postroom.queue import DeliveryTask
@@ -43,6 +48,13 @@ def check_sender(request: SendRequest, settings: Settings) -> None:
         )
 
 
+def check_delivery(delivery: str, settings: Settings) -> None:
+    if delivery == "relay" and not settings.relay_host:
+        raise ValidationFailedError(
+            "delivery 'relay' needs a relay host; this stack has none configured", field="delivery"
+        )
+
+
 def check_size(request: SendRequest, settings: Settings) -> None:
     estimate = request.estimated_mime_size()
     if estimate > settings.max_message_bytes:
@@ -56,6 +68,7 @@ def accept(
     request: SendRequest, principal: Principal, *, settings: Settings, store: MessageStore, queue: DeliveryQueue
 ) -> Accepted:
     check_sender(request, settings)
+    check_delivery(request.delivery.value, settings)
     check_size(request, settings)
     now = utcnow()
     msg_id = message_id()
@@ -102,6 +115,7 @@ def accept_raw(
     delivery: str = "auto",
 ) -> Accepted:
     """A complete RFC 5322 message (raw endpoint, SMTP submission): cleaned up, stored as the MIME to send."""
+    check_delivery(delivery, settings)
     now = utcnow()
     msg_id = message_id()
     prepared = prepare_raw(

@@ -86,7 +86,7 @@ def send_raw_message(
         try:
             delivery = DeliveryChoice((query.get("delivery") or ["auto"])[-1]).value
         except ValueError:
-            raise ValidationFailedError("delivery must be auto, ses or smtp", field="delivery") from None
+            raise ValidationFailedError("delivery must be auto, ses, smtp or relay", field="delivery") from None
     svc = services()
     accepted = accept_raw(
         data,
