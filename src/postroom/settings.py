@@ -83,6 +83,14 @@ class Settings(BaseModel):
     retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
     max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
     max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+    # Templates, idempotency, scheduling and commerce hooks (issue #5). Empty means "not configured": the features
+    # that need them refuse with a clear error instead of failing at cold start for functions that never use them.
+    idempotency_table: str = ""
+    queue_arn: str = ""  # the delivery queue's ARN: the target of EventBridge Scheduler schedules
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    commerce_queue_url: str = ""
+    store_secret_prefix: str = ""  # Secrets Manager names of store webhook secrets: <prefix><store id>
 
     @field_validator("sending_domains", mode="before")
     @classmethod
@@ -119,6 +127,12 @@ _ENV = {
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+    "idempotency_table": "POSTROOM_IDEMPOTENCY_TABLE",
+    "queue_arn": "POSTROOM_QUEUE_ARN",
+    "schedule_group": "POSTROOM_SCHEDULE_GROUP",
+    "scheduler_role_arn": "POSTROOM_SCHEDULER_ROLE_ARN",
+    "commerce_queue_url": "POSTROOM_COMMERCE_QUEUE_URL",
+    "store_secret_prefix": "POSTROOM_STORE_SECRET_PREFIX",
 }
 
 
