@@ -1,1 +1,1 @@
-"""Stored mail templates: sandboxed Jinja2 rendering, CSS inlining, the built-in commerce templates, DynamoDB storage."""
+"""Stored mail templates: sandboxed Jinja2 rendering, CSS inlining, built-in commerce templates, DynamoDB storage."""

@@ -70,7 +70,11 @@ def builtin(name: str) -> StoredTemplate:
     if name not in BUILTIN_NAMES:
         raise TemplateNotFoundError(name)
     body = _read(f"{name}.html")
-    for marker, part in (("__ITEMS__", "_items.html"), ("__TOTALS__", "_totals.html"), ("__ADDRESS__", "_address.html")):
+    for marker, part in (
+        ("__ITEMS__", "_items.html"),
+        ("__TOTALS__", "_totals.html"),
+        ("__ADDRESS__", "_address.html"),
+    ):
         body = body.replace(marker, _read(part))
     html = _read("layout.html").replace("__CONTENT__", body)
     subject = _read(f"{name}.subject.txt").strip()
