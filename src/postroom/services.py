@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from postroom import aws
+from postroom.commerce.registry import CommerceServices
 from postroom.idempotency import DAY, Once
 from postroom.mailtemplates.store import TemplateStore
 from postroom.queue import DeliveryQueue
@@ -59,6 +60,16 @@ class Services:
             return None
         return DeliveryScheduler(
             aws.client("scheduler"), group=s.schedule_group, role_arn=s.scheduler_role_arn, queue_arn=s.queue_arn
+        )
+
+    @cached_property
+    def commerce(self) -> CommerceServices:
+        return CommerceServices(
+            self.settings,
+            dynamodb=aws.client("dynamodb"),
+            s3=aws.client("s3"),
+            sqs=aws.client("sqs"),
+            secretsmanager=aws.client("secretsmanager"),
         )
 
     def once(self, scope: str) -> Once | None:
