@@ -39,7 +39,7 @@ def respond(
 ) -> Response:
     """Run ``work`` (which returns ``{"status", "body", "headers"?}``) once per Idempotency-Key, or plainly without
     one. Errors that ``work`` raises are not remembered: a corrected retry with the same key is processed."""
-    key = router.current_event.get_header_value(HEADER, case_sensitive=False)
+    key = router.current_event.headers.get(HEADER)  # case-insensitive in Powertools v3
     if key is None:
         return _answer(work(), replayed=False)
     if not _KEY.match(key):
