@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from postroom.commerce.orders import shopify_actions, woocommerce_actions
+from postroom.commerce.orders import Mail, Reminder, shopify_actions, woocommerce_actions
 from postroom.commerce.stores import Platform, Store
 from postroom.compose import MessageInput, compose
 from postroom.mailtemplates.render import TemplateRenderError, TemplateSource, check, money, render
 from postroom.mailtemplates.store import BUILTIN_NAMES, builtin
-from postroom.mime import build_message, render as render_mime
+from postroom.mime import build_message
+from postroom.mime import render as render_mime
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 STORE = Store(id="demo", platform=Platform.SHOPIFY, sender="Shop <orders@shop.example>", shop_name="Demo Shop")
@@ -97,7 +98,7 @@ def variables_for(platform: str, fixture: str, topic: str) -> dict:
     payload = json.loads((FIXTURES / platform / fixture).read_text())
     mapper = shopify_actions if platform == "shopify" else woocommerce_actions
     actions = mapper(topic, payload, STORE)
-    return next(a.variables for a in actions if hasattr(a, "variables") and hasattr(a, "kind") or hasattr(a, "token"))
+    return next(a.variables for a in actions if isinstance(a, Mail | Reminder))
 
 
 @pytest.mark.parametrize("name", BUILTIN_NAMES)
@@ -123,7 +124,8 @@ def test_every_builtin_renders_into_a_valid_message(name: str) -> None:
     if name != "refund":
         assert "IPod Nano - 8GB" in html
         assert "IPod Nano - 8GB" in text
-    assert "style=" in html and "<style>p {" not in html
+    assert "style=" in html
+    assert "<style>p {" not in html
     if name in ("order_confirmation", "shipping_confirmation"):
         assert "123 Shipping Street" in html
     if name in ("order_confirmation", "order_cancelled", "abandoned_checkout"):
