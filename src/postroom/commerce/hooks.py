@@ -24,6 +24,7 @@ from postroom.clock import now_iso
 from postroom.commerce.signatures import SHOPIFY_HEADER, WOOCOMMERCE_HEADER, verify
 from postroom.commerce.stores import Platform, Store
 from postroom.errors import (
+    ConflictError,
     ForbiddenError,
     InvalidJsonError,
     NotFoundError,
@@ -31,6 +32,7 @@ from postroom.errors import (
     ServiceUnavailableError,
     UnauthorizedError,
 )
+from postroom.idempotency import IdempotencyAlreadyInProgressError
 from postroom.services import services
 
 if TYPE_CHECKING:
@@ -127,9 +129,14 @@ def _accept(hook: Hook) -> Response:
         key = commerce.stash(hook)
         return {"status": "queued", "payload": key}
 
-    result, duplicate = once.run(
-        f"{hook.platform.value}:{hook.store.id}:{hook.delivery_id}", enqueue, context=app.lambda_context
-    )
+    try:
+        result, duplicate = once.run(
+            f"{hook.platform.value}:{hook.store.id}:{hook.delivery_id}", enqueue, context=app.lambda_context
+        )
+    except IdempotencyAlreadyInProgressError:
+        # The same delivery is being queued by a concurrent invocation: a non-2xx makes the platform retry later,
+        # when this answer will be "duplicate".
+        raise ConflictError("this delivery is being processed right now", field="delivery_id") from None
     logger.info(
         "webhook received",
         extra={"store": hook.store.id, "topic": hook.topic, "delivery_id": hook.delivery_id, "duplicate": duplicate},
