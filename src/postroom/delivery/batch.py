@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from postroom import aws
 from postroom.delivery.mx import MxResolver, parse_nameservers
+from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
@@ -88,6 +89,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=smtp,
             relay=relay,
+            send_guard=send_guard(svc, context),
         )
 
         def record_handler(record: SQSRecord) -> str:
