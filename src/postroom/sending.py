@@ -69,6 +69,7 @@ def accept(
         recipients=[RecipientState(address=address) for address in request.envelope_recipients()],
         tags=request.tags,
         metadata=request.metadata,
+        topic=request.topic,
         created_at=created,
         updated_at=created,
     )
