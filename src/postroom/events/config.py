@@ -20,6 +20,7 @@ class EventSettings(BaseModel):
     # stores them, so two writers can commit out of id order; holding back the last few seconds means a cursor never
     # skips an event that was still being written (the price: events show up in the feed this much later).
     event_feed_settle_seconds: float = Field(default=5.0, ge=0, le=300)
+    events_queue_url: str = ""  # the SES events queue (the events function puts early reports back on it)
     webhook_queue_url: str = ""  # empty: webhooks are not delivered (subscriptions can still be managed)
     webhook_dlq_url: str = ""
     # Only the local stack sets this: webhook URLs that resolve to loopback, private or link-local addresses (and
@@ -67,6 +68,7 @@ class EventSettings(BaseModel):
 _ENV = {
     "event_retention_days": "POSTROOM_EVENT_RETENTION_DAYS",
     "event_feed_settle_seconds": "POSTROOM_EVENT_FEED_SETTLE_SECONDS",
+    "events_queue_url": "POSTROOM_EVENTS_QUEUE_URL",
     "webhook_queue_url": "POSTROOM_WEBHOOK_QUEUE_URL",
     "webhook_dlq_url": "POSTROOM_WEBHOOK_DLQ_URL",
     "webhook_allow_private": "POSTROOM_WEBHOOK_ALLOW_PRIVATE",
