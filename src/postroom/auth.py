@@ -19,6 +19,10 @@ KEY_PREFIX = "pr_"
 class Scope(StrEnum):
     MESSAGES_SEND = "messages:send"
     MESSAGES_READ = "messages:read"
+    EVENTS_READ = "events:read"
+    SUPPRESSIONS_READ = "suppressions:read"
+    SUPPRESSIONS_WRITE = "suppressions:write"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -26,6 +26,8 @@ from postroom.status import MessageStatus
 from postroom.store.messages import MessageNotFoundError
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from postroom.queue import DeliveryQueue
     from postroom.record import MessageRecord
     from postroom.settings import Settings
@@ -64,6 +66,12 @@ class AttemptObserver(Protocol):
     def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None: ...
 
 
+class MessageDecorator(Protocol):
+    """Changes the built message once, before it is stored and sent (tracking links, List-Unsubscribe)."""
+
+    def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     message_id: str
@@ -83,6 +91,7 @@ class Deliverer:
         filters: list[RecipientFilter] | None = None,
         local: list[LocalAgent] | None = None,
         observers: list[AttemptObserver] | None = None,
+        decorators: list[MessageDecorator] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -92,6 +101,7 @@ class Deliverer:
         self._filters = filters or []
         self._local = local or []
         self._observers = observers or []
+        self._decorators = decorators or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
         now = now or utcnow()
@@ -156,7 +166,10 @@ class Deliverer:
         if existing is not None:
             return existing
         request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
-        mime = render(build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at)))
+        message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
+        for decorator in self._decorators:
+            decorator.decorate(record, request, message)
+        mime = render(message)
         self._store.put_mime(record.id, mime)
         record.size = len(mime)
         return mime
@@ -194,5 +207,7 @@ class Deliverer:
         record.updated_at = isoformat(now)
         self._store.save(record)
         self._queue.dead_letter(task, reason)
+        for observer in self._observers:
+            observer.attempted(record, [])  # no new results: observers see the recipients that just failed
         logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
         return AttemptResult(record.id, record.status)

@@ -13,6 +13,8 @@ import html
 import re
 from typing import TYPE_CHECKING
 
+from aws_lambda_powertools import Logger
+
 from postroom.tracking.tokens import LinkClaims, LinkKind
 
 if TYPE_CHECKING:
@@ -28,9 +30,7 @@ if TYPE_CHECKING:
 _ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>]+)\2""", re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
-
-class TrackingUnavailableError(RuntimeError):
-    """Tracking or unsubscribe links were asked for but the stack has no public URL or signing key."""
+logger = Logger(child=True)
 
 
 class LinkDecorator:
@@ -42,7 +42,10 @@ class LinkDecorator:
             return
         signer = self._signer()
         if signer is None:
-            raise TrackingUnavailableError("tracking links need POSTROOM_PUBLIC_URL and a signing secret")
+            # A stack without a public URL or signing key (never one built from template.yaml): the mail still goes,
+            # untracked, rather than being held back by a feature that cannot work here.
+            logger.warning("tracking/unsubscribe links asked for but not configured", extra={"message_id": record.id})
+            return
         recipients = [r.address for r in record.recipients]
         recipient = recipients[0] if len(recipients) == 1 else None
         if request.list_unsubscribe and recipient:
