@@ -150,6 +150,7 @@ class LocalStack:
         self._load_functions(template)
         self._create_dev_key()
         self._start_gateway(tpl.api_routes(template))
+        self._point_links_at_gateway()
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
         return self
 
@@ -260,6 +261,15 @@ class LocalStack:
         self.gateway = ApiGateway((self.config.api_host, self.config.api_port), resolve)
         self._gateway_thread = threading.Thread(target=self.gateway.serve_forever, name="api-gateway", daemon=True)
         self._gateway_thread.start()
+
+    def _point_links_at_gateway(self) -> None:
+        """Tracking and unsubscribe links in sent mail lead to this gateway, and webhooks may go to loopback
+        receivers (only here: everywhere else private addresses are refused)."""
+        from postroom.services import reset_services
+
+        self._set_env({"POSTROOM_PUBLIC_URL": self.api_url}, force=frozenset({"POSTROOM_PUBLIC_URL"}))
+        self._set_env({"POSTROOM_WEBHOOK_ALLOW_PRIVATE": "true"})
+        reset_services()
 
     def _start_pollers(self, sources: list[Any], sqs: Any) -> None:
         for source in sources:
