@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(child=True)
-processor = BatchProcessor(event_type=EventType.SQS)
+# A batch whose every record failed is still a partial response: each record keeps the visibility timeout it was
+# given (a retry delay), instead of the whole invocation failing and SQS resetting them all.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 NOT_READY_RETRY_SECONDS = 10  # the worker saves within seconds of SES accepting; no need to wait a full timeout
 
