@@ -36,7 +36,13 @@ class EventsStack:
     resources: Any = None
 
     def call(
-        self, method: str, target: str, body: Any = None, *, key: str | None = "default", function: str = "SendApiFunction"
+        self,
+        method: str,
+        target: str,
+        body: Any = None,
+        *,
+        key: str | None = "default",
+        function: str = "SendApiFunction",
     ) -> tuple[int, dict[str, Any]]:
         """An API Gateway proxy event for ``method target`` (path and query) into the named function."""
         path, _, query = target.partition("?")
@@ -57,9 +63,11 @@ class EventsStack:
         result = self.functions[function].invoke(event)
         text = result.get("body") or ""
         try:
-            return result["statusCode"], json.loads(text) if text else {}
-        except json.JSONDecodeError:
-            return result["statusCode"], {"text": text, "headers": result.get("headers") or {}}
+            return result["statusCode"], json.loads(text)
+        except json.JSONDecodeError:  # empty, HTML or a redirect: the text and the headers
+            headers = dict(result.get("headers") or {})
+            headers |= {name: values[-1] for name, values in (result.get("multiValueHeaders") or {}).items()}
+            return result["statusCode"], {"text": text, "headers": headers}
 
     def send(self, body: dict[str, Any], *, key: str = "default") -> str:
         status, answer = self.call("POST", "/v1/messages", body, key=key)
@@ -120,9 +128,7 @@ def dns(sink: RecordingSink) -> Iterator[LoopbackDnsServer]:
 
 
 @pytest.fixture
-def events_stack(
-    monkeypatch: pytest.MonkeyPatch, sink: RecordingSink, dns: LoopbackDnsServer
-) -> Iterator[EventsStack]:
+def events_stack(monkeypatch: pytest.MonkeyPatch, sink: RecordingSink, dns: LoopbackDnsServer) -> Iterator[EventsStack]:
     """GIVEN a stack whose SMTP deliveries reach the loopback sink, webhooks may go to loopback, links are signed."""
     monkeypatch.setenv("POSTROOM_WEBHOOK_ALLOW_PRIVATE", "true")
     monkeypatch.setenv("POSTROOM_EVENT_FEED_SETTLE_SECONDS", "0")

@@ -36,7 +36,11 @@ def ses_event(kind: str, record: dict[str, Any], section: dict[str, Any] | None 
             "destination": recipients,
             "headersTruncated": False,
             "headers": [{"name": "Message-ID", "value": record["message_id_header"]}],
-            "commonHeaders": {"from": ["orders@shop.example"], "to": recipients, "messageId": record["message_id_header"]},
+            "commonHeaders": {
+                "from": ["orders@shop.example"],
+                "to": recipients,
+                "messageId": record["message_id_header"],
+            },
             "tags": {"ses:configuration-set": ["postroom"]},
         },
     }
@@ -166,7 +170,9 @@ def test_moto_simulator_notification_with_an_object_message_is_read_and_ignored(
     # GIVEN moto's SES mailbox simulator publishing identity notifications to the events topic (there the SNS
     # envelope's Message is a JSON object, not a string, and the canned document names no Postroom message)
     topic = events_stack.stack.resources["SesEventsTopic"]["Ref"]
-    boto3.client("ses").set_identity_notification_topic(Identity="shop.example", NotificationType="Bounce", SnsTopic=topic)
+    boto3.client("ses").set_identity_notification_topic(
+        Identity="shop.example", NotificationType="Bounce", SnsTopic=topic
+    )
     record = sent_via_ses(events_stack, ["bounce@simulator.amazonses.com"])
     messages = boto3.client("sqs").receive_message(
         QueueUrl=events_stack.stack.resources["SesEventsQueue"]["Ref"], VisibilityTimeout=0

@@ -117,7 +117,9 @@ def test_manual_entries_scoped_per_domain_and_removable(events_stack: EventsStac
 def test_suppression_api_validates_and_needs_scopes(events_stack: EventsStack) -> None:
     status, body = events_stack.call("POST", "/v1/suppressions", {"address": "not an address"})
     assert (status, body["error"]["code"], body["error"]["field"]) == (422, "validation_error", "address")
-    status, body = events_stack.call("POST", "/v1/suppressions", {"address": "a@example.org", "domain": "other.example"})
+    status, body = events_stack.call(
+        "POST", "/v1/suppressions", {"address": "a@example.org", "domain": "other.example"}
+    )
     assert (status, body["error"]["field"]) == (422, "domain")
     status, body = events_stack.call("POST", "/v1/suppressions", {"address": "a@example.org", "topic": "news"})
     assert status == 422

@@ -150,9 +150,11 @@ def test_urls_into_private_networks_are_refused(
     assert attempts["data"][0]["error"].startswith("refused: webhook URLs must use https")
 
 
-def resolver(*addresses: str):  # noqa: ANN201
+def resolver(*addresses: str):
     def resolve(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
-        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+        return [
+            (socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses
+        ]
 
     return resolve
 
