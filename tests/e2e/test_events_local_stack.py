@@ -150,3 +150,35 @@ def test_tracked_link_redirects_through_the_local_gateway(local: LocalStack, sin
     assert answer.value.headers["Location"] == "https://shop.example/track?id=7"
     _, timeline = call(local, "GET", f"/v1/messages/{sent['id']}/events")
     assert [e["type"] for e in timeline["data"]] == ["delivered", "clicked"]
+
+
+def test_ses_path_gets_its_delivery_and_bounce_events_locally(local: LocalStack) -> None:
+    # GIVEN a message sent through SES to an ordinary address and to SES's bounce simulator
+    _, sent = call(
+        local,
+        "POST",
+        "/v1/messages",
+        {
+            "from": "orders@shop.example",
+            "to": ["ann@example.org", "bounce@simulator.amazonses.com"],
+            "subject": "Via SES",
+            "text": "Hello",
+            "delivery": "ses",
+        },
+    )
+    # WHEN SES's events come back (published by the local stack as SES would, through the template's topic and queue)
+    record = wait_for_status(local, sent["id"], {"partially_delivered"})
+    # THEN each recipient has SES's verdict, the timeline has every step once, and the bounce is suppressed
+    by_address = {r["address"]: r for r in record["recipients"]}
+    assert by_address["ann@example.org"]["status"] == "delivered"
+    assert by_address["bounce@simulator.amazonses.com"]["status"] == "bounced"
+    assert by_address["bounce@simulator.amazonses.com"]["enhanced_status"] == "5.1.1"
+    _, timeline = call(local, "GET", f"/v1/messages/{sent['id']}/events")
+    assert sorted((e["recipient"], e["type"]) for e in timeline["data"]) == [
+        ("ann@example.org", "delivered"),
+        ("ann@example.org", "sent"),
+        ("bounce@simulator.amazonses.com", "bounced"),
+        ("bounce@simulator.amazonses.com", "sent"),
+    ]
+    _, listed = call(local, "GET", "/v1/suppressions?address=bounce@simulator.amazonses.com")
+    assert [e["reason"] for e in listed["data"]] == ["hard_bounce"]

@@ -86,6 +86,7 @@ class LocalStack:
         self.resources: dict[str, dict[str, Any]] = {}
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
+        self.ses_publishers: list[Any] = []
         self.gateway: ApiGateway | None = None
         self.moto: Any = None
         self.aws_endpoint = ""
@@ -152,9 +153,12 @@ class LocalStack:
         self._start_gateway(tpl.api_routes(template))
         self._point_links_at_gateway()
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
+        self._start_ses_events(session)
         return self
 
     def stop(self) -> None:
+        for publisher in self.ses_publishers:
+            publisher.stop()
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
@@ -270,6 +274,25 @@ class LocalStack:
         self._set_env({"POSTROOM_PUBLIC_URL": self.api_url}, force=frozenset({"POSTROOM_PUBLIC_URL"}))
         self._set_env({"POSTROOM_WEBHOOK_ALLOW_PRIVATE": "true"})
         reset_services()
+
+    def _start_ses_events(self, session: Any) -> None:
+        """moto publishes no SES configuration-set events: publish them as SES would (postroom.local.ses_events)."""
+        from postroom.local.ses_events import SesEventPublisher
+        from postroom.local.template import DEFAULT_ACCOUNT_ID
+
+        for logical_id, kind in self.resources.types.items():
+            if kind != "AWS::SES::ConfigurationSetEventDestination":
+                continue
+            destination = self.resources[logical_id]
+            publisher = SesEventPublisher(
+                sns=session.client("sns"),
+                topic_arn=destination["TopicArn"],
+                configuration_set=destination["ConfigurationSetName"],
+                account_id=DEFAULT_ACCOUNT_ID,
+                region=REGION,
+            )
+            publisher.start()
+            self.ses_publishers.append(publisher)
 
     def _start_pollers(self, sources: list[Any], sqs: Any) -> None:
         for source in sources:
