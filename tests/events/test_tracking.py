@@ -103,8 +103,9 @@ def test_one_click_unsubscribe_suppresses_that_domain_and_topic_only(events_stac
     # GIVEN a newsletter with one-click unsubscribe
     msg_id = events_stack.send({**MESSAGE, "list_unsubscribe": True, "topic": "newsletter"})
     events_stack.deliver()
-    _, mail = stored(events_stack, msg_id)
+    raw, mail = stored(events_stack, msg_id)
     link = mail["List-Unsubscribe"].strip("<>")
+    assert f"\r\nList-Unsubscribe: <{link}>\r\n".encode() in raw  # one line: no encoded words, no folding
     assert link.startswith("http://links.postroom.test/t/u/")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     # WHEN a link scanner GETs the link, nothing happens; the mailbox provider's POST (RFC 8058) unsubscribes

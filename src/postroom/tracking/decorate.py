@@ -20,6 +20,7 @@ from postroom.tracking.tokens import LinkClaims, LinkKind
 if TYPE_CHECKING:
     from collections.abc import Callable
     from email.message import EmailMessage
+    from email.policy import Policy
 
     from postroom.models import SendRequest
     from postroom.record import MessageRecord
@@ -31,6 +32,22 @@ _ANCHOR_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(https?://[^"'<>]+)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 logger = Logger(child=True)
+
+
+class _OneLine(str):
+    """A header value written as one line. The email package folds long values at 78 characters, and a URL, which
+    has no space to fold at, would become RFC 2047 encoded words - which no mailbox provider reads as a
+    List-Unsubscribe URL (RFC 2369 §2). A line may be 998 characters (RFC 5322 §2.1.1); these are about 250."""
+
+    name: str
+
+    def __new__(cls, name: str, value: str) -> _OneLine:
+        line = super().__new__(cls, value)
+        line.name = name
+        return line
+
+    def fold(self, *, policy: Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
 
 
 class LinkDecorator:
@@ -50,7 +67,7 @@ class LinkDecorator:
         recipient = recipients[0] if len(recipients) == 1 else None
         if request.list_unsubscribe and recipient:
             link = signer.url(LinkClaims(LinkKind.UNSUBSCRIBE, record.id, recipient))
-            message["List-Unsubscribe"] = f"<{link}>"
+            message.set_raw("List-Unsubscribe", _OneLine("List-Unsubscribe", f"<{link}>"))
             message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"  # RFC 8058 §3.1
         if not (request.track_opens or request.track_clicks):
             return
