@@ -33,7 +33,6 @@ class EventsStack:
     stack: Stack
     functions: dict[str, LocalFunction]
     sink: RecordingSink
-    resources: Any = None
 
     def call(
         self,

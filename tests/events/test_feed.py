@@ -65,6 +65,10 @@ def test_feed_returns_every_event_once_across_days_and_pages(events_stack: Event
 def test_real_deliveries_show_up_in_the_feed(events_stack: EventsStack) -> None:
     msg_id = events_stack.send({"from": "a@smtp.example", "to": ["ann@example.org"], "subject": "s", "text": "t"})
     events_stack.deliver()
+    # another tenant sees neither the timeline nor the feed entry
+    other = create_key(tenant="other")
+    assert events_stack.get(f"/v1/messages/{msg_id}/events", key=other)[0] == 404
+    assert events_stack.get("/v1/events", key=other)[1]["data"] == []
     status, page = events_stack.get("/v1/events")
     assert status == 200
     assert [(e["type"], e["message_id"], e["recipient"]) for e in page["data"]] == [

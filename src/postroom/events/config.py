@@ -18,7 +18,8 @@ class EventSettings(BaseModel):
     event_retention_days: int = Field(default=30, ge=1, le=365)
     # The feed only hands out events recorded at least this long ago. Event ids are made just before the write that
     # stores them, so two writers can commit out of id order; holding back the last few seconds means a cursor never
-    # skips an event that was still being written (the price: events show up in the feed this much later).
+    # skips an event that was still being written, and DynamoDB's eventually consistent reads of the feed have caught
+    # up (the price: events show up in the feed this much later).
     event_feed_settle_seconds: float = Field(default=5.0, ge=0, le=300)
     events_queue_url: str = ""  # the SES events queue (the events function puts early reports back on it)
     webhook_queue_url: str = ""  # empty: webhooks are not delivered (subscriptions can still be managed)
