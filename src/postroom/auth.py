@@ -21,6 +21,10 @@ class Scope(StrEnum):
     MESSAGES_READ = "messages:read"
     TEMPLATES_READ = "templates:read"
     TEMPLATES_WRITE = "templates:write"
+    EVENTS_READ = "events:read"
+    SUPPRESSIONS_READ = "suppressions:read"
+    SUPPRESSIONS_WRITE = "suppressions:write"
+    WEBHOOKS_MANAGE = "webhooks:manage"
 
 
 ALL_SCOPES = frozenset(Scope)

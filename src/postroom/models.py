@@ -171,6 +171,21 @@ class SendRequest(BaseModel):
     tags: list[str] = Field(default_factory=list, max_length=10)
     metadata: dict[str, str] = Field(default_factory=dict)
     delivery: DeliveryChoice = DeliveryChoice.AUTO
+    # Events and tracking (postroom.events, postroom.tracking): all off unless asked for.
+    track_opens: bool = Field(default=False, description="Add a tracking pixel to the HTML part (opened events).")
+    track_clicks: bool = Field(
+        default=False, description="Route the HTML part's http(s) links through signed redirects (clicked events)."
+    )
+    list_unsubscribe: bool = Field(
+        default=False,
+        description="Add List-Unsubscribe with a one-click (RFC 8058) link that suppresses the recipient for this "
+        "sending domain, or for the topic when one is given. Needs exactly one recipient.",
+    )
+    topic: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="What kind of mail this is (e.g. newsletter): one-click unsubscribes then stop only this topic.",
+    )
 
     @field_validator("subject")
     @classmethod
@@ -221,6 +236,16 @@ class SendRequest(BaseModel):
             raise ValueError("at least one recipient is needed in to, cc or bcc")
         if total > MAX_RECIPIENTS:
             raise ValueError(f"{total} recipients: at most {MAX_RECIPIENTS} in to, cc and bcc together")
+        return self
+
+    @model_validator(mode="after")
+    def _one_click_unsubscribe(self) -> SendRequest:
+        # The unsubscribe link names the address it unsubscribes, and one message's bytes go to every recipient:
+        # with several recipients, any of them could unsubscribe the others.
+        if self.list_unsubscribe and len(self.envelope_recipients()) != 1:
+            raise ValueError("list_unsubscribe needs exactly one recipient (send one message per recipient)")
+        if self.list_unsubscribe and any(name.lower().startswith("list-unsubscribe") for name in self.headers):
+            raise ValueError("give either list_unsubscribe or your own List-Unsubscribe headers, not both")
         return self
 
     def envelope_recipients(self) -> list[str]:

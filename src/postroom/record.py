@@ -12,6 +12,7 @@ _OUTCOME_STATUS = {
     Outcome.DEFERRED: RecipientStatus.DEFERRED,
     Outcome.BOUNCED: RecipientStatus.BOUNCED,
     Outcome.SUPPRESSED: RecipientStatus.SUPPRESSED,
+    Outcome.SENT: RecipientStatus.SENT,
 }
 
 
@@ -64,6 +65,7 @@ class MessageRecord(BaseModel):
     reason: str | None = Field(default=None, description="Why the message failed, when it did.")
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)
+    topic: str | None = Field(default=None, description="The request's topic (suppression scope for unsubscribes).")
     created_at: str
     updated_at: str
     next_attempt_at: str | None = None

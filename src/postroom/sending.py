@@ -113,6 +113,7 @@ def prepare(
         recipients=[RecipientState(address=address) for address in request.envelope_recipients()],
         tags=request.tags,
         metadata=request.metadata,
+        topic=request.topic,
         created_at=created,
         updated_at=created,
         send_at=isoformat(due) if due else None,

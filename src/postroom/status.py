@@ -16,6 +16,9 @@ class RecipientStatus(StrEnum):
     BOUNCED = "bounced"  # permanent failure with the server's reply
     FAILED = "failed"  # gave up on transient failures (too many attempts / too old)
     SUPPRESSED = "suppressed"  # never sent: the address is on the suppression list (or another filter stopped it)
+    # Handed to Amazon SES, which has not reported delivery yet. Final for the worker (it must not send again); SES's
+    # Delivery or Bounce event moves it on (postroom.events).
+    SENT = "sent"
 
     @property
     def is_final(self) -> bool:
@@ -23,7 +26,13 @@ class RecipientStatus(StrEnum):
 
 
 _FINAL_RECIPIENT = frozenset(
-    {RecipientStatus.DELIVERED, RecipientStatus.BOUNCED, RecipientStatus.FAILED, RecipientStatus.SUPPRESSED}
+    {
+        RecipientStatus.DELIVERED,
+        RecipientStatus.BOUNCED,
+        RecipientStatus.FAILED,
+        RecipientStatus.SUPPRESSED,
+        RecipientStatus.SENT,
+    }
 )
 
 
@@ -38,6 +47,7 @@ class MessageStatus(StrEnum):
     SUPPRESSED = "suppressed"  # every recipient was suppressed: nothing was sent
     SCHEDULED = "scheduled"  # accepted with a future send_at; an EventBridge Scheduler schedule will queue it
     CANCELLED = "cancelled"  # cancelled by the sender while still scheduled: never sent
+    SENT = "sent"  # handed to SES for every recipient it could reach; waiting for SES's delivery reports
 
     @property
     def is_final(self) -> bool:
@@ -52,6 +62,7 @@ _FINAL_MESSAGE = frozenset(
         MessageStatus.FAILED,
         MessageStatus.SUPPRESSED,
         MessageStatus.CANCELLED,
+        MessageStatus.SENT,
     }
 )
 
@@ -64,6 +75,20 @@ _ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
     # The schedule fired (sending), the sender cancelled it, or it could not be scheduled (failed). Rescheduling keeps
     # the status and changes send_at.
     MessageStatus.SCHEDULED: frozenset({MessageStatus.SENDING, MessageStatus.CANCELLED, MessageStatus.FAILED}),
+    # After the worker is done, delivery reports (SES Delivery/Bounce events, late bounces) can still change the
+    # outcome; they never send the message back to the worker.
+    MessageStatus.SENT: frozenset(
+        {
+            MessageStatus.DELIVERED,
+            MessageStatus.PARTIALLY_DELIVERED,
+            MessageStatus.BOUNCED,
+            MessageStatus.FAILED,
+        }
+    ),
+    MessageStatus.DELIVERED: frozenset({MessageStatus.PARTIALLY_DELIVERED, MessageStatus.BOUNCED}),
+    MessageStatus.PARTIALLY_DELIVERED: frozenset(
+        {MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.BOUNCED, MessageStatus.FAILED}
+    ),
 }
 
 
@@ -81,6 +106,12 @@ def aggregate(statuses: Iterable[RecipientStatus]) -> MessageStatus:
     values = list(statuses)
     if any(not s.is_final for s in values):
         return MessageStatus.DEFERRED
+    if RecipientStatus.SENT in values and all(
+        s in (RecipientStatus.SENT, RecipientStatus.DELIVERED, RecipientStatus.SUPPRESSED) for s in values
+    ):
+        return MessageStatus.SENT  # nothing went wrong so far; SES's reports decide the rest
+    # From here on a recipient SES accepted counts as reached, as the SMTP path counts an MX's 250.
+    values = [RecipientStatus.DELIVERED if s is RecipientStatus.SENT else s for s in values]
     delivered = sum(s is RecipientStatus.DELIVERED for s in values)
     suppressed = sum(s is RecipientStatus.SUPPRESSED for s in values)
     if delivered and delivered + suppressed == len(values):

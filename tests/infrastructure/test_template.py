@@ -61,7 +61,12 @@ def test_cfn_lint_reports_nothing(repo_root, template_path):
 
 def test_worker_reports_batch_item_failures(template):
     sources = tpl.sqs_event_sources(template)
-    assert [s.function_logical_id for s in sources] == ["WorkerFunction", "CommerceWorkerFunction"]
+    assert {s.function_logical_id for s in sources} >= {
+        "WorkerFunction",
+        "CommerceWorkerFunction",
+        "EventsFunction",
+        "WebhookSenderFunction",
+    }
     assert all(source.report_batch_item_failures for source in sources)
 
 
@@ -213,12 +218,15 @@ def test_resolve_evaluates_conditions_like_cloudformation(template):
     # GIVEN the worker's SES statement, which names the configuration set only when one is configured
     policies = template["Resources"]["WorkerFunction"]["Properties"]["Policies"]
     (ses,) = [s for p in policies for s in statements(p) if "ses:SendEmail" in s["Action"]]
-    resources: dict[str, Any] = {}
+    resources: dict[str, Any] = {"SesEventsConfigurationSet": {"Ref": "postroom-created"}}
     # WHEN it is resolved without and with a configuration set
     without = tpl.resolve(ses["Resource"], resources, {"SesConfigurationSet": ""}, template=template)
     with_set = tpl.resolve(ses["Resource"], resources, {"SesConfigurationSet": "postroom"}, template=template)
-    # THEN the If/NoValue drops the ARN, or fills it in
-    assert without == ["arn:aws:ses:us-east-1:123456789012:identity/*"]
+    # THEN the If names the configuration set Postroom created, or the given one
+    assert without == [
+        "arn:aws:ses:us-east-1:123456789012:identity/*",
+        "arn:aws:ses:us-east-1:123456789012:configuration-set/postroom-created",
+    ]
     assert with_set == [
         "arn:aws:ses:us-east-1:123456789012:identity/*",
         "arn:aws:ses:us-east-1:123456789012:configuration-set/postroom",
@@ -261,6 +269,13 @@ def test_unemulated_resources_are_listed_honestly(template):
         "CommerceWorkerFunction",
         "CommerceHooksFunctionLogGroup",
         "CommerceWorkerFunctionLogGroup",
+        "PublicApi",
+        "EventsFunction",
+        "WebhookSenderFunction",
+        "TrackingFunction",
+        "EventsFunctionLogGroup",
+        "WebhookSenderFunctionLogGroup",
+        "TrackingFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -393,7 +408,10 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
             "POSTROOM_DNS_NAMESERVERS": "",
             "POSTROOM_SMTP_PORT": "25",
             "POSTROOM_HELO_NAME": "",
-            "POSTROOM_SES_CONFIGURATION_SET": "",
+            "POSTROOM_SES_CONFIGURATION_SET": "infra-test-SesEventsConfigurationSet",
+            "POSTROOM_WEBHOOK_QUEUE_URL": resources.ref("WebhookQueue"),
+            "POSTROOM_SIGNING_SECRET_ARN": resources.ref("LinkSigningSecret"),
+            "POSTROOM_PUBLIC_URL": "https://infra-test-publicapi.execute-api.us-east-1.amazonaws.com/public",
             "POSTROOM_SCHEDULE_GROUP": "infra-test-ScheduleGroup",
             "POSTROOM_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/infra-test-SchedulerRole",
             "POSTROOM_COMMERCE_QUEUE_URL": resources.ref("CommerceQueue"),

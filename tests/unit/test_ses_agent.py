@@ -31,7 +31,8 @@ def test_success_records_ses_message_id(ses) -> None:
         },
     )
     results = SesDeliveryAgent(client, configuration_set="events").deliver("a@shop.example", ["b@example.org"], b"raw")
-    assert results[0].outcome is Outcome.DELIVERED
+    # SES accepting a message is "sent"; delivery is what SES's Delivery event reports later
+    assert results[0].outcome is Outcome.SENT
     assert results[0].ses_message_id == "0100-abc"
 
 

@@ -26,6 +26,10 @@ R = RecipientStatus
         ([R.SUPPRESSED, R.SUPPRESSED], MessageStatus.SUPPRESSED),
         ([R.DELIVERED, R.SUPPRESSED], MessageStatus.PARTIALLY_DELIVERED),
         ([R.SUPPRESSED, R.BOUNCED], MessageStatus.BOUNCED),
+        ([R.SENT, R.SENT], MessageStatus.SENT),
+        ([R.SENT, R.DELIVERED, R.SUPPRESSED], MessageStatus.SENT),
+        ([R.SENT, R.BOUNCED], MessageStatus.PARTIALLY_DELIVERED),
+        ([R.SENT, R.DEFERRED], MessageStatus.DEFERRED),
     ],
 )
 def test_message_status_is_derived_from_recipients(recipients: list[R], expected: MessageStatus) -> None:

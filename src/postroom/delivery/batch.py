@@ -18,6 +18,7 @@ from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
+from postroom.events.hooks import delivery_hooks
 from postroom.queue import DeliveryTask
 from postroom.services import services
 
@@ -90,6 +91,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             smtp=smtp,
             relay=relay,
             send_guard=send_guard(svc, context),
+            **delivery_hooks(),
         )
 
         def record_handler(record: SQSRecord) -> str:

@@ -16,6 +16,7 @@ class Outcome(StrEnum):
     DEFERRED = "deferred"  # transient failure: try again later (SMTP 4xx, timeouts, throttling)
     BOUNCED = "bounced"  # permanent failure: SMTP 5xx, null MX, nonexistent domain, SES rejection
     SUPPRESSED = "suppressed"  # not sent at all: a filter (e.g. the suppression list) stopped this recipient
+    SENT = "sent"  # handed to a service (SES) that reports delivery later, as an event
 
 
 # RFC 3463 enhanced status code at the start of the reply text, e.g. "2.0.0 Ok: queued as 4F2A1".

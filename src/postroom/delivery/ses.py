@@ -55,7 +55,8 @@ class SesDeliveryAgent:
         return [
             RecipientResult(
                 r,
-                Outcome.DELIVERED,
+                # SES accepting a message is not delivery: its Delivery/Bounce events (postroom.events) say that.
+                Outcome.SENT,
                 reply=f"2.0.0 accepted by Amazon SES as {ses_id}",
                 enhanced_status="2.0.0",
                 ses_message_id=ses_id,

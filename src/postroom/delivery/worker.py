@@ -27,6 +27,8 @@ from postroom.status import MessageStatus
 from postroom.store.messages import MessageNotFoundError
 
 if TYPE_CHECKING:
+    from email.message import EmailMessage
+
     from postroom.queue import DeliveryQueue
     from postroom.record import MessageRecord
     from postroom.settings import Settings
@@ -81,6 +83,12 @@ class AttemptObserver(Protocol):
     def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None: ...
 
 
+class MessageDecorator(Protocol):
+    """Changes the built message once, before it is stored and sent (tracking links, List-Unsubscribe)."""
+
+    def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     message_id: str
@@ -102,6 +110,7 @@ class Deliverer:
         observers: list[AttemptObserver] | None = None,
         relay: SmtpAgent | None = None,
         send_guard: SendGuard | None = None,
+        decorators: list[MessageDecorator] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -113,6 +122,7 @@ class Deliverer:
         self._observers = observers or []
         self._relay = relay
         self._guard: SendGuard = send_guard or _send_directly
+        self._decorators = decorators or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
         now = now or utcnow()
@@ -179,7 +189,10 @@ class Deliverer:
         if existing is not None:
             return existing
         request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
-        mime = render(build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at)))
+        message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
+        for decorator in self._decorators:
+            decorator.decorate(record, request, message)
+        mime = render(message)
         self._store.put_mime(record.id, mime)
         record.size = len(mime)
         return mime
@@ -233,5 +246,7 @@ class Deliverer:
         record.updated_at = isoformat(now)
         self._store.save(record)
         self._queue.dead_letter(task, reason)
+        for observer in self._observers:
+            observer.attempted(record, [])  # no new results: observers see the recipients that just failed
         logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
         return AttemptResult(record.id, record.status)

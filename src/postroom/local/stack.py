@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +89,7 @@ class LocalStack:
         self.resources: dict[str, dict[str, Any]] = {}
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
+        self.ses_publishers: list[Any] = []
         self.gateway: ApiGateway | None = None
         self.moto: Any = None
         self.aws_endpoint = ""
@@ -109,6 +111,11 @@ class LocalStack:
         self.moto.start()
         host, port = self.moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
+        # moto keeps its state in process-wide backends, shared by every server in the process: start from empty,
+        # so a stack never sees a previous stack's tables, queues or sent mail.
+        reset = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the loopback emulator just started
+            pass
         self._set_env(
             {
                 "AWS_ENDPOINT_URL": self.aws_endpoint,
@@ -154,10 +161,12 @@ class LocalStack:
         self._load_functions(template)
         self._create_dev_key()
         self._start_gateway(tpl.api_routes(template))
+        self._point_links_at_gateway()
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
         if self.config.submission_port is not None:
             self._start_submission(self.config.submission_port)
         self._start_schedule_firer()
+        self._start_ses_events(session)
         self._write_local_info()
         return self
 
@@ -169,6 +178,8 @@ class LocalStack:
             self.firer.stop()
             self.firer.join(timeout=5)
         self._remove_local_info()
+        for publisher in self.ses_publishers:
+            publisher.stop()
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
@@ -290,6 +301,34 @@ class LocalStack:
         self.gateway = ApiGateway((self.config.api_host, self.config.api_port), resolve)
         self._gateway_thread = threading.Thread(target=self.gateway.serve_forever, name="api-gateway", daemon=True)
         self._gateway_thread.start()
+
+    def _point_links_at_gateway(self) -> None:
+        """Tracking and unsubscribe links in sent mail lead to this gateway, and webhooks may go to loopback
+        receivers (only here: everywhere else private addresses are refused)."""
+        from postroom.services import reset_services
+
+        self._set_env({"POSTROOM_PUBLIC_URL": self.api_url}, force=frozenset({"POSTROOM_PUBLIC_URL"}))
+        self._set_env({"POSTROOM_WEBHOOK_ALLOW_PRIVATE": "true"})
+        reset_services()
+
+    def _start_ses_events(self, session: Any) -> None:
+        """moto publishes no SES configuration-set events: publish them as SES would (postroom.local.ses_events)."""
+        from postroom.local.ses_events import SesEventPublisher
+        from postroom.local.template import DEFAULT_ACCOUNT_ID
+
+        for logical_id, kind in self.resources.types.items():
+            if kind != "AWS::SES::ConfigurationSetEventDestination":
+                continue
+            destination = self.resources[logical_id]
+            publisher = SesEventPublisher(
+                sns=session.client("sns"),
+                topic_arn=destination["TopicArn"],
+                configuration_set=destination["ConfigurationSetName"],
+                account_id=DEFAULT_ACCOUNT_ID,
+                region=REGION,
+            )
+            publisher.start()
+            self.ses_publishers.append(publisher)
 
     def _start_pollers(self, sources: list[Any], sqs: Any) -> None:
         for source in sources:

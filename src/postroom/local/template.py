@@ -712,6 +712,64 @@ def _create_role(client: Any, name: str, props: _Properties, _resources: LocalRe
     return {"Ref": role["RoleName"], "Arn": role["Arn"], "RoleId": role["RoleId"]}
 
 
+def _create_configuration_set(client: Any, name: str, props: _Properties, _resources: LocalResources) -> dict[str, Any]:
+    name = props.get("Name") or name
+    try:
+        client.create_configuration_set(ConfigurationSet={"Name": name})
+    except ClientError as error:
+        if _error_code(error) != "ConfigurationSetAlreadyExists":
+            raise
+    return {"Ref": name}
+
+
+def _create_event_destination(
+    client: Any, _name: str, props: _Properties, _resources: LocalResources
+) -> dict[str, Any] | str:
+    destination = props.get("EventDestination") or {}
+    sns = destination.get("SnsDestination")
+    if not sns:
+        return "only SNS event destinations are emulated"
+    config_set = props.get("ConfigurationSetName")
+    name = destination.get("Name") or _name
+    request = {
+        "Name": name,
+        "Enabled": _truthy(destination.get("Enabled", False)),
+        "MatchingEventTypes": destination.get("MatchingEventTypes", []),
+        "SNSDestination": {"TopicARN": sns["TopicARN"]},
+    }
+    try:
+        client.create_configuration_set_event_destination(ConfigurationSetName=config_set, EventDestination=request)
+    except ClientError as error:
+        if _error_code(error) != "EventDestinationAlreadyExists":
+            raise
+    # moto stores the destination but never publishes to it; the local stack's SES event publisher reads these.
+    return {
+        "Ref": name,
+        "ConfigurationSetName": config_set,
+        "TopicArn": sns["TopicARN"],
+        "MatchingEventTypes": list(request["MatchingEventTypes"]),
+    }
+
+
+def _create_secret(client: Any, name: str, props: _Properties, _resources: LocalResources) -> dict[str, Any]:
+    import secrets as _random
+
+    name = props.get("Name") or name
+    value = props.get("SecretString")
+    if value is None:
+        generate = props.get("GenerateSecretString") or {}
+        value = _random.token_urlsafe(int(generate.get("PasswordLength", 32)))[
+            : int(generate.get("PasswordLength", 32))
+        ]
+    try:
+        arn = client.create_secret(Name=name, SecretString=value, Description=props.get("Description", ""))["ARN"]
+    except ClientError as error:
+        if _error_code(error) != "ResourceExistsException":
+            raise
+        arn = client.describe_secret(SecretId=name)["ARN"]
+    return {"Ref": arn, "Id": arn}
+
+
 _EMULATORS: Final[Mapping[str, _Emulator]] = {
     "AWS::DynamoDB::Table": _Emulator(
         "dynamodb",
@@ -752,6 +810,15 @@ _EMULATORS: Final[Mapping[str, _Emulator]] = {
     ),
     "AWS::Scheduler::ScheduleGroup": _Emulator("scheduler", frozenset({"Name"}), _create_schedule_group),
     "AWS::IAM::Role": _Emulator("iam", frozenset({"AssumeRolePolicyDocument", "RoleName"}), _create_role),
+    "AWS::SES::ConfigurationSet": _Emulator("ses", frozenset({"Name"}), _create_configuration_set),
+    "AWS::SES::ConfigurationSetEventDestination": _Emulator(
+        "ses", frozenset({"ConfigurationSetName", "EventDestination"}), _create_event_destination
+    ),
+    "AWS::SecretsManager::Secret": _Emulator(
+        "secretsmanager",
+        frozenset({"Name", "Description", "SecretString", "GenerateSecretString"}),
+        _create_secret,
+    ),
 }
 
 # Resource types the local harness itself stands in for, and how.
@@ -861,6 +928,11 @@ def create_resources(
         ignored = tuple(sorted(set(raw) - emulator.applied))
         if ignored:
             local.ignored_properties[logical_id] = ignored
+    for logical_id, resource in declared.items():
+        if resource.get("Type") == "AWS::Serverless::Api":
+            # The local gateway serves every API, so an API's id is only a placeholder; it lets values built from it
+            # (execute-api URLs in an environment) resolve. The local stack points such URLs at its gateway.
+            local.attributes[logical_id] = {"Ref": f"{prefix}-{logical_id}".lower(), "RootResourceId": "local"}
     return local
 
 

@@ -99,6 +99,19 @@ class MessageStore:
                 raise ConcurrentUpdateError(record.id) from exc
             raise
 
+    def save_operation(self, record: MessageRecord) -> dict[str, Any]:
+        """The same write as :meth:`save`, as a TransactWriteItems element, for saving a record atomically with
+        other items (an event). Optimistic locking is the same; the caller re-reads the record afterwards."""
+        item = self._item(record.model_copy(update={"version": record.version + 1}))
+        return {
+            "Put": {
+                "TableName": self._table,
+                "Item": item,
+                "ConditionExpression": "version = :expected",
+                "ExpressionAttributeValues": to_item({":expected": record.version}),
+            }
+        }
+
     @staticmethod
     def _item(record: MessageRecord) -> dict[str, Any]:
         return to_item(

@@ -1,0 +1,112 @@
+"""Events from the worker's own results: an AttemptObserver registered in postroom.delivery.batch.
+
+Direct SMTP reports its outcomes as events of the same kinds SES publishes: an MX's 250 is ``delivered``, a 4xx
+``deferred``, a 5xx ``bounced`` (hard or soft by its enhanced status code, see :func:`bounce_type`); a hard bounce puts
+the address on the tenant's suppression list. The SES path contributes ``sent`` (SES took the message), and the
+suppression filter ``suppressed``. Observers must not raise: the attempt's outcome is already saved in the message
+record, so a failure here is logged and costs only the events.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger
+
+from postroom.delivery.results import Outcome
+from postroom.events.model import BounceType, EventType, bounce_type
+from postroom.events.recorder import Pending, make_event
+from postroom.status import RecipientStatus
+from postroom.suppression.store import Suppression, SuppressionReason
+
+if TYPE_CHECKING:
+    from postroom.delivery.results import RecipientResult
+    from postroom.events.recorder import EventRecorder
+    from postroom.record import MessageRecord
+
+logger = Logger(child=True)
+
+_OUTCOME_EVENT = {
+    Outcome.SENT: EventType.SENT,
+    Outcome.DELIVERED: EventType.DELIVERED,
+    Outcome.DEFERRED: EventType.DEFERRED,
+    Outcome.BOUNCED: EventType.BOUNCED,
+    Outcome.SUPPRESSED: EventType.SUPPRESSED,
+}
+
+
+def sent_key(message_id: str, recipient: str, ses_message_id: str | None) -> str:
+    """Shared by the worker's ``sent`` and SES's own Send event, so the two reports of one fact make one event."""
+    return f"sent:{message_id}:{recipient.lower()}:{ses_message_id or ''}"
+
+
+class EventObserver:
+    def __init__(self, recorder: EventRecorder) -> None:
+        self._recorder = recorder
+
+    def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None:
+        try:
+            pending = [self._pending(record, result, agent) for result, agent in results]
+            if not results:
+                # The worker gave up: the recipients it just failed get their final event.
+                pending = [
+                    Pending(
+                        make_event(
+                            record,
+                            EventType.FAILED,
+                            recipient=r.address,
+                            source="postroom",
+                            occurred_at=r.final_at,
+                            details={"reason": record.reason, "reply": r.reply, "attempts": r.attempts},
+                        ),
+                        key=f"failed:{record.id}:{r.address.lower()}",
+                    )
+                    for r in record.recipients
+                    if r.status is RecipientStatus.FAILED
+                ]
+            self._recorder.record(record.tenant, pending)
+        except Exception:
+            logger.exception("could not record delivery events", extra={"message_id": record.id})
+
+    def _pending(self, record: MessageRecord, result: RecipientResult, agent: str) -> Pending:
+        state = next(r for r in record.recipients if r.address.lower() == result.recipient.lower())
+        type_ = _OUTCOME_EVENT[result.outcome]
+        details: dict[str, object] = {
+            "smtp_code": result.smtp_code,
+            "enhanced_status": result.enhanced_status,
+            "reply": result.reply or None,
+            "mx_host": result.mx_host,
+            "tls": result.tls,
+            "tls_version": result.tls_version,
+            "attempt": record.attempts,
+            **result.extra,
+        }
+        suppress = None
+        if type_ is EventType.DEFERRED:
+            details["next_attempt_at"] = record.next_attempt_at
+        if type_ is EventType.BOUNCED:
+            kind = bounce_type(result.enhanced_status, result.smtp_code)
+            details["bounce_type"] = kind.value
+            if kind is BounceType.HARD:
+                suppress = Suppression(
+                    address=result.recipient,
+                    reason=SuppressionReason.HARD_BOUNCE,
+                    message_id=record.id,
+                    details=result.reply or None,
+                )
+        event = make_event(
+            record,
+            type_,
+            recipient=state.address,
+            source=agent,
+            occurred_at=state.last_attempt_at,
+            ses_message_id=result.ses_message_id,
+            details=details,
+        )
+        if type_ is EventType.SENT:
+            key = sent_key(record.id, state.address, result.ses_message_id)
+        elif type_ is EventType.SUPPRESSED:
+            key = f"suppressed:{record.id}:{state.address.lower()}"
+        else:
+            key = f"attempt:{record.id}:{record.attempts}:{state.address.lower()}"
+        return Pending(event, key, suppress=suppress)

@@ -1,0 +1,81 @@
+"""Recording events: the one place that stores an event, then does what follows from it - suppress the address after
+a hard bounce, a complaint or an unsubscribe, and queue the webhook deliveries.
+
+The follow-up runs after the event is stored and is marked done on the event's dedupe item only once it worked. If it
+fails (the webhook queue is down), the caller's retry finds the event already stored, and does only the follow-up
+again: suppression is idempotent and webhook receivers deduplicate by ``webhook-id`` (the event id).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from postroom.clock import now_iso
+from postroom.events.model import Event, EventType, new_event_id
+
+if TYPE_CHECKING:
+    from postroom.events.store import EventStore, Recorded
+    from postroom.record import MessageRecord
+    from postroom.suppression.store import Suppression, SuppressionStore
+    from postroom.webhooks.fanout import WebhookFanout
+
+
+@dataclass
+class Pending:
+    """An event to record, with its dedupe key and what should follow it."""
+
+    event: Event
+    key: str
+    suppress: Suppression | None = None
+    also: list[dict[str, Any]] = field(default_factory=list)  # TransactWriteItems that happen only with the event
+
+
+def make_event(
+    record: MessageRecord,
+    type_: EventType,
+    *,
+    recipient: str | None,
+    source: str,
+    occurred_at: str | None = None,
+    ses_message_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Event:
+    recorded_at = now_iso()
+    return Event(
+        id=new_event_id(),
+        type=type_,
+        message_id=record.id,
+        recipient=recipient,
+        occurred_at=occurred_at or recorded_at,
+        recorded_at=recorded_at,
+        source=source,
+        ses_message_id=ses_message_id,
+        tags=record.tags,
+        metadata=record.metadata,
+        details={key: value for key, value in (details or {}).items() if value is not None},
+    )
+
+
+class EventRecorder:
+    def __init__(
+        self, *, events: EventStore, suppressions: SuppressionStore, fanout: WebhookFanout | None = None
+    ) -> None:
+        self._events = events
+        self._suppressions = suppressions
+        self._fanout = fanout
+
+    def record(self, tenant: str, pending: list[Pending]) -> list[Recorded]:
+        """Store each event once; then, for those whose follow-up is not done yet, suppress and queue webhooks."""
+        results = [
+            (item, self._events.record(item.event, tenant=tenant, key=item.key, also=item.also)) for item in pending
+        ]
+        unsettled = [(item, recorded) for item, recorded in results if not recorded.settled]
+        for item, _ in unsettled:
+            if item.suppress is not None:
+                self._suppressions.add(tenant, item.suppress)
+        if self._fanout is not None:
+            self._fanout.publish(tenant, [recorded.event for _, recorded in unsettled])
+        for item, _ in unsettled:
+            self._events.mark_settled(tenant=tenant, key=item.key)
+        return [recorded for _, recorded in results]
