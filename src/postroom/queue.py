@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from postroom.observability.correlation import current_correlation_id, message_attributes
+
 QUEUE_BODY_VERSION = 1
 
 
@@ -31,8 +33,16 @@ class DeliveryQueue:
         self._queue_url = queue_url
         self._dlq_url = dlq_url
 
-    def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0) -> None:
-        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=task.to_json(), DelaySeconds=delay_seconds)
+    def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0, correlation_id: str | None = None) -> None:
+        """``correlation_id`` None: the one the current invocation logs with (the API request id), so the worker's
+        log lines for this message carry it too."""
+        attributes = message_attributes(correlation_id or current_correlation_id())
+        self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=task.to_json(),
+            DelaySeconds=delay_seconds,
+            **({"MessageAttributes": attributes} if attributes else {}),
+        )
 
     def retry_later(self, receipt_handle: str, seconds: int) -> None:
         """Keep the message invisible for ``seconds`` (≤ 12 h): SQS then hands it to a worker again."""

@@ -14,6 +14,7 @@ from postroom.clock import isoformat, utcnow
 from postroom.errors import PayloadTooLargeError, SenderNotAllowedError, ServiceUnavailableError
 from postroom.ids import message_id
 from postroom.mime import message_id_header
+from postroom.observability.metrics import count_accepted
 from postroom.queue import DeliveryTask
 from postroom.record import MessageRecord, RecipientState
 from postroom.status import MessageStatus
@@ -81,4 +82,5 @@ def accept(
         record.reason = "could not be queued for delivery; the request was refused with 503"
         store.save(record)
         raise ServiceUnavailableError("the delivery queue is unavailable; the message was not accepted") from exc
+    count_accepted(len(record.recipients))
     return Accepted(id=msg_id, status=record.status)

@@ -17,6 +17,9 @@ from postroom.delivery.mx import MxResolver, parse_nameservers
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
+from postroom.observability.delivery_log import DeliveryLog
+from postroom.observability.metrics import DeliveryMetrics
+from postroom.observability.records import with_record_context
 from postroom.queue import DeliveryTask
 from postroom.services import services
 
@@ -67,6 +70,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=smtp,
+            observers=[DeliveryLog(), DeliveryMetrics()],
         )
 
         def record_handler(record: SQSRecord) -> str:
@@ -84,5 +88,5 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             return result.status.value if result.status else "dropped"
 
         return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
+            event=event, record_handler=with_record_context(record_handler), processor=processor, context=context
         )
