@@ -83,6 +83,13 @@ class Settings(BaseModel):
     retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
     max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
     max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+    # Self-throttle (postroom.throttle): SES sends per second, 0 = the account's MaxSendRate (read with GetAccount);
+    # direct-SMTP messages per second to one recipient domain, 0 = not paced.
+    ses_max_send_rate: float = Field(default=0, ge=0)
+    domain_rate_per_second: float = Field(default=0, ge=0)
+    # Public addresses direct SMTP leaves from (the NAT's Elastic IP), comma-separated: what `doctor` expects SPF to
+    # authorise. Empty when unknown (no SMTP VPC).
+    smtp_egress_ips: str = ""
 
     @field_validator("sending_domains", mode="before")
     @classmethod
@@ -119,6 +126,9 @@ _ENV = {
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+    "ses_max_send_rate": "POSTROOM_SES_MAX_SEND_RATE",
+    "domain_rate_per_second": "POSTROOM_DOMAIN_RATE_PER_SECOND",
+    "smtp_egress_ips": "POSTROOM_SMTP_EGRESS_IPS",
 }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
+from aws_lambda_powertools import Metrics
 
 from postroom.local.poller import build_sqs_event
 from postroom.observability.correlation import service_logger
@@ -19,6 +20,9 @@ from tests.conftest import Stack
 def emf(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Callable[[], list[dict[str, Any]]]:
     """Turn metrics on (the suite turns them off) and return a reader for the EMF documents printed so far."""
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    # Powertools keeps metrics in class-level state shared by every Metrics(); with metrics off, other tests' values
+    # were never flushed, so start from an empty set.
+    Metrics().clear_metrics()
 
     def read() -> list[dict[str, Any]]:
         lines = capsys.readouterr().out.splitlines()

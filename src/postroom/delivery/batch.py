@@ -22,6 +22,7 @@ from postroom.observability.metrics import DeliveryMetrics
 from postroom.observability.records import with_record_context
 from postroom.queue import DeliveryTask
 from postroom.services import services
+from postroom.throttle import AccountSendRate, PaceWindows, PacingFilter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -61,6 +62,11 @@ def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
     return SmtpDeliveryAgent(_mx_resolver(settings), options)
 
 
+def pacing_filter(settings: Settings) -> PacingFilter:
+    windows = PaceWindows(aws.client("dynamodb"), settings.table)
+    return PacingFilter(settings, windows, AccountSendRate(aws.client("sesv2")))
+
+
 def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
     with smtp_agent(svc.settings) as smtp:
@@ -70,6 +76,8 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=smtp,
+            # The pacer runs after any other filter, so recipients another filter decides take no send slot.
+            filters=[pacing_filter(svc.settings)],
             observers=[DeliveryLog(), DeliveryMetrics()],
         )
 
