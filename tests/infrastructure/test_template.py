@@ -28,6 +28,8 @@ SCOPED_POLICY_TEMPLATES = {
     "SQSPollerPolicy",
     "SNSPublishMessagePolicy",
 }
+# Actions IAM authorizes only against Resource "*" (they have no resource types); each must still be region-bound.
+ACTIONS_WITHOUT_RESOURCE_TYPES = {"ses:GetAccount"}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -107,6 +109,10 @@ def test_no_policy_grants_wildcard_actions(template):
                 # ... and inline statements that name their actions and their resources.
                 actions = as_list(statement["Action"])
                 assert all(a != "*" and not a.endswith(":*") for a in actions), f"{logical_id}: {actions}"
+                if set(actions) <= ACTIONS_WITHOUT_RESOURCE_TYPES:
+                    assert statement["Resource"] == "*"
+                    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}
+                    continue
                 assert statement.get("Resource") not in (None, "*"), f"{logical_id}: {statement}"
     for logical_id, resource in template["Resources"].items():
         for statement in statements(resource.get("Properties", {}).get("PolicyDocument")):
@@ -248,6 +254,8 @@ def test_unemulated_resources_are_listed_honestly(template):
         "WorkerFunction",
         "SendApiFunctionLogGroup",
         "WorkerFunctionLogGroup",
+        "SesQuotaFunction",
+        "SesQuotaFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -263,6 +271,7 @@ def test_api_routes_are_the_send_api_events(template):
     assert {(r.function_logical_id, r.method, r.path) for r in routes} == {
         ("SendApiFunction", "POST", "/v1/messages"),
         ("SendApiFunction", "GET", "/v1/messages/{id}"),
+        ("SendApiFunction", "GET", "/v1/domains/{domain}/doctor"),
     }
     assert {(r.code_uri, r.handler) for r in routes} == {("functions/send_api/", "app.lambda_handler")}
     get = next(r for r in routes if r.method == "GET")
@@ -361,6 +370,9 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
         "POSTROOM_SMTP_PORT": "25",
         "POSTROOM_HELO_NAME": "",
         "POSTROOM_SES_CONFIGURATION_SET": "",
+        "POSTROOM_SES_MAX_SEND_RATE": "0",
+        "POSTROOM_DOMAIN_RATE_PER_SECOND": "10",
+        "POSTROOM_SMTP_EGRESS_IPS": "",
     }
     assert env["POSTROOM_QUEUE_URL"].endswith("/infra-test-DeliveryQueue")
     assert (
