@@ -19,6 +19,7 @@ KEY_PREFIX = "pr_"
 class Scope(StrEnum):
     MESSAGES_SEND = "messages:send"
     MESSAGES_READ = "messages:read"
+    DOMAINS_READ = "domains:read"  # GET /v1/domains/{domain}/doctor
 
 
 ALL_SCOPES = frozenset(Scope)
