@@ -33,6 +33,7 @@ def stack_diagnosis(
     budget_seconds: float = 20.0,
 ) -> Report:
     delivery = settings.delivery_for(domain)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
     nameservers = parse_nameservers(settings.dns_nameservers) if settings.dns_nameservers else None
     options = DoctorOptions(
         delivery=delivery,
@@ -40,8 +41,6 @@ def stack_diagnosis(
         ses=read_ses_identity(sesv2, domain) if delivery is DeliveryPath.SES else None,
         dkim_selectors=dkim_selectors,
         inbound=inbound,
-        expected_mx=ses_inbound_endpoint(os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
-        if inbound
-        else None,
+        expected_mx=ses_inbound_endpoint(region) if inbound else None,
     )
     return diagnose(domain, options, DnsLookup(nameservers, budget_seconds=budget_seconds))
