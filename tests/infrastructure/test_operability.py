@@ -378,3 +378,17 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     deployed = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"])]
     assert len(template["Resources"]) == 44
     assert (len(resources), len(deployed)) == (55, 33)
+
+
+def test_the_samconfig_example_names_real_parameters_with_valid_values(repo_root, template):
+    import shlex
+    import tomllib
+
+    config = tomllib.loads((repo_root / "infrastructure" / "samconfig.example.toml").read_text())
+    overrides = dict(
+        item.split("=", 1) for item in shlex.split(config["default"]["deploy"]["parameters"]["parameter_overrides"])
+    )
+    # THEN CloudFormation would accept them: known names, allowed values
+    effective = tpl.effective_parameters(template, overrides)
+    assert effective["EnableSmtpVpc"] == "true"
+    assert condition(template, "HasAlarmEmail", **overrides) is True
