@@ -120,14 +120,18 @@ class AccountSendRate:
         cached = _rate_cache.get(key)
         if cached is not None and cached.expires > now:
             return cached.value
+        from botocore.exceptions import BotoCoreError, ClientError
+
         with _rate_lock:
             try:
                 value: float | None = read_account(self._ses).max_send_rate or None
                 expires = now + RATE_CACHE_SECONDS
-            except Exception:  # missing permission, SES unreachable, an emulator without GetAccount
+            # Missing permission, SES unreachable, or an emulator without GetAccount (moto raises
+            # NotImplementedError in process): delivery goes on unpaced rather than stopping.
+            except (ClientError, BotoCoreError, NotImplementedError) as error:
                 logger.warning(
                     "SES MaxSendRate could not be read (ses:GetAccount); SES sends are not paced until it can",
-                    exc_info=True,
+                    extra={"error": str(error)[:300]},
                 )
                 value, expires = None, now + RATE_RETRY_SECONDS
             _rate_cache[key] = _Cached(value, expires)

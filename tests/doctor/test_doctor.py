@@ -272,3 +272,16 @@ def test_a_domain_that_does_not_exist_is_said_so(doctor: Doctor) -> None:
     report = doctor({}, "typo.example")
     assert [(c.name, c.status) for c in report.checks] == [("domain", CheckStatus.FAIL)]
     assert "does not exist in the DNS" in report.checks[0].summary
+
+
+def test_a_missing_spf_record_for_direct_smtp_says_what_to_publish_even_without_the_address(doctor: Doctor) -> None:
+    spf = check(
+        doctor({"bare.example": {"MX": [(10, "mx.bare.example")]}}, "bare.example", delivery=DeliveryPath.SMTP), "spf"
+    )
+    assert spf.status is CheckStatus.FAIL
+    assert spf.fixes == []
+    assert spf.details[0].startswith('publish "v=spf1 ip4:<SmtpEgressIp> ~all" at bare.example')
+    with_address = check(
+        doctor({}, "bare.example", delivery=DeliveryPath.SMTP, egress_ips=(EGRESS_IP, "2001:db8::25")), "spf"
+    )
+    assert with_address.fixes == [Fix("bare.example", "TXT", f"v=spf1 ip4:{EGRESS_IP} ip6:2001:db8::25 ~all")]

@@ -119,6 +119,11 @@ def _spf(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Check:
     if record is None:
         who = "Amazon SES" if ses else "Postroom's sending address"
         fixes = [Fix(target, "TXT", _spf_with(None, wanted))] if wanted else []
+        if not wanted:  # direct SMTP from an address the doctor was not told
+            details.append(
+                f'publish "v=spf1 ip4:<SmtpEgressIp> ~all" at {target}; the address is the stack output SmtpEgressIp '
+                "(EnableSmtpVpc=true), or give it with --egress-ip to get the exact record"
+            )
         return Check(
             "spf",
             missing_status,
