@@ -183,3 +183,20 @@ def test_unsafe_correlation_ids_are_not_carried() -> None:
     assert message_attributes("req\n-forged") == {}
     assert message_attributes(None) == {}
     assert sqs_correlation_id({"correlation_id": {"stringValue": "a b"}}, "fallback") == "fallback"
+
+
+def test_feedback_after_the_hand_off_is_counted_with_the_same_dimensions(
+    emf: Callable[[], list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postroom.observability.metrics import count_feedback
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Postroom")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "postroom")
+    # GIVEN SES reports a complaint from an Outlook.com recipient  WHEN it is counted
+    count_feedback(Metric.COMPLAINED, delivery_path="ses", recipient="carol@outlook.com")
+    # THEN the complaint-rate alarm's metric and the provider breakdown both get it
+    documents = emf()
+    assert metric_values(documents, Metric.COMPLAINED, delivery_path="ses", domain_class="microsoft") == [1]
+    assert metric_values(documents, Metric.COMPLAINED) == [1]
+    with pytest.raises(ValueError, match="not a feedback metric"):
+        count_feedback(Metric.DELIVERED, delivery_path="ses", recipient="carol@outlook.com")
