@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -381,9 +383,6 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
 
 
 def test_the_samconfig_example_names_real_parameters_with_valid_values(repo_root, template):
-    import shlex
-    import tomllib
-
     config = tomllib.loads((repo_root / "infrastructure" / "samconfig.example.toml").read_text())
     overrides = dict(
         item.split("=", 1) for item in shlex.split(config["default"]["deploy"]["parameters"]["parameter_overrides"])
