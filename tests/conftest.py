@@ -37,6 +37,8 @@ def _clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    # As template.yaml's Globals set it: Powertools flushes on its own every 100 metrics and needs the namespace then.
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Postroom")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
     reset_services()
     reset_resolver()

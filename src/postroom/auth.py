@@ -25,6 +25,7 @@ class Scope(StrEnum):
     SUPPRESSIONS_READ = "suppressions:read"
     SUPPRESSIONS_WRITE = "suppressions:write"
     WEBHOOKS_MANAGE = "webhooks:manage"
+    DOMAINS_READ = "domains:read"  # GET /v1/domains/{domain}/doctor
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--secret-prefix", help="the stack's StoreSecretPrefix output")
     add.add_argument("--local", action="store_true", help="add it to the running `postroom local` stack")
     add.set_defaults(func=_cmd_stores_add)
+    from postroom.doctor.cli import add_doctor_command
+
+    add_doctor_command(sub)
     return parser
 
 

@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from postroom.observability.correlation import current_correlation_id, message_attributes
+
 QUEUE_BODY_VERSION = 1
 
 
@@ -38,8 +40,16 @@ class DeliveryQueue:
         self._queue_url = queue_url
         self._dlq_url = dlq_url
 
-    def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0) -> None:
-        self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=task.to_json(), DelaySeconds=delay_seconds)
+    def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0, correlation_id: str | None = None) -> None:
+        """``correlation_id`` None: the one the current invocation logs with (the API request id), so the worker's
+        log lines for this message carry it too."""
+        attributes = message_attributes(correlation_id or current_correlation_id())
+        self._sqs.send_message(
+            QueueUrl=self._queue_url,
+            MessageBody=task.to_json(),
+            DelaySeconds=delay_seconds,
+            **({"MessageAttributes": attributes} if attributes else {}),
+        )
 
     def enqueue_batch(self, tasks: list[DeliveryTask]) -> set[str]:
         """Up to 10 tasks in one SendMessageBatch call; returns the ids of the messages SQS did not take."""

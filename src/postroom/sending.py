@@ -27,6 +27,7 @@ from postroom.errors import (
 )
 from postroom.ids import message_id
 from postroom.mime import message_id_header
+from postroom.observability.metrics import count_accepted
 from postroom.queue import DeliveryTask
 from postroom.raw import prepare_raw
 from postroom.record import MessageRecord, RecipientState
@@ -162,11 +163,13 @@ def accept(
     record = prepared.record
     if prepared.send_at is not None:
         _schedule(prepared, store, scheduler)
+        count_accepted(len(record.recipients))
         return Accepted(id=record.id, status=record.status)
     try:
         queue.enqueue(DeliveryTask(record.id))
     except Exception as exc:
         raise _refuse(record, store, "queued for delivery") from exc
+    count_accepted(len(record.recipients))
     return Accepted(id=record.id, status=record.status)
 
 
@@ -208,6 +211,7 @@ def accept_raw(
         queue.enqueue(DeliveryTask(record.id))
     except Exception as exc:
         raise _refuse(record, store, "queued for delivery") from exc
+    count_accepted(len(record.recipients))
     return Accepted(id=record.id, status=record.status)
 
 
@@ -264,11 +268,13 @@ def accept_many(
             if record.id in failed:
                 results[index] = _refuse(record, store, "queued for delivery")
             else:
+                count_accepted(len(record.recipients))
                 results[index] = Accepted(id=record.id, status=record.status)
 
     def dispatch_scheduled(index: int) -> None:
         try:
             _schedule(prepared[index], store, scheduler)
+            count_accepted(len(prepared[index].record.recipients))
             results[index] = Accepted(id=prepared[index].record.id, status=prepared[index].record.status)
         except PostroomError as error:
             results[index] = error

@@ -99,6 +99,13 @@ class Settings(BaseModel):
     scheduler_role_arn: str = ""
     commerce_queue_url: str = ""
     store_secret_prefix: str = ""  # Secrets Manager names of store webhook secrets: <prefix><store id>
+    # Self-throttle (postroom.throttle): SES sends per second, 0 = the account's MaxSendRate (read with GetAccount);
+    # direct-SMTP messages per second to one recipient domain, 0 = not paced.
+    ses_max_send_rate: float = Field(default=0, ge=0)
+    domain_rate_per_second: float = Field(default=0, ge=0)
+    # Public addresses direct SMTP leaves from (the NAT's Elastic IP), comma-separated: what `doctor` expects SPF to
+    # authorise. Empty when unknown (no SMTP VPC).
+    smtp_egress_ips: str = ""
 
     @field_validator("sending_domains", mode="before")
     @classmethod
@@ -160,6 +167,9 @@ _ENV = {
     "scheduler_role_arn": "POSTROOM_SCHEDULER_ROLE_ARN",
     "commerce_queue_url": "POSTROOM_COMMERCE_QUEUE_URL",
     "store_secret_prefix": "POSTROOM_STORE_SECRET_PREFIX",
+    "ses_max_send_rate": "POSTROOM_SES_MAX_SEND_RATE",
+    "domain_rate_per_second": "POSTROOM_DOMAIN_RATE_PER_SECOND",
+    "smtp_egress_ips": "POSTROOM_SMTP_EGRESS_IPS",
 }
 
 

@@ -28,6 +28,8 @@ SCOPED_POLICY_TEMPLATES = {
     "SQSPollerPolicy",
     "SNSPublishMessagePolicy",
 }
+# Actions IAM authorizes only against Resource "*" (they have no resource types); each must still be region-bound.
+ACTIONS_WITHOUT_RESOURCE_TYPES = {"ses:GetAccount"}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -121,6 +123,10 @@ def test_no_policy_grants_wildcard_actions(template):
                 # ... and inline statements that name their actions and their resources.
                 actions = as_list(statement["Action"])
                 assert all(a != "*" and not a.endswith(":*") for a in actions), f"{logical_id}: {actions}"
+                if set(actions) <= ACTIONS_WITHOUT_RESOURCE_TYPES:
+                    assert statement["Resource"] == "*"
+                    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}
+                    continue
                 assert statement.get("Resource") not in (None, "*"), f"{logical_id}: {statement}"
     for logical_id, resource in template["Resources"].items():
         for statement in statements(resource.get("Properties", {}).get("PolicyDocument")):
@@ -276,6 +282,8 @@ def test_unemulated_resources_are_listed_honestly(template):
         "EventsFunctionLogGroup",
         "WebhookSenderFunctionLogGroup",
         "TrackingFunctionLogGroup",
+        "SesQuotaFunction",
+        "SesQuotaFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -302,6 +310,7 @@ def test_api_routes_are_the_send_api_events(template):
         ("SendApiFunction", "POST", "/v1/templates/{name}/render"),
         ("CommerceHooksFunction", "POST", "/v1/hooks/shopify/{store}"),
         ("CommerceHooksFunction", "POST", "/v1/hooks/woocommerce/{store}"),
+        ("SendApiFunction", "GET", "/v1/domains/{domain}/doctor"),
     }
     send_routes = [r for r in routes if r.function_logical_id == "SendApiFunction"]
     assert {(r.code_uri, r.handler) for r in send_routes} == {("functions/send_api/", "app.lambda_handler")}
@@ -412,6 +421,9 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
             "POSTROOM_WEBHOOK_QUEUE_URL": resources.ref("WebhookQueue"),
             "POSTROOM_SIGNING_SECRET_ARN": resources.ref("LinkSigningSecret"),
             "POSTROOM_PUBLIC_URL": "https://infra-test-publicapi.execute-api.us-east-1.amazonaws.com/public",
+            "POSTROOM_SES_MAX_SEND_RATE": "0",
+            "POSTROOM_DOMAIN_RATE_PER_SECOND": "10",
+            "POSTROOM_SMTP_EGRESS_IPS": "",
             "POSTROOM_SCHEDULE_GROUP": "infra-test-ScheduleGroup",
             "POSTROOM_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/infra-test-SchedulerRole",
             "POSTROOM_COMMERCE_QUEUE_URL": resources.ref("CommerceQueue"),

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from postroom.api import batch, events, me, messages, scheduled, suppressions, templates, webhooks
+from postroom.api import batch, doctor, events, me, messages, scheduled, suppressions, templates, webhooks
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.errors import NotFoundError, PostroomError
@@ -30,6 +30,7 @@ app.include_router(events.router, prefix="/v1/events")
 app.include_router(events.timeline_router, prefix="/v1/messages")
 app.include_router(suppressions.router, prefix="/v1/suppressions")
 app.include_router(webhooks.router, prefix="/v1/webhooks")
+app.include_router(doctor.router, prefix="/v1/domains")
 
 
 @app.exception_handler(PostroomError)

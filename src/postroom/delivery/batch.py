@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from postroom import aws
 from postroom.delivery.mx import MxResolver, parse_nameservers
@@ -19,8 +20,12 @@ from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
 from postroom.events.hooks import delivery_hooks
+from postroom.observability.delivery_log import DeliveryLog
+from postroom.observability.metrics import DeliveryMetrics
+from postroom.observability.records import with_record_context
 from postroom.queue import DeliveryTask
 from postroom.services import services
+from postroom.throttle import AccountSendRate, PaceWindows, PacingFilter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -29,7 +34,10 @@ if TYPE_CHECKING:
     from postroom.settings import Settings
 
 logger = Logger(child=True)
-processor = BatchProcessor(event_type=EventType.SQS)
+# Powertools fails the invocation when every record of a batch failed. For a batch of deferrals that is wrong (the
+# visibility timeouts already hold the backoff, and the error would only trip the function-errors alarm), so the
+# decision is made in handle_batch: only a batch that failed entirely *and* crashed fails the invocation.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 _resolver: MxResolver | None = None
 
 
@@ -79,8 +87,14 @@ def relay_agent(settings: Settings) -> SmtpDeliveryAgent | None:
     )
 
 
+def pacing_filter(settings: Settings) -> PacingFilter:
+    windows = PaceWindows(aws.client("dynamodb"), settings.table)
+    return PacingFilter(settings, windows, AccountSendRate(aws.client("sesv2")))
+
+
 def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
+    hooks = delivery_hooks()
     relay = relay_agent(svc.settings)
     with smtp_agent(svc.settings) as smtp:
         deliverer = Deliverer(
@@ -91,7 +105,10 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             smtp=smtp,
             relay=relay,
             send_guard=send_guard(svc, context),
-            **delivery_hooks(),
+            # The pacer runs after any other filter (suppression), so recipients another filter decides take no slot.
+            filters=[*hooks["filters"], pacing_filter(svc.settings)],
+            observers=[*hooks["observers"], DeliveryLog(), DeliveryMetrics()],
+            decorators=hooks["decorators"],
         )
 
         def record_handler(record: SQSRecord) -> str:
@@ -109,9 +126,18 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             return result.status.value if result.status else "dropped"
 
         try:
-            return process_partial_response(
-                event=event, record_handler=record_handler, processor=processor, context=context
+            response = process_partial_response(
+                event=event, record_handler=with_record_context(record_handler), processor=processor, context=context
             )
+            failures = [info[1] for info in processor.exceptions]
+            crashed = [error for error in failures if not isinstance(error, RetryLaterError)]
+            if crashed and len(failures) == len(processor.records):
+                # Every record failed and some crashed: an invocation error, as Lambda reports it (and the alarm).
+                raise BatchProcessingError(
+                    msg=f"all {len(failures)} records failed; {len(crashed)} crashed",
+                    child_exceptions=processor.exceptions,
+                )
+            return response
         finally:
             if relay is not None:
                 relay.close()

@@ -163,7 +163,7 @@ class Deliverer:
         if status is MessageStatus.DEFERRED:
             later = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
             if later:
-                return self._give_up(record, task, later, now)
+                return self._give_up(record, task, later, now, results)
             retry_in = backoff_seconds(record.attempts, self._settings)
             record.next_attempt_at = isoformat(now + timedelta(seconds=retry_in))
         else:
@@ -241,12 +241,21 @@ class Deliverer:
             results.extend((r, path.value) for r in delivered)
         return results
 
-    def _give_up(self, record: MessageRecord, task: DeliveryTask, reason: str, now: datetime) -> AttemptResult:
+    def _give_up(
+        self,
+        record: MessageRecord,
+        task: DeliveryTask,
+        reason: str,
+        now: datetime,
+        results: list[tuple[RecipientResult, str]] | None = None,
+    ) -> AttemptResult:
         record.give_up(reason, isoformat(now))
         record.updated_at = isoformat(now)
         self._store.save(record)
         self._queue.dead_letter(task, reason)
+        # Failing is an outcome too: observers (metrics, events) see the failed recipients, and this attempt's
+        # results when the give-up follows one.
         for observer in self._observers:
-            observer.attempted(record, [])  # no new results: observers see the recipients that just failed
+            observer.attempted(record, results or [])
         logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
         return AttemptResult(record.id, record.status)

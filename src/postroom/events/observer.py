@@ -47,23 +47,23 @@ class EventObserver:
     def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None:
         try:
             pending = [self._pending(record, result, agent) for result, agent in results]
-            if not results:
-                # The worker gave up: the recipients it just failed get their final event.
-                pending = [
-                    Pending(
-                        make_event(
-                            record,
-                            EventType.FAILED,
-                            recipient=r.address,
-                            source="postroom",
-                            occurred_at=r.final_at,
-                            details={"reason": record.reason, "reply": r.reply, "attempts": r.attempts},
-                        ),
-                        key=f"failed:{record.id}:{r.address.lower()}",
-                    )
-                    for r in record.recipients
-                    if r.status is RecipientStatus.FAILED
-                ]
+            # When the worker gives up (with or without a last attempt's results), the recipients it failed get their
+            # final event; the key makes a repeated report of the same failure one event.
+            pending += [
+                Pending(
+                    make_event(
+                        record,
+                        EventType.FAILED,
+                        recipient=r.address,
+                        source="postroom",
+                        occurred_at=r.final_at,
+                        details={"reason": record.reason, "reply": r.reply, "attempts": r.attempts},
+                    ),
+                    key=f"failed:{record.id}:{r.address.lower()}",
+                )
+                for r in record.recipients
+                if r.status is RecipientStatus.FAILED
+            ]
             self._recorder.record(record.tenant, pending)
         except Exception:
             logger.exception("could not record delivery events", extra={"message_id": record.id})

@@ -1215,11 +1215,13 @@ def sqs_event_sources(template: Mapping[str, Any]) -> list[SqsSource]:
                 function_logical_id=logical_id,
                 queue_logical_id=queue_id,
                 batch_size=int(_static(props.get("BatchSize", 10), template, f"{path}.BatchSize")),
-                batching_window_ms=int(
+                # SAM's SQS event names the window in seconds; the transform rejects a Milliseconds property.
+                batching_window_ms=1000
+                * int(
                     _static(
-                        props.get("MaximumBatchingWindowInMilliseconds", 0),
+                        props.get("MaximumBatchingWindowInSeconds", 0),
                         template,
-                        f"{path}.MaximumBatchingWindowInMilliseconds",
+                        f"{path}.MaximumBatchingWindowInSeconds",
                     )
                 ),
                 report_batch_item_failures="ReportBatchItemFailures" in response_types,

@@ -1,0 +1,1 @@
+"""What operators see: correlation ids threaded through logs, EMF metrics, X-Ray annotations, the SES quota."""
