@@ -12,6 +12,7 @@ CRLF and never exceed 998 characters (RFC 5322 §2.1.1): any MTA, and SES, takes
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from email import policy
 from email.message import EmailMessage
@@ -39,6 +40,16 @@ def _add_text(part: EmailMessage, content: str, subtype: str) -> None:
 def message_id_header(message_id: str, domain: str) -> str:
     # The id part is Postroom's own id, so a Message-ID seen in a bounce or a reply maps straight back to the record.
     return f"<{message_id.removeprefix('msg_')}@{domain}>"
+
+
+# The id part of a Postroom Message-ID: the ULID of ``msg_<ulid>`` (Crockford base32, lower-case, 26 characters).
+_POSTROOM_ID_PART = re.compile(r"^<([0-9a-hjkmnp-tv-z]{26})@[^<>@\s]+>$")
+
+
+def postroom_id_from_message_id(header: str) -> str | None:
+    """The inverse of :func:`message_id_header`: ``"<01abc…@shop.example>"`` → ``"msg_01abc…"``, else None."""
+    match = _POSTROOM_ID_PART.match(header.strip())
+    return f"msg_{match[1]}" if match else None
 
 
 def build_message(request: SendRequest, *, message_id: str, date: datetime) -> EmailMessage:
