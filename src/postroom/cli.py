@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("key_id")
     disable.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     disable.set_defaults(func=_cmd_keys_disable)
+
+    from postroom.deliverability import dkim_cli
+
+    dkim_cli.register(sub)
     return parser
 
 

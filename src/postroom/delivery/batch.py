@@ -13,6 +13,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from postroom import aws
+from postroom.deliverability import wiring as deliverability
 from postroom.delivery.mx import MxResolver, parse_nameservers
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
@@ -46,6 +47,7 @@ def _mx_resolver(settings: Settings) -> MxResolver:
 def reset_resolver() -> None:
     global _resolver
     _resolver = None
+    deliverability.reset()
 
 
 def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
@@ -66,7 +68,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             store=svc.messages,
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
-            smtp=smtp,
+            smtp=deliverability.sign_outgoing(smtp, svc.settings),
         )
 
         def record_handler(record: SQSRecord) -> str:
