@@ -94,6 +94,7 @@ class Settings(BaseModel):
     dkim_key_cache_seconds: int = Field(default=300, ge=0)
     tls_policy: dict[str, TlsLevel] = Field(default_factory=dict)
     mta_sts: bool = True
+    mta_sts_port: int = Field(default=443, ge=1, le=65535)  # HTTPS port of mta-sts.<domain>; tests use a high one
     tls_ca_file: str = ""  # PEM bundle trusted for MX and MTA-STS certificates; empty = the system's
 
     @field_validator("dkim_selectors", mode="before")
@@ -147,6 +148,7 @@ _ENV = {
     "dkim_key_cache_seconds": "POSTROOM_DKIM_KEY_CACHE_SECONDS",
     "tls_policy": "POSTROOM_TLS_POLICY",
     "mta_sts": "POSTROOM_MTA_STS",
+    "mta_sts_port": "POSTROOM_MTA_STS_PORT",
     "tls_ca_file": "POSTROOM_TLS_CA_FILE",
 }
 

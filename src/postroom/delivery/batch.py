@@ -56,8 +56,10 @@ def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
         helo_name=settings.helo,
         timeout=settings.smtp_timeout,
         tls_verify=settings.smtp_tls_verify,
+        ca_file=settings.tls_ca_file or None,
     )
-    return SmtpDeliveryAgent(_mx_resolver(settings), options)
+    resolver = _mx_resolver(settings)
+    return SmtpDeliveryAgent(resolver, options, deliverability.tls_policies(settings, resolver))
 
 
 def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
