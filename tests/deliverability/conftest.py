@@ -69,15 +69,20 @@ class SmtpStack:
 
 
 def smtp_stack_for(
-    monkeypatch: pytest.MonkeyPatch, dns_server: LoopbackDnsServer, sink: RecordingSink
+    monkeypatch: pytest.MonkeyPatch,
+    dns_server: LoopbackDnsServer,
+    sink: RecordingSink,
+    parameters: dict[str, str] | None = None,
 ) -> Iterator[SmtpStack]:
-    """An emulated deployment delivering over SMTP: example.org's MX is ``sink``. Environment set before it counts."""
+    """An emulated deployment delivering over SMTP: example.org's MX is ``sink``. ``parameters`` are template
+    parameter overrides; environment variables set before this count too."""
     dns_server.set_zone({"example.org": {"MX": [(10, "mx.example.org")]}, "mx.example.org": {"A": ["127.0.0.1"]}})
     parameters = {
         "DefaultDelivery": "smtp",
         "DnsNameservers": f"127.0.0.1:{dns_server.port}",
         "SmtpPort": str(sink.port),
         "HeloName": HELO_NAME,
+        **(parameters or {}),
     }
     with mock_aws():
         yield SmtpStack(start_stack(monkeypatch, parameters), sink, dns_server)

@@ -345,9 +345,11 @@ def test_a_missing_key_is_a_key_error_naming_it(aws_account: None) -> None:
 def signing_stack(
     monkeypatch: pytest.MonkeyPatch, dns_server: LoopbackDnsServer, sink: RecordingSink
 ) -> Iterator[SmtpStack]:
-    monkeypatch.setenv("POSTROOM_DKIM_SELECTORS", "shop.example=s2026a,shop.example=e2026a")
     monkeypatch.setenv("POSTROOM_RETRY_BASE_SECONDS", "0")  # a deferred message is visible again at once
-    yield from smtp_stack_for(monkeypatch, dns_server, sink)
+    # The stack's DkimSelectors parameter, as `sam deploy` would set it.
+    yield from smtp_stack_for(
+        monkeypatch, dns_server, sink, {"DkimSelectors": "shop.example=s2026a,shop.example=e2026a"}
+    )
 
 
 def test_the_worker_signs_at_hand_off_and_stores_the_mime_unsigned(

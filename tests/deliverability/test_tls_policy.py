@@ -448,7 +448,7 @@ def table_stack(monkeypatch: pytest.MonkeyPatch, dns_server: LoopbackDnsServer, 
                 web: HttpsServer, authority: TestAuthority) -> Iterator[SmtpStack]:  # fmt: skip
     monkeypatch.setenv("POSTROOM_TLS_CA_FILE", str(authority.ca_file))
     monkeypatch.setenv("POSTROOM_MTA_STS_PORT", str(web.port))
-    yield from smtp_stack_for(monkeypatch, dns_server, trusted_sink)
+    yield from smtp_stack_for(monkeypatch, dns_server, trusted_sink, {"TlsPolicy": "*.gov.example=required"})
 
 
 def test_the_worker_enforces_mta_sts_and_keeps_the_policy_in_the_table(

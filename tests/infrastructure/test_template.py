@@ -361,6 +361,11 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
         "POSTROOM_SMTP_PORT": "25",
         "POSTROOM_HELO_NAME": "",
         "POSTROOM_SES_CONFIGURATION_SET": "",
+        "POSTROOM_DKIM_SELECTORS": "",
+        "POSTROOM_DKIM_KEY_SOURCE": "ssm",
+        "POSTROOM_DKIM_KEY_PREFIX": "postroom/dkim",
+        "POSTROOM_TLS_POLICY": "",
+        "POSTROOM_MTA_STS": "true",
     }
     assert env["POSTROOM_QUEUE_URL"].endswith("/infra-test-DeliveryQueue")
     assert (
