@@ -477,3 +477,30 @@ def test_the_worker_enforces_mta_sts_and_keeps_the_policy_in_the_table(
     assert int(item["Item"]["expires_at"]["N"]) > int(stored.fetched_at)
     layered = LayeredPolicyCache(MemoryPolicyCache(), cache)
     assert layered.get("example.org") == stored
+
+
+class CountingCache(MemoryPolicyCache):
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get(self, domain: str) -> Any:
+        self.reads += 1
+        return super().get(domain)
+
+
+def test_the_table_is_asked_once_per_domain_while_it_holds_nothing() -> None:
+    # GIVEN a table without a policy for example.org, behind the memory cache
+    clock = Clock()
+    table = CountingCache()
+    layered = LayeredPolicyCache(MemoryPolicyCache(), table, absent_seconds=300, clock=clock)
+    # WHEN many messages go to the domain within five minutes
+    assert [layered.get("example.org") for _ in range(10)] == [None] * 10
+    # THEN the table was read once; after that time it is asked again, and a policy put is seen at once
+    assert table.reads == 1
+    clock.now += 301
+    layered.get("example.org")
+    assert table.reads == 2
+    policy = parse_policy("example.org", "1", enforce("mx.example.org"), clock.now)
+    layered.put(policy)
+    assert layered.get("example.org") == policy

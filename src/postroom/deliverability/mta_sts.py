@@ -50,6 +50,7 @@ POLICY_MAX_BYTES = 64 * 1024  # RFC 8461 §3.3: senders may limit the size of a 
 FETCH_TIMEOUT_DEFAULT = 10.0  # seconds; §3.3 leaves the timeout to the sender, a Lambda cannot wait a minute
 MAX_AGE_LIMIT = 31557600  # RFC 8461 §3.2: max_age is at most 31557600 seconds (about one year)
 FAILURE_BACKOFF_SECONDS = 300  # §3.3: rate-limit fetch attempts after a failure, even while the TXT record is there
+ABSENT_SECONDS = 300  # how long a table miss is believed before the table is asked again
 
 _TXT_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")  # RFC 8461 §3.1: sts-id = 1*32(ALPHA / DIGIT)
 _MX_PATTERN = re.compile(r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}$")
@@ -283,16 +284,34 @@ class DynamoPolicyCache:
 
 
 class LayeredPolicyCache:
-    """Memory in front of the table; a failing table read or write never stops a delivery."""
+    """Memory in front of the table; a failing table read or write never stops a delivery.
 
-    def __init__(self, memory: MemoryPolicyCache, durable: PolicyCache) -> None:
+    Most domains publish no policy, yet each must be looked up (a policy cached by another worker still applies when
+    the TXT record has been stripped), so a miss in the table is remembered for ``absent_seconds``: one read per
+    domain and execution environment in that time, not one per message."""
+
+    def __init__(
+        self,
+        memory: MemoryPolicyCache,
+        durable: PolicyCache,
+        *,
+        absent_seconds: float = ABSENT_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._memory = memory
         self._durable = durable
+        self._absent_seconds = absent_seconds
+        self._clock = clock
+        self._absent: dict[str, float] = {}  # domain → until when the table is known to hold nothing for it
+        self._lock = threading.Lock()
 
     def get(self, domain: str) -> MtaStsPolicy | None:
         policy = self._memory.get(domain)
         if policy is not None:
             return policy
+        with self._lock:
+            if self._absent.get(domain, 0.0) > self._clock():
+                return None
         try:
             policy = self._durable.get(domain)
         except Exception as error:  # noqa: BLE001 - the cache is an optimisation and a safeguard, never a failure
@@ -300,10 +319,15 @@ class LayeredPolicyCache:
             return None
         if policy is not None:
             self._memory.put(policy)
+        else:
+            with self._lock:
+                self._absent[domain] = self._clock() + self._absent_seconds
         return policy
 
     def put(self, policy: MtaStsPolicy) -> None:
         self._memory.put(policy)
+        with self._lock:
+            self._absent.pop(policy.domain, None)
         try:
             self._durable.put(policy)
         except Exception as error:  # noqa: BLE001
