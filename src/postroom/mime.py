@@ -117,19 +117,13 @@ def build_message(request: SendRequest, *, message_id: str, date: datetime) -> E
     return msg
 
 
+# Pre-folded and stored as they are (set_raw): the email package's refolding moves spaces around (see mimeheaders).
 def _set_text(msg: EmailMessage, name: str, value: str) -> None:
-    if value.isascii():
-        msg[name] = value
-    else:
-        # Pre-folded encoded words, stored as they are: the email package's refolding would move spaces around.
-        msg.set_raw(name, fold_unstructured_field(name, value))
+    msg.set_raw(name, fold_unstructured_field(name, value))
 
 
 def _set_addresses(msg: EmailMessage, name: str, mailboxes: list[Mailbox]) -> None:
-    if all(mailbox.name.isascii() for mailbox in mailboxes):
-        msg[name] = [mailbox.to_address().header_value() for mailbox in mailboxes]
-    else:
-        msg.set_raw(name, fold_address_field(name, [(mailbox.name, mailbox.email) for mailbox in mailboxes]))
+    msg.set_raw(name, fold_address_field(name, [(mailbox.name, mailbox.email) for mailbox in mailboxes]))
 
 
 def render(msg: EmailMessage) -> bytes:

@@ -3,13 +3,15 @@
 The email package's own folding loses or inserts spaces when it splits non-ASCII text into several encoded words
 (``"🎉 Family"`` can come back as ``"🎉Family"``, ``"Jörg"`` as ``"J örg"``): RFC 2047 §6.2 says the white space
 between two adjacent encoded words is not part of the text, so a space must travel *inside* an encoded word and a fold
-may only fall between two of them. This module does that for unstructured fields (Subject, custom headers) and for
-display names in address fields; ASCII-only values stay with the email package, which folds those correctly.
+may only fall between two of them. It also folds long ASCII text, which the email package gets wrong in the same way.
+Postroom writes Subject, custom headers and address fields with it; the email package keeps the rest (Date,
+Message-ID and the Content-* fields of the parts).
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Sequence
 from email.utils import formataddr
 
@@ -55,9 +57,31 @@ def encoded_words(text: str, first_room: int = MAX_ENCODED_WORD) -> list[str]:
 
 
 def fold_unstructured_field(name: str, value: str) -> str:
-    """The field body (what follows ``name: ``) for non-ASCII unstructured text: encoded words, one per line."""
+    """The field body (what follows ``name: ``) for unstructured text such as a Subject: ASCII folded at its own
+    white space (RFC 5322 §2.2.3: unfolding removes only the CRLF, so the text comes back as it was); anything else -
+    non-ASCII, a word too long for a line, or text that would read as an encoded word - as encoded words."""
+    if value.isascii() and "=?" not in value:
+        folded = _fold_at_white_space(len(name) + 2, value)
+        if folded is not None:
+            return folded
     first_room = min(MAX_ENCODED_WORD, MAX_LINE - len(name) - 2)
     return FOLD.join(encoded_words(value, first_room))
+
+
+def _fold_at_white_space(used: int, value: str) -> str | None:
+    """Lines of at most 78 characters, each break placed before existing white space; None if a word is too long."""
+    lines: list[str] = []
+    line = ""
+    for token in re.findall(r"[ \t]*[^ \t]+|[ \t]+$", value):  # each word with the white space before it
+        if used + len(line) + len(token) <= MAX_LINE:
+            line += token
+        elif line and token[0] in " \t" and len(token) <= MAX_LINE:
+            lines.append(line)
+            line, used = token, 0  # the continuation line starts with the token's own white space
+        else:
+            return None
+    lines.append(line)
+    return "\r\n".join(lines)
 
 
 def fold_address_field(name: str, mailboxes: Sequence[tuple[str, str]]) -> str:
@@ -66,10 +90,11 @@ def fold_address_field(name: str, mailboxes: Sequence[tuple[str, str]]) -> str:
     tokens: list[str] = []
     for index, (display_name, address) in enumerate(mailboxes):
         comma = "," if index < len(mailboxes) - 1 else ""
+        quoted = formataddr((display_name, address)) + comma
         if not display_name:
             tokens.append(f"{address}{comma}")
-        elif display_name.isascii():
-            tokens.append(formataddr((display_name, address)) + comma)
+        elif display_name.isascii() and "=?" not in display_name and len(quoted) < MAX_LINE:
+            tokens.append(quoted)  # quoted by RFC 5322 §3.2.4 where it needs to be; one token, never folded inside
         else:
             tokens.extend(encoded_words(display_name, min(MAX_ENCODED_WORD, MAX_LINE - len(name) - 2)))
             tokens.append(f"<{address}>{comma}")
