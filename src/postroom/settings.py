@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from postroom.deliverability.config import TlsLevel, parse_dkim_selectors, parse_tls_policy
 
@@ -106,6 +106,17 @@ class Settings(BaseModel):
     @classmethod
     def _parse_tls_policy(cls, value: object) -> object:
         return parse_tls_policy(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dkim_for_sending_domains(self) -> Settings:
+        # A selector for a domain Postroom never sends from is a typo that would leave the real domain unsigned.
+        unknown = sorted(set(self.dkim_selectors) - set(self.sending_domains))
+        if unknown and self.sending_domains:
+            raise ValueError(
+                f"POSTROOM_DKIM_SELECTORS names {', '.join(unknown)}, not in POSTROOM_SENDING_DOMAINS (a typo would "
+                "leave the real domain unsigned)"
+            )
+        return self
 
     @field_validator("sending_domains", mode="before")
     @classmethod
