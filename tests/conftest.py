@@ -62,6 +62,7 @@ class Stack:
         key: str | None = "default",
         headers: dict[str, str] | None = None,
         raw: bytes | None = None,
+        query: str = "",
     ) -> tuple[int, dict[str, Any]]:
         hdrs = {"Content-Type": "application/json"}
         if key is not None:
@@ -73,7 +74,7 @@ class Stack:
             method=method,
             path=path,
             resource=route_path,
-            query="",
+            query=query,
             headers=list(hdrs.items()),
             body=payload,
             source_ip="127.0.0.1",

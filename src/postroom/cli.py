@@ -33,6 +33,8 @@ Postroom local stack is up.
     else:
         params = stack.parameters
         print(f"  outbound SMTP   MX via {params.get('DnsNameservers')}, port {params.get('SmtpPort')}")
+    if stack.submission is not None:
+        print(f"  SMTP submission 127.0.0.1:{stack.submission.port} (STARTTLS; user: anything, password: the API key)")
     print(
         f"""
 Send a message:
@@ -53,6 +55,39 @@ Ctrl-C stops the stack.""",
         pass
     finally:
         stack.stop()
+    return 0
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from postroom.bridge.runner import Bridge, BridgeConfig
+
+    config = BridgeConfig(
+        api_url=args.api,
+        host=args.host,
+        smtp_port=args.smtp_port or None,
+        smtps_port=args.smtps_port or None,
+        certificate=Path(args.cert) if args.cert else None,
+        key=Path(args.key) if args.key else None,
+    )
+    bridge = Bridge(config).start()
+    ports = bridge.ports()
+    print(f"Postroom bridge → {args.api}")
+    if "smtp" in ports:
+        print(f"  outgoing (SMTP)  {args.host}:{ports['smtp']}  STARTTLS, password = your API key")
+    if "smtps" in ports:
+        print(f"  outgoing (SMTPS) {args.host}:{ports['smtps']}  SSL/TLS, password = your API key")
+    print(f"  TLS certificate  {bridge.certificate} (self-signed unless --cert was given: trust it in your client)")
+    print("Ctrl-C stops the bridge.", flush=True)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    try:
+        stopped.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        bridge.stop()
     return 0
 
 
@@ -96,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="run the whole stack locally on loopback (no AWS account, no Docker)")
     local.set_defaults(func=_cmd_local)
+
+    bridge = sub.add_parser("bridge", help="serve SMTP submission on this machine, over a Postroom API")
+    bridge.add_argument("--api", required=True, help="the Postroom API URL (the stack's ApiUrl output)")
+    bridge.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    bridge.add_argument("--smtp-port", type=int, default=2587, help="submission with STARTTLS (0: off)")
+    bridge.add_argument("--smtps-port", type=int, default=2465, help="submission with implicit TLS (0: off)")
+    bridge.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one in ~/.postroom/bridge")
+    bridge.add_argument("--key", help="TLS private key (PEM) for --cert")
+    bridge.set_defaults(func=_cmd_bridge)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

@@ -45,6 +45,7 @@ class DeliveryChoice(StrEnum):
     AUTO = "auto"  # the sending domain's configured path, else the stack's default (see README, "Delivery paths")
     SES = "ses"
     SMTP = "smtp"
+    RELAY = "relay"  # through the configured upstream smart host
 
 
 def _no_control(value: str, what: str) -> str:

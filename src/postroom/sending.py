@@ -11,10 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from postroom.clock import isoformat, utcnow
-from postroom.errors import PayloadTooLargeError, SenderNotAllowedError, ServiceUnavailableError
+from postroom.errors import (
+    PayloadTooLargeError,
+    SenderNotAllowedError,
+    ServiceUnavailableError,
+    ValidationFailedError,
+)
 from postroom.ids import message_id
 from postroom.mime import message_id_header
 from postroom.queue import DeliveryTask
+from postroom.raw import prepare_raw
 from postroom.record import MessageRecord, RecipientState
 from postroom.status import MessageStatus
 
@@ -42,6 +48,13 @@ def check_sender(request: SendRequest, settings: Settings) -> None:
         )
 
 
+def check_delivery(delivery: str, settings: Settings) -> None:
+    if delivery == "relay" and not settings.relay_host:
+        raise ValidationFailedError(
+            "delivery 'relay' needs a relay host; this stack has none configured", field="delivery"
+        )
+
+
 def check_size(request: SendRequest, settings: Settings) -> None:
     estimate = request.estimated_mime_size()
     if estimate > settings.max_message_bytes:
@@ -55,6 +68,7 @@ def accept(
     request: SendRequest, principal: Principal, *, settings: Settings, store: MessageStore, queue: DeliveryQueue
 ) -> Accepted:
     check_sender(request, settings)
+    check_delivery(request.delivery.value, settings)
     check_size(request, settings)
     now = utcnow()
     msg_id = message_id()
@@ -73,12 +87,53 @@ def accept(
         updated_at=created,
     )
     store.put_request(msg_id, request.model_dump_json(by_alias=True).encode())
+    return _commit(record, store, queue)
+
+
+def _commit(record: MessageRecord, store: MessageStore, queue: DeliveryQueue) -> Accepted:
+    """The record, then the pointer: only a message whose pointer is in SQS is acknowledged."""
     store.create(record)
     try:
-        queue.enqueue(DeliveryTask(msg_id))
+        queue.enqueue(DeliveryTask(record.id))
     except Exception as exc:
         record.move_to(MessageStatus.FAILED)
         record.reason = "could not be queued for delivery; the request was refused with 503"
         store.save(record)
         raise ServiceUnavailableError("the delivery queue is unavailable; the message was not accepted") from exc
-    return Accepted(id=msg_id, status=record.status)
+    return Accepted(id=record.id, status=record.status)
+
+
+def accept_raw(
+    data: bytes,
+    principal: Principal,
+    *,
+    settings: Settings,
+    store: MessageStore,
+    queue: DeliveryQueue,
+    mail_from: str | None = None,
+    recipients: list[str] | None = None,
+    delivery: str = "auto",
+) -> Accepted:
+    """A complete RFC 5322 message (raw endpoint, SMTP submission): cleaned up, stored as the MIME to send."""
+    check_delivery(delivery, settings)
+    now = utcnow()
+    msg_id = message_id()
+    prepared = prepare_raw(
+        data, settings=settings, mail_from=mail_from, recipients=recipients, postroom_id=msg_id, now=now
+    )
+    created = isoformat(now)
+    record = MessageRecord(
+        id=msg_id,
+        tenant=principal.tenant,
+        from_address=prepared.mail_from.address,
+        subject=prepared.subject[:998],
+        delivery=delivery,
+        message_id_header=prepared.message_id,
+        recipients=[RecipientState(address=address) for address in prepared.recipients],
+        created_at=created,
+        updated_at=created,
+        size=len(prepared.mime),
+    )
+    # The worker sends a stored MIME as it is (it only builds one from request.json when none exists).
+    store.put_mime(msg_id, prepared.mime)
+    return _commit(record, store, queue)

@@ -20,6 +20,7 @@ from postroom.deliverability.config import TlsLevel, parse_dkim_selectors, parse
 class DeliveryPath(StrEnum):
     SES = "ses"
     SMTP = "smtp"
+    RELAY = "relay"  # an upstream smart host (POSTROOM_RELAY_*)
 
 
 class SettingsError(RuntimeError):
@@ -56,7 +57,7 @@ def parse_sending_domains(spec: str) -> dict[str, SendingDomain]:
         try:
             delivery = DeliveryPath(path.strip().lower()) if path.strip() else None
         except ValueError:
-            raise ValueError(f"delivery for {name!r} must be 'ses' or 'smtp', not {path.strip()!r}") from None
+            raise ValueError(f"delivery for {name!r} must be 'ses', 'smtp' or 'relay', not {path.strip()!r}") from None
         domains[name] = SendingDomain(name=name, delivery=delivery)
     return domains
 
@@ -86,6 +87,13 @@ class Settings(BaseModel):
     retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
     max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
     max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+    # Smart-host relay (delivery "relay"): "host:port", AUTH mechanism, and the SSM/Secrets Manager name of its
+    # JSON secret. TLS to the relay is mandatory and verified unless relay_tls_verify is false.
+    relay_host: str = ""
+    relay_auth: str = Field(default="plain", pattern="^(plain|xoauth2|none)$")
+    relay_secret: str = ""
+    relay_tls_verify: bool = True
+    relay_ca_file: str = ""  # extra CA bundle for a relay with a private CA
     # Deliverability (README, "Deliverability"): DKIM keys per sending domain, read from SSM Parameter Store or
     # Secrets Manager at <prefix>/<domain>/<selector>; the TLS policy per recipient domain, and MTA-STS (RFC 8461).
     dkim_selectors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -122,6 +130,20 @@ class Settings(BaseModel):
     @classmethod
     def _parse_domains(cls, value: object) -> object:
         return parse_sending_domains(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _relay_configured(self) -> Settings:
+        wants_relay = self.default_delivery is DeliveryPath.RELAY or any(
+            d.delivery is DeliveryPath.RELAY for d in self.sending_domains.values()
+        )
+        if wants_relay and not self.relay_host:
+            raise ValueError("delivery 'relay' is configured but POSTROOM_RELAY_HOST is empty")
+        return self
+
+    @property
+    def relay_endpoint(self) -> tuple[str, int]:
+        host, _, port = self.relay_host.rpartition(":")
+        return (host, int(port)) if host and port.isdigit() else (self.relay_host, 587)
 
     @property
     def helo(self) -> str:
@@ -161,6 +183,11 @@ _ENV = {
     "mta_sts": "POSTROOM_MTA_STS",
     "mta_sts_port": "POSTROOM_MTA_STS_PORT",
     "tls_ca_file": "POSTROOM_TLS_CA_FILE",
+    "relay_host": "POSTROOM_RELAY_HOST",
+    "relay_auth": "POSTROOM_RELAY_AUTH",
+    "relay_secret": "POSTROOM_RELAY_SECRET",
+    "relay_tls_verify": "POSTROOM_RELAY_TLS_VERIFY",
+    "relay_ca_file": "POSTROOM_RELAY_CA_FILE",
 }
 
 

@@ -65,7 +65,7 @@ def test_duplicate_recipients_get_one_envelope_entry() -> None:
         ({"attachments": [{"filename": "a.pdf", "content": "not base64!"}]}, "attachments", "not valid base64"),
         ({"attachments": [{"filename": "../etc/passwd", "content": "aGk="}]}, "attachments", "path separators"),
         ({"attachments": [{"filename": "a", "content": "aGk=", "content_type": "pdf"}]}, "attachments", "type/subtype"),
-        ({"delivery": "carrier-pigeon"}, "delivery", "'auto', 'ses' or 'smtp'"),
+        ({"delivery": "carrier-pigeon"}, "delivery", "'auto', 'ses', 'smtp' or 'relay'"),
         ({"unknown": 1}, "unknown", "Extra inputs"),
     ],
 )

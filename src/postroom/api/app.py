@@ -9,10 +9,10 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from postroom.api import messages
+from postroom.api import me, messages
 from postroom.api.gate import screen
-from postroom.api.responses import error_proxy_result, error_response, field_path
-from postroom.errors import InvalidJsonError, NotFoundError, PostroomError, ValidationFailedError
+from postroom.api.responses import error_proxy_result, error_response, validation_failure
+from postroom.errors import NotFoundError, PostroomError
 from postroom.services import services
 
 if TYPE_CHECKING:
@@ -22,6 +22,7 @@ logger = Logger(child=True)
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(messages.router, prefix="/v1/messages")
+app.include_router(me.router, prefix="/v1/me")
 
 
 @app.exception_handler(PostroomError)
@@ -31,16 +32,7 @@ def _postroom_error(error: PostroomError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(error: RequestValidationError) -> Response:
-    details = []
-    for item in error.errors():
-        if item.get("type") == "json_invalid":
-            return error_response(InvalidJsonError("the request body is not valid JSON", field="body"))
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
-    first = details[0] if details else {"field": "body", "message": "invalid request"}
-    return error_response(
-        ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)
-    )
+    return error_response(validation_failure(list(error.errors())))
 
 
 @app.not_found

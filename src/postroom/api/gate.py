@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from postroom.services import Services
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Routes that also take a message as it is, not wrapped in JSON.
+RAW_MESSAGE_PATHS = frozenset({"/v1/messages/raw"})
+RAW_MESSAGE_TYPE = "message/rfc822"
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
@@ -52,6 +55,8 @@ def screen(event: dict[str, Any], svc: Services) -> Principal:
                 f"the request body is {size} bytes; the limit is {limit} (Lambda's 6 MB synchronous payload cap)"
             )
         content_type = (_header(event, "content-type") or "").split(";")[0].strip().lower()
+        if content_type == RAW_MESSAGE_TYPE and event.get("path") in RAW_MESSAGE_PATHS:
+            return principal
         if content_type != "application/json" and not content_type.endswith("+json"):
             raise UnsupportedMediaTypeError(
                 f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'!r})",

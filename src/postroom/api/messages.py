@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import binascii
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from postroom.api.deps import require
+from postroom.api.gate import RAW_MESSAGE_TYPE, body_bytes
+from postroom.api.responses import validation_failure
 from postroom.auth import Principal, Scope
-from postroom.errors import NotFoundError
-from postroom.models import SendRequest
-from postroom.sending import accept
+from postroom.errors import NotFoundError, ValidationFailedError
+from postroom.models import DeliveryChoice, SendRequest
+from postroom.sending import accept, accept_raw
 from postroom.services import services
 from postroom.store.messages import MessageNotFoundError
 
@@ -32,6 +36,68 @@ def send_message(
 ) -> Response[dict[str, str]]:
     svc = services()
     accepted = accept(body, principal, settings=svc.settings, store=svc.messages, queue=svc.queue)
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body={"id": accepted.id, "status": accepted.status.value},
+        headers={"Location": f"/v1/messages/{accepted.id}"},
+    )
+
+
+class RawSendRequest(BaseModel):
+    """``POST /v1/messages/raw`` as JSON. The same endpoint takes ``Content-Type: message/rfc822`` with the message as
+    the body and the envelope in the query string (``mail_from``, repeated ``rcpt``, ``delivery``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw: str = Field(description="The complete RFC 5322 message, base64-encoded, CRLF line endings.")
+    mail_from: str | None = Field(default=None, description="Envelope sender; default: the From address.")
+    recipients: list[str] | None = Field(default=None, description="Envelope recipients; default: To, Cc and Bcc.")
+    delivery: DeliveryChoice = DeliveryChoice.AUTO
+
+
+def _raw_submission() -> RawSendRequest | tuple[bytes, dict[str, list[str]]]:
+    event = router.current_event
+    content_type = (event.headers.get("content-type") or event.headers.get("Content-Type") or "").lower()
+    if content_type.startswith(RAW_MESSAGE_TYPE):
+        query = event.resolved_query_string_parameters or {}
+        return body_bytes(event.raw_event), {k: v if isinstance(v, list) else [v] for k, v in query.items()}
+    try:
+        return RawSendRequest.model_validate_json(event.body or "")
+    except ValidationError as exc:
+        raise validation_failure(list(exc.errors())) from None
+
+
+@router.post("/raw", summary="Send a complete RFC 5322 message", responses={202: {"description": "Accepted"}})
+def send_raw_message(
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
+) -> Response[dict[str, str]]:
+    submission = _raw_submission()
+    if isinstance(submission, RawSendRequest):
+        try:
+            data = binascii.a2b_base64(submission.raw.encode("ascii"), strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            raise ValidationFailedError("raw is not valid base64", field="raw") from None
+        mail_from, recipients, delivery = submission.mail_from, submission.recipients, submission.delivery.value
+    else:
+        data, query = submission
+        mail_from = (query.get("mail_from") or [None])[-1]
+        recipients = query.get("rcpt") or None
+        try:
+            delivery = DeliveryChoice((query.get("delivery") or ["auto"])[-1]).value
+        except ValueError:
+            raise ValidationFailedError("delivery must be auto, ses, smtp or relay", field="delivery") from None
+    svc = services()
+    accepted = accept_raw(
+        data,
+        principal,
+        settings=svc.settings,
+        store=svc.messages,
+        queue=svc.queue,
+        mail_from=mail_from,
+        recipients=recipients,
+        delivery=delivery,
+    )
     return Response(
         status_code=202,
         content_type=content_types.APPLICATION_JSON,

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from postroom.errors import PostroomError
+from postroom.errors import InvalidJsonError, PostroomError, ValidationFailedError
 
 
 def error_response(error: PostroomError) -> Response:
@@ -43,3 +43,15 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
         else:
             parts.append(f".{item}" if parts else str(item))
     return "".join(parts) or "body"
+
+
+def validation_failure(errors: list[dict[str, Any]]) -> PostroomError:
+    """Pydantic errors (from the resolver or from a model validated in a route) → one structured error."""
+    details = []
+    for item in errors:
+        if item.get("type") == "json_invalid":
+            return InvalidJsonError("the request body is not valid JSON", field="body")
+        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
+        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
+    first = details[0] if details else {"field": "body", "message": "invalid request"}
+    return ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)

@@ -62,8 +62,28 @@ def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
     return SmtpDeliveryAgent(resolver, options, deliverability.tls_policies(settings, resolver))
 
 
+def relay_agent(settings: Settings) -> SmtpDeliveryAgent | None:
+    if not settings.relay_host:
+        return None
+    from postroom.delivery.relay import RelayDeliveryAgent, secret_loader
+
+    host, port = settings.relay_endpoint
+    options = SmtpOptions(
+        port=port,
+        helo_name=settings.helo,
+        timeout=settings.smtp_timeout,
+        tls_verify=settings.relay_tls_verify,
+        require_tls=True,
+    )
+    credentials = secret_loader(settings.relay_secret, settings.relay_auth) if settings.relay_secret else None
+    return RelayDeliveryAgent(
+        host, options, auth=settings.relay_auth, credentials=credentials, ca_file=settings.relay_ca_file or None
+    )
+
+
 def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     svc = services()
+    relay = relay_agent(svc.settings)
     with smtp_agent(svc.settings) as smtp:
         deliverer = Deliverer(
             settings=svc.settings,
@@ -71,6 +91,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=deliverability.sign_outgoing(smtp, svc.settings),
+            relay=deliverability.sign_outgoing(relay, svc.settings) if relay is not None else None,
         )
 
         def record_handler(record: SQSRecord) -> str:
@@ -87,6 +108,10 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
                 raise RetryLaterError(f"{task.message_id} deferred for {result.retry_in} s")
             return result.status.value if result.status else "dropped"
 
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
+        try:
+            return process_partial_response(
+                event=event, record_handler=record_handler, processor=processor, context=context
+            )
+        finally:
+            if relay is not None:
+                relay.close()

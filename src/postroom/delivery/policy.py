@@ -19,6 +19,8 @@ def choose_path(requested: str, sender_domain: str, settings: Settings) -> Deliv
         return DeliveryPath.SES
     if requested == DeliveryChoice.SMTP:
         return DeliveryPath.SMTP
+    if requested == DeliveryChoice.RELAY:
+        return DeliveryPath.RELAY
     return settings.delivery_for(sender_domain)
 
 

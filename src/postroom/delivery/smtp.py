@@ -164,7 +164,12 @@ class SmtpDeliveryAgent:
                 default = TlsLevel.REQUIRED
             tls_policies = StaticTlsPolicies(default=default)
         self._policies = tls_policies
-        self._verifying_context = _client_tls_context(verify=True, ca_file=options.ca_file)
+        # The policy of the delivery in progress, read by _open(): subclasses (the relay agent) override
+        # _open(host, address), so the policy does not travel as an argument.
+        self._policy = DomainTlsPolicy(TlsLevel.OPPORTUNISTIC)  # replaced before every _open()
+        # _tls_context verifies certificates (a subclass may swap in one with its own trust anchors); the other
+        # takes any certificate, for policies that accept an unverified session.
+        self._tls_context = _client_tls_context(verify=True, ca_file=options.ca_file)
         self._any_certificate_context = _client_tls_context(verify=False)
         self._sessions: dict[tuple[str, int, str], _Session] = {}
 
@@ -235,14 +240,16 @@ class SmtpDeliveryAgent:
             else:
                 self._release(key, session)
                 return results
-        session = self._open(host, address, policy)
+        self._policy = policy
+        session = self._open(host, address)
         results = self._transaction(session, host.hostname, mail, reused=False)
         self._release(key, session)
         return results
 
-    def _open(self, host: MxHost, address: str, policy: DomainTlsPolicy) -> _Session:
-        """A session that meets ``policy``: STARTTLS with the certificate checked first; where the policy takes an
-        unverified certificate and the check failed, a second connection that takes any certificate."""
+    def _open(self, host: MxHost, address: str) -> _Session:
+        """A session that meets the current delivery's policy: STARTTLS with the certificate checked first; where the
+        policy takes an unverified certificate and the check failed, a second connection that takes any certificate."""
+        policy = self._policy
         try:
             return self._connect(host, address, policy, verify=True)
         except _UnverifiedCertificateError:
@@ -293,7 +300,7 @@ class SmtpDeliveryAgent:
         # the address we connected to, so put the MX name there.
         client._host = host.hostname  # smtplib has no public way to set the TLS server name
         try:
-            client.starttls(context=self._verifying_context if verify else self._any_certificate_context)
+            client.starttls(context=self._tls_context if verify else self._any_certificate_context)
         except smtplib.SMTPResponseException as error:
             # RFC 3207 §4: e.g. "454 TLS not available due to temporary reason"; the session goes on in plain text.
             if required:

@@ -83,6 +83,7 @@ class Deliverer:
         filters: list[RecipientFilter] | None = None,
         local: list[LocalAgent] | None = None,
         observers: list[AttemptObserver] | None = None,
+        relay: SmtpAgent | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -92,6 +93,7 @@ class Deliverer:
         self._filters = filters or []
         self._local = local or []
         self._observers = observers or []
+        self._relay = relay
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
         now = now or utcnow()
@@ -180,6 +182,10 @@ class Deliverer:
             return results
         if path is DeliveryPath.SES:
             results.extend((r, path.value) for r in self._ses.deliver(record.from_address, pending, mime))
+            return results
+        if path is DeliveryPath.RELAY and self._relay is not None:
+            # One smart host takes every domain: one transaction for all pending recipients.
+            results.extend((r, path.value) for r in self._relay.deliver("relay", record.from_address, pending, mime))
             return results
         by_domain: dict[str, list[str]] = defaultdict(list)
         for address in pending:

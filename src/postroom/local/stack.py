@@ -63,6 +63,7 @@ class StackConfig:
     root: Path | None = None
     parameters: dict[str, str] = field(default_factory=dict)
     poll_wait_seconds: int = 1
+    submission_port: int | None = None  # SMTP submission listener (STARTTLS, AUTH with an API key); None: off
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -75,6 +76,7 @@ class StackConfig:
             sandbox=not env.get("POSTROOM_DNS_NAMESERVERS"),
             outbox=Path(env["POSTROOM_OUTBOX"]) if env.get("POSTROOM_OUTBOX") else None,
             parameters=params,
+            submission_port=int(env.get("POSTROOM_SUBMISSION_PORT", "2587")),
         )
 
 
@@ -93,6 +95,7 @@ class LocalStack:
         self.dns: Any = None
         self._gateway_thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] = {}
+        self.submission: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -151,9 +154,14 @@ class LocalStack:
         self._create_dev_key()
         self._start_gateway(tpl.api_routes(template))
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
+        if self.config.submission_port is not None:
+            self._start_submission(self.config.submission_port)
         return self
 
     def stop(self) -> None:
+        if self.submission is not None:
+            self.submission.stop()
+            self.submission = None
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
@@ -249,13 +257,28 @@ class LocalStack:
             name="local dev key", scopes=ALL_SCOPES, tenant="default", key=self.config.dev_api_key
         )
 
+    def _start_submission(self, port: int) -> None:
+        """The SMTP submission listener, as `postroom bridge` runs it, pointed at this stack's API."""
+        from postroom.submission.client import PostroomClient
+        from postroom.submission.server import submission_server
+        from postroom.tlscert import server_context, write_self_signed
+
+        certificate, key = write_self_signed(self.root / ".postroom" / "tls")
+        self.submission = submission_server(
+            PostroomClient(self.api_url), host="127.0.0.1", port=port, tls_context=server_context(certificate, key)
+        )
+        self.submission.start()
+
     def _start_gateway(self, routes: list[Any]) -> None:
+        from postroom.local.template import match_route
+
         def resolve(method: str, path: str) -> tuple[Any, str, dict[str, str]] | None:
-            for route in routes:
-                params = route.match(method, path)
-                if params is not None:
-                    return self.functions[route.function_logical_id].invoke, route.path, params
-            return None
+            # API Gateway's precedence: literal segments before {parameters} before {greedy+}.
+            matched = match_route(routes, method, path)
+            if matched is None:
+                return None
+            route, params = matched
+            return self.functions[route.function_logical_id].invoke, route.path, params
 
         self.gateway = ApiGateway((self.config.api_host, self.config.api_port), resolve)
         self._gateway_thread = threading.Thread(target=self.gateway.serve_forever, name="api-gateway", daemon=True)

@@ -1,0 +1,75 @@
+"""A small HTTP client for the Postroom API, used by listeners that translate other protocols onto it.
+
+stdlib ``urllib`` on purpose: the bridge runs on users' machines and needs nothing beyond the package itself.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ApiAnswer:
+    status: int  # HTTP status; 0 when the API could not be reached
+    body: dict[str, Any]
+
+    @property
+    def error_code(self) -> str:
+        error = self.body.get("error")
+        return str(error.get("code", "")) if isinstance(error, dict) else ""
+
+    @property
+    def error_message(self) -> str:
+        error = self.body.get("error")
+        return str(error.get("message", "")) if isinstance(error, dict) else ""
+
+
+class PostroomClient:
+    def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"the Postroom API URL must start with http:// or https://, not {base_url!r}")
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def request(
+        self,
+        key: str,
+        method: str,
+        path: str,
+        *,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        query: list[tuple[str, str]] | None = None,
+    ) -> ApiAnswer:
+        url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)  # noqa: S310 - http(s) only
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                return ApiAnswer(response.status, _json(response.read()))
+        except urllib.error.HTTPError as error:
+            return ApiAnswer(error.code, _json(error.read()))
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            return ApiAnswer(0, {"error": {"code": "unreachable", "message": f"Postroom API unreachable: {error}"}})
+
+    def whoami(self, key: str) -> ApiAnswer:
+        return self.request(key, "GET", "/v1/me")
+
+    def submit_raw(self, key: str, message: bytes, mail_from: str, recipients: list[str]) -> ApiAnswer:
+        query = [("mail_from", mail_from)] + [("rcpt", r) for r in recipients]
+        return self.request(key, "POST", "/v1/messages/raw", body=message, content_type="message/rfc822", query=query)
+
+
+def _json(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw or b"{}")
+    except ValueError:
+        return {"error": {"code": "bad_response", "message": "the API answered with something that is not JSON"}}
+    return value if isinstance(value, dict) else {"value": value}
