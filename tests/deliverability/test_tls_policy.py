@@ -4,6 +4,7 @@ with certificates from a test CA (or self-signed ones), and an HTTPS server serv
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -504,3 +505,28 @@ def test_the_table_is_asked_once_per_domain_while_it_holds_nothing() -> None:
     policy = parse_policy("example.org", "1", enforce("mx.example.org"), clock.now)
     layered.put(policy)
     assert layered.get("example.org") == policy
+
+
+def broken_tls_context(authority: TestAuthority) -> ssl.SSLContext:
+    """A server that demands a client certificate, which no MTA sends: every STARTTLS handshake fails."""
+    context = authority.server_context("mx.example.org")
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_verify_locations(cafile=str(authority.ca_file))
+    return context
+
+
+def test_a_broken_tls_handshake_falls_back_to_plain_text_only_when_opportunistic(
+    resolver: MxResolver, make_sink: MakeSink, authority: TestAuthority
+) -> None:
+    # GIVEN an MX whose STARTTLS handshake always fails
+    sink = make_sink(starttls=True, tls_context=broken_tls_context(authority))
+    agent = agent_for(resolver, sink, authority, StaticTlsPolicies(parse_tls_policy("bank.example=required")))
+    # WHEN delivering opportunistically to example.org, and to bank.example, which requires TLS
+    with agent:
+        (plain,) = agent.deliver("example.org", SENDER, ["ann@example.org"], MESSAGE)
+        (required,) = agent.deliver("bank.example", SENDER, ["ann@bank.example"], MESSAGE)
+    # THEN the first went in plain text on a new connection, the second waits for TLS that works
+    assert (plain.outcome, plain.tls, plain.tls_verified) == (Outcome.DELIVERED, False, None)
+    assert [m.tls for m in sink.messages] == [False]
+    assert (required.outcome, required.enhanced_status) == (Outcome.DEFERRED, "4.7.5")
+    assert "TLS handshake failed" in required.reply

@@ -103,6 +103,14 @@ class _UnverifiedCertificateError(Exception):
     """The certificate did not verify, and the policy would take it unverified: connect again without the check."""
 
 
+class _BrokenTlsError(Exception):
+    """The TLS handshake failed (not over the certificate) and the policy is opportunistic: connect again in plain."""
+
+
+class _TlsHandshakeError(Exception):
+    """STARTTLS was accepted but no working TLS session came of it."""
+
+
 @dataclass(eq=False)
 class _Session:
     """One open SMTP session to one MX address, ready for MAIL FROM."""
@@ -251,11 +259,18 @@ class SmtpDeliveryAgent:
         policy takes an unverified certificate and the check failed, a second connection that takes any certificate."""
         policy = self._policy
         try:
-            return self._connect(host, address, policy, verify=True)
-        except _UnverifiedCertificateError:
-            return self._connect(host, address, policy, verify=False)
+            try:
+                return self._connect(host, address, policy, verify=True)
+            except _UnverifiedCertificateError:
+                return self._connect(host, address, policy, verify=False)
+        except _BrokenTlsError:
+            # Opportunistic only: a server whose TLS handshake fails still gets the mail, in plain text (RFC 7435 §3:
+            # encryption when possible, never a reason not to deliver; Postfix's "may" level does the same).
+            return self._connect(host, address, policy, verify=False, starttls=False)
 
-    def _connect(self, host: MxHost, address: str, policy: DomainTlsPolicy, *, verify: bool) -> _Session:
+    def _connect(
+        self, host: MxHost, address: str, policy: DomainTlsPolicy, *, verify: bool, starttls: bool = True
+    ) -> _Session:
         """Connect, read the greeting, EHLO and STARTTLS; raises _SetupError for anything short of a usable session."""
         options = self._options
         client = smtplib.SMTP(local_hostname=options.helo_name, timeout=options.timeout)
@@ -265,7 +280,7 @@ class SmtpDeliveryAgent:
                 # RFC 5321 §3.1: a 554 (or 421) greeting refuses the session; smtplib.connect() leaves that to us.
                 raise _SetupError(STATUS_NO_CONNECTION, f"greeting was {_reply(code, text)}")
             _hello(client)
-            tls_version = self._starttls(client, host, policy, verify=verify)
+            tls_version = self._starttls(client, host, policy, verify=verify) if starttls else None
         except _SetupError:
             _quit_quietly(client)
             raise
@@ -276,6 +291,11 @@ class SmtpDeliveryAgent:
             raise _SetupError(
                 STATUS_TLS_FAILED, f"TLS certificate not trusted for {host.hostname}: {error.verify_message}"
             ) from None
+        except _TlsHandshakeError as error:
+            client.close()
+            if policy.level is TlsLevel.OPPORTUNISTIC:
+                raise _BrokenTlsError from None
+            raise _SetupError(STATUS_TLS_FAILED, f"TLS handshake failed: {error}") from None
         except ssl.SSLError as error:
             client.close()
             raise _SetupError(STATUS_TLS_FAILED, f"TLS handshake failed: {error.reason or error}") from None
@@ -309,8 +329,17 @@ class SmtpDeliveryAgent:
                     f"TLS is required, but STARTTLS got {_reply(error.smtp_code, error.smtp_error)}",
                 ) from None
             return None
-        # RFC 3207 §4.2: forget what the server said before TLS and ask again.
-        _hello(client)
+        except ssl.SSLCertVerificationError:
+            raise
+        except (ssl.SSLError, smtplib.SMTPServerDisconnected) as error:
+            raise _TlsHandshakeError(getattr(error, "reason", None) or str(error) or type(error).__name__) from None
+        try:
+            # RFC 3207 §4.2: forget what the server said before TLS and ask again.
+            _hello(client)
+        except (ssl.SSLError, smtplib.SMTPServerDisconnected) as error:
+            # With TLS 1.3 a server that refuses the handshake (say, for want of a client certificate) says so only
+            # at the first read after it.
+            raise _TlsHandshakeError(getattr(error, "reason", None) or str(error) or type(error).__name__) from None
         sock = client.sock
         return sock.version() if isinstance(sock, ssl.SSLSocket) else None
 
