@@ -8,7 +8,8 @@ per-recipient DEFERRED or BOUNCED result with a human-readable reply; ``deliver`
 TLS follows the recipient domain's policy (``postroom.deliverability.tls_policy``): opportunistic, required or
 verify, raised by the domain's MTA-STS policy. Every STARTTLS first tries to verify the certificate against the MX host
 name, so each result records whether it verified; where the policy accepts an unverified certificate, a failed check
-costs one more connection that takes any certificate (RFC 7435: unverified encryption beats plain text).
+costs one more connection that takes any certificate (RFC 7435: unverified encryption beats plain text), and under
+the opportunistic policy a handshake that fails outright costs one more that goes without TLS.
 """
 
 from __future__ import annotations
