@@ -105,6 +105,8 @@ def start_stack(monkeypatch: pytest.MonkeyPatch, parameters: dict[str, str] | No
         monkeypatch.setenv(name, value)
     for name, value in tpl.function_environment(template, "WorkerFunction", resources, params).items():
         monkeypatch.setenv(name, value)
+    for name, value in tpl.function_environment(template, "CommerceWorkerFunction", resources, params).items():
+        monkeypatch.setenv(name, value)
     reset_services()
     ses = session.client("ses")
     for domain in ("shop.example", "smtp.example"):

@@ -19,6 +19,8 @@ KEY_PREFIX = "pr_"
 class Scope(StrEnum):
     MESSAGES_SEND = "messages:send"
     MESSAGES_READ = "messages:read"
+    TEMPLATES_READ = "templates:read"
+    TEMPLATES_WRITE = "templates:write"
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -43,6 +43,9 @@ Send a message:
     -d '{{"from": "Shop <{sender}>", "to": ["ann@example.org"], "subject": "Hello", "text": "It works."}}'
 Then read its status:
   curl -s {stack.api_url}/v1/messages/<id> -H 'Authorization: Bearer {stack.api_key}'
+Receive a shop's order webhooks (in another terminal):
+  postroom stores add my-shop --local --platform shopify --secret <webhook secret> --from 'Shop <{sender}>'
+  → point the shop's webhooks at {stack.api_url}/v1/hooks/shopify/my-shop
 
 Ctrl-C stops the stack.""",
         flush=True,
@@ -125,6 +128,55 @@ def _cmd_keys_disable(args: argparse.Namespace) -> int:
     return 0 if count else 1
 
 
+def _cmd_stores_add(args: argparse.Namespace) -> int:
+    from postroom.commerce.stores import STORE_ID, Platform, Store, StoreRegistry
+
+    if not STORE_ID.match(args.store_id):
+        raise SystemExit("a store id is 1-63 lower-case letters, digits and '-'")
+    secret = args.secret or os.environ.get("POSTROOM_STORE_SECRET", "")
+    if not secret:
+        raise SystemExit("give the webhook secret with --secret or $POSTROOM_STORE_SECRET")
+    import boto3
+
+    endpoint = None
+    table, prefix = args.table or os.environ.get("POSTROOM_TABLE"), args.secret_prefix
+    if args.local:
+        import json
+
+        from postroom.local.stack import repo_root
+
+        info_path = repo_root() / ".postroom" / "local.json"
+        if not info_path.is_file():
+            raise SystemExit(f"no running local stack ({info_path} is missing): start `postroom local` first")
+        info = json.loads(info_path.read_text())
+        endpoint, table, prefix = info["aws_endpoint"], info["table"], info["store_secret_prefix"]
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(name, "testing")
+        os.environ.setdefault("AWS_DEFAULT_REGION", info["region"])
+    if not table or not prefix:
+        raise SystemExit("give --table and --secret-prefix (the stack's TableName and StoreSecretPrefix outputs)")
+    session = boto3.session.Session()
+    registry = StoreRegistry(
+        session.client("dynamodb", endpoint_url=endpoint),
+        session.client("secretsmanager", endpoint_url=endpoint),
+        table=table,
+        secret_prefix=prefix,
+    )
+    store = Store(
+        id=args.store_id,
+        platform=Platform(args.platform),
+        sender=args.sender,
+        shop_name=args.shop_name or args.store_id,
+        tenant=args.tenant,
+        support_email=args.support_email,
+        reminder_delay_minutes=args.reminder_delay,
+    )
+    registry.put(store, secret)
+    print(f"store {store.id} ({store.platform.value}) saved; point its order webhooks at "
+          f"<ApiUrl>/v1/hooks/{store.platform.value}/{store.id}")  # fmt: skip
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="postroom", description="Postroom: transactional email relay for AWS.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -153,6 +205,22 @@ def build_parser() -> argparse.ArgumentParser:
     disable.add_argument("key_id")
     disable.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     disable.set_defaults(func=_cmd_keys_disable)
+
+    stores = sub.add_parser("stores", help="manage shops whose order webhooks Postroom receives")
+    stores_sub = stores.add_subparsers(dest="stores_command", required=True)
+    add = stores_sub.add_parser("add", help="add or replace a store and its webhook secret")
+    add.add_argument("store_id", help="the {store} in /v1/hooks/<platform>/{store}: lower-case letters, digits, '-'")
+    add.add_argument("--platform", required=True, choices=["shopify", "woocommerce"])
+    add.add_argument("--secret", help="the webhook signing secret (or $POSTROOM_STORE_SECRET)")
+    add.add_argument("--from", dest="sender", required=True, help="sender, e.g. 'Shop <orders@shop.example>'")
+    add.add_argument("--shop-name", default="", help="the shop's name in the mails (default: the store id)")
+    add.add_argument("--support-email", default="", help="shown in the mails' footer")
+    add.add_argument("--tenant", default="default", help="the tenant the order mails belong to")
+    add.add_argument("--reminder-delay", type=int, default=60, help="minutes before an abandoned-checkout reminder")
+    add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
+    add.add_argument("--secret-prefix", help="the stack's StoreSecretPrefix output")
+    add.add_argument("--local", action="store_true", help="add it to the running `postroom local` stack")
+    add.set_defaults(func=_cmd_stores_add)
 
     from postroom.deliverability import dkim_cli
 

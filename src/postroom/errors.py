@@ -54,6 +54,11 @@ class NotFoundError(PostroomError):
     code = "not_found"
 
 
+class ConflictError(PostroomError):
+    status = HTTPStatus.CONFLICT
+    code = "conflict"
+
+
 class PayloadTooLargeError(PostroomError):
     status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
     code = "payload_too_large"

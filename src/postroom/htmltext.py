@@ -12,6 +12,7 @@ _BLOCK = frozenset(
     {"p", "div", "br", "tr", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "hr", "pre"}
 )
 _SKIP = frozenset({"script", "style", "head", "title"})
+_CELL = frozenset({"td", "th"})
 
 
 class _TextExtractor(HTMLParser):
@@ -36,6 +37,8 @@ class _TextExtractor(HTMLParser):
             self._skip_depth = max(0, self._skip_depth - 1)
         elif tag in _BLOCK:
             self.parts.append("\n")
+        elif tag in _CELL:
+            self.parts.append(" ")  # table cells on one row stay words apart ("Total €24.90", not "Total€24.90")
         elif tag == "a" and self._href:
             if self._href.startswith(("http://", "https://", "mailto:")):
                 self.parts.append(f" ({self._href})")

@@ -13,16 +13,23 @@ QUEUE_BODY_VERSION = 1
 @dataclass(frozen=True, slots=True)
 class DeliveryTask:
     message_id: str
+    # Set by a schedule's firing: the send_at it was created for. A firing whose send_at no longer matches the record
+    # (the message was rescheduled meanwhile) is stale and is dropped by the worker.
+    send_at: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps({"v": QUEUE_BODY_VERSION, "id": self.message_id})
+        body: dict[str, object] = {"v": QUEUE_BODY_VERSION, "id": self.message_id}
+        if self.send_at is not None:
+            body["send_at"] = self.send_at
+        return json.dumps(body)
 
     @classmethod
     def from_json(cls, body: str) -> DeliveryTask:
         data = json.loads(body)
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise ValueError("queue body is not a Postroom delivery task")
-        return cls(message_id=data["id"])
+        send_at = data.get("send_at")
+        return cls(message_id=data["id"], send_at=send_at if isinstance(send_at, str) else None)
 
 
 class DeliveryQueue:
@@ -33,6 +40,16 @@ class DeliveryQueue:
 
     def enqueue(self, task: DeliveryTask, *, delay_seconds: int = 0) -> None:
         self._sqs.send_message(QueueUrl=self._queue_url, MessageBody=task.to_json(), DelaySeconds=delay_seconds)
+
+    def enqueue_batch(self, tasks: list[DeliveryTask]) -> set[str]:
+        """Up to 10 tasks in one SendMessageBatch call; returns the ids of the messages SQS did not take."""
+        if not tasks:
+            return set()
+        response = self._sqs.send_message_batch(
+            QueueUrl=self._queue_url,
+            Entries=[{"Id": str(i), "MessageBody": task.to_json()} for i, task in enumerate(tasks)],
+        )
+        return {tasks[int(failed["Id"])].message_id for failed in response.get("Failed", [])}
 
     def retry_later(self, receipt_handle: str, seconds: int) -> None:
         """Keep the message invisible for ``seconds`` (≤ 12 h): SQS then hands it to a worker again."""

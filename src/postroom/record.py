@@ -75,6 +75,8 @@ class MessageRecord(BaseModel):
     updated_at: str
     next_attempt_at: str | None = None
     size: int | None = Field(default=None, description="Size in bytes of the built MIME message.")
+    send_at: str | None = Field(default=None, description="When a scheduled message is due (UTC).")
+    template: str | None = Field(default=None, description="The stored template the message was rendered from.")
     version: int = 0
 
     def pending(self) -> list[RecipientState]:

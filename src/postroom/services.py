@@ -7,19 +7,32 @@ environment, so nothing is read at import time.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from postroom import aws
+from postroom.commerce.registry import CommerceServices
+from postroom.idempotency import DAY, Once
+from postroom.mailtemplates.store import TemplateStore
 from postroom.queue import DeliveryQueue
+from postroom.scheduling import DeliveryScheduler
 from postroom.settings import Settings, settings_from_env
 from postroom.store.keys import ApiKeyStore
 from postroom.store.messages import MessageStore
+
+_once_lock = threading.Lock()
+
+# How long each kind of key is remembered (see postroom.idempotency). API keys: 24 h, as callers are told. A worker's
+# send result must outlive every redelivery of its message (SQS keeps it 14 days). Webhook deliveries: Shopify retries
+# for 48 h. Order mails: a WooCommerce order.updated can repeat a status weeks later.
+_ONCE_EXPIRY = {"send": DAY, "batch": DAY, "worker-send": 15 * DAY, "hook-delivery": 7 * DAY, "commerce-mail": 90 * DAY}
+_VALIDATED_SCOPES = frozenset({"send", "batch"})  # the same key with another body is a caller's mistake: 409
 
 
 @dataclass
 class Services:
     settings: Settings
+    _onces: dict[str, Once] = field(default_factory=dict, repr=False)
 
     @cached_property
     def messages(self) -> MessageStore:
@@ -34,6 +47,46 @@ class Services:
     @cached_property
     def queue(self) -> DeliveryQueue:
         return DeliveryQueue(aws.client("sqs"), self.settings.queue_url, self.settings.dlq_url)
+
+    @cached_property
+    def templates(self) -> TemplateStore:
+        return TemplateStore(aws.client("dynamodb"), self.settings.table)
+
+    @cached_property
+    def scheduler(self) -> DeliveryScheduler | None:
+        """None when the stack has no schedule group (then send_at is refused with a clear error)."""
+        s = self.settings
+        if not (s.schedule_group and s.scheduler_role_arn and s.queue_arn):
+            return None
+        return DeliveryScheduler(
+            aws.client("scheduler"), group=s.schedule_group, role_arn=s.scheduler_role_arn, queue_arn=s.queue_arn
+        )
+
+    @cached_property
+    def commerce(self) -> CommerceServices:
+        return CommerceServices(
+            self.settings,
+            dynamodb=aws.client("dynamodb"),
+            s3=aws.client("s3"),
+            sqs=aws.client("sqs"),
+            secretsmanager=aws.client("secretsmanager"),
+        )
+
+    def once(self, scope: str) -> Once | None:
+        """The :class:`Once` for a scope (see postroom.idempotency); None without an idempotency table."""
+        if not self.settings.idempotency_table:
+            return None
+        with _once_lock:
+            existing = self._onces.get(scope)
+            if existing is None:
+                existing = self._onces[scope] = Once(
+                    table=self.settings.idempotency_table,
+                    dynamodb=aws.client("dynamodb"),
+                    scope=scope,
+                    expires_after_seconds=_ONCE_EXPIRY.get(scope, DAY),
+                    validate=scope in _VALIDATED_SCOPES,
+                )
+            return existing
 
 
 _lock = threading.Lock()

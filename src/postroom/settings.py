@@ -94,6 +94,14 @@ class Settings(BaseModel):
     relay_secret: str = ""
     relay_tls_verify: bool = True
     relay_ca_file: str = ""  # extra CA bundle for a relay with a private CA
+    # Templates, idempotency, scheduling and commerce hooks (issue #5). Empty means "not configured": the features
+    # that need them refuse with a clear error instead of failing at cold start for functions that never use them.
+    idempotency_table: str = ""
+    queue_arn: str = ""  # the delivery queue's ARN: the target of EventBridge Scheduler schedules
+    schedule_group: str = ""
+    scheduler_role_arn: str = ""
+    commerce_queue_url: str = ""
+    store_secret_prefix: str = ""  # Secrets Manager names of store webhook secrets: <prefix><store id>
     # Deliverability (README, "Deliverability"): DKIM keys per sending domain, read from SSM Parameter Store or
     # Secrets Manager at <prefix>/<domain>/<selector>; the TLS policy per recipient domain, and MTA-STS (RFC 8461).
     dkim_selectors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
@@ -188,6 +196,12 @@ _ENV = {
     "relay_secret": "POSTROOM_RELAY_SECRET",
     "relay_tls_verify": "POSTROOM_RELAY_TLS_VERIFY",
     "relay_ca_file": "POSTROOM_RELAY_CA_FILE",
+    "idempotency_table": "POSTROOM_IDEMPOTENCY_TABLE",
+    "queue_arn": "POSTROOM_QUEUE_ARN",
+    "schedule_group": "POSTROOM_SCHEDULE_GROUP",
+    "scheduler_role_arn": "POSTROOM_SCHEDULER_ROLE_ARN",
+    "commerce_queue_url": "POSTROOM_COMMERCE_QUEUE_URL",
+    "store_secret_prefix": "POSTROOM_STORE_SECRET_PREFIX",
 }
 
 

@@ -36,6 +36,8 @@ class MessageStatus(StrEnum):
     BOUNCED = "bounced"  # all final, none delivered, at least one bounced
     FAILED = "failed"  # all final, none delivered, none bounced: gave up (or could not be processed at all)
     SUPPRESSED = "suppressed"  # every recipient was suppressed: nothing was sent
+    SCHEDULED = "scheduled"  # accepted with a future send_at; an EventBridge Scheduler schedule will queue it
+    CANCELLED = "cancelled"  # cancelled by the sender while still scheduled: never sent
 
     @property
     def is_final(self) -> bool:
@@ -49,14 +51,19 @@ _FINAL_MESSAGE = frozenset(
         MessageStatus.BOUNCED,
         MessageStatus.FAILED,
         MessageStatus.SUPPRESSED,
+        MessageStatus.CANCELLED,
     }
 )
 
 _ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
     MessageStatus.QUEUED: frozenset({MessageStatus.SENDING, MessageStatus.FAILED}),
     # SENDING → SENDING: a worker crashed mid-attempt and SQS redelivered the message.
-    MessageStatus.SENDING: frozenset(MessageStatus) - {MessageStatus.QUEUED},
+    MessageStatus.SENDING: frozenset(MessageStatus)
+    - {MessageStatus.QUEUED, MessageStatus.SCHEDULED, MessageStatus.CANCELLED},
     MessageStatus.DEFERRED: frozenset({MessageStatus.SENDING, MessageStatus.FAILED}),
+    # The schedule fired (sending), the sender cancelled it, or it could not be scheduled (failed). Rescheduling keeps
+    # the status and changes send_at.
+    MessageStatus.SCHEDULED: frozenset({MessageStatus.SENDING, MessageStatus.CANCELLED, MessageStatus.FAILED}),
 }
 
 

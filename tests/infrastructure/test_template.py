@@ -61,8 +61,8 @@ def test_cfn_lint_reports_nothing(repo_root, template_path):
 
 def test_worker_reports_batch_item_failures(template):
     sources = tpl.sqs_event_sources(template)
-    assert [s.function_logical_id for s in sources] == ["WorkerFunction"]
-    assert sources[0].report_batch_item_failures
+    assert [s.function_logical_id for s in sources] == ["WorkerFunction", "CommerceWorkerFunction"]
+    assert all(source.report_batch_item_failures for source in sources)
 
 
 def test_delivery_queue_redrives_to_the_dead_letter_queue(template):
@@ -257,6 +257,10 @@ def test_unemulated_resources_are_listed_honestly(template):
         "WorkerFunction",
         "SendApiFunctionLogGroup",
         "WorkerFunctionLogGroup",
+        "CommerceHooksFunction",
+        "CommerceWorkerFunction",
+        "CommerceHooksFunctionLogGroup",
+        "CommerceWorkerFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -273,9 +277,23 @@ def test_api_routes_are_the_send_api_events(template):
     assert {(r.function_logical_id, r.method, r.path) for r in routes} >= {
         ("SendApiFunction", "POST", "/v1/messages"),
         ("SendApiFunction", "GET", "/v1/messages/{id}"),
+        ("SendApiFunction", "POST", "/v1/messages/batch"),
+        ("SendApiFunction", "POST", "/v1/messages/{id}/cancel"),
+        ("SendApiFunction", "PATCH", "/v1/messages/{id}"),
+        ("SendApiFunction", "GET", "/v1/templates"),
+        ("SendApiFunction", "GET", "/v1/templates/{name}"),
+        ("SendApiFunction", "PUT", "/v1/templates/{name}"),
+        ("SendApiFunction", "DELETE", "/v1/templates/{name}"),
+        ("SendApiFunction", "POST", "/v1/templates/{name}/render"),
+        ("CommerceHooksFunction", "POST", "/v1/hooks/shopify/{store}"),
+        ("CommerceHooksFunction", "POST", "/v1/hooks/woocommerce/{store}"),
     }
     send_routes = [r for r in routes if r.function_logical_id == "SendApiFunction"]
     assert {(r.code_uri, r.handler) for r in send_routes} == {("functions/send_api/", "app.lambda_handler")}
+    assert {(r.code_uri, r.handler) for r in routes} >= {
+        ("functions/send_api/", "app.lambda_handler"),
+        ("functions/commerce_hooks/", "app.lambda_handler"),
+    }
     get = next(r for r in routes if r.method == "GET" and r.path == "/v1/messages/{id}")
     assert get.match("GET", "/v1/messages/msg_123") == {"id": "msg_123"}
     assert get.match("get", "/v1/messages/msg_123/") == {"id": "msg_123"}
@@ -299,7 +317,7 @@ def test_routes_prefer_literal_over_parameter_over_greedy():
 
 
 def test_sqs_event_source_is_the_worker(template):
-    assert tpl.sqs_event_sources(template) == [
+    assert tpl.sqs_event_sources(template)[:1] == [
         tpl.SqsSource(
             function_logical_id="WorkerFunction",
             queue_logical_id="DeliveryQueue",
@@ -376,6 +394,10 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
             "POSTROOM_SMTP_PORT": "25",
             "POSTROOM_HELO_NAME": "",
             "POSTROOM_SES_CONFIGURATION_SET": "",
+            "POSTROOM_SCHEDULE_GROUP": "infra-test-ScheduleGroup",
+            "POSTROOM_SCHEDULER_ROLE_ARN": "arn:aws:iam::123456789012:role/infra-test-SchedulerRole",
+            "POSTROOM_COMMERCE_QUEUE_URL": resources.ref("CommerceQueue"),
+            "POSTROOM_STORE_SECRET_PREFIX": "postroom/infra-test/stores/",
         }.items()
     )
     assert env["POSTROOM_QUEUE_URL"].endswith("/infra-test-DeliveryQueue")

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from postroom.api import me, messages
+from postroom.api import batch, me, messages, scheduled, templates
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.errors import NotFoundError, PostroomError
@@ -21,8 +21,11 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 app = APIGatewayRestResolver(enable_validation=True)
+app.include_router(batch.router, prefix="/v1/messages")  # before messages: /batch is not a message id
 app.include_router(messages.router, prefix="/v1/messages")
 app.include_router(me.router, prefix="/v1/me")
+app.include_router(scheduled.router, prefix="/v1/messages")
+app.include_router(templates.router, prefix="/v1/templates")
 
 
 @app.exception_handler(PostroomError)

@@ -11,12 +11,14 @@ from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from postroom.api import idempotent
 from postroom.api.deps import require
 from postroom.api.gate import RAW_MESSAGE_TYPE, body_bytes
 from postroom.api.responses import validation_failure
 from postroom.auth import Principal, Scope
+from postroom.compose import MessageInput
 from postroom.errors import NotFoundError, ValidationFailedError
-from postroom.models import DeliveryChoice, SendRequest
+from postroom.models import DeliveryChoice
 from postroom.sending import accept, accept_raw
 from postroom.services import services
 from postroom.store.messages import MessageNotFoundError
@@ -27,21 +29,33 @@ router = Router()
 @router.post(
     "/",
     summary="Send a message",
-    description="Validates, stores and queues the message; answers 202 once it is durable.",
+    description="Validates, stores and queues the message (or schedules it, with send_at); answers 202 once it is "
+    "durable. With an Idempotency-Key header, a retry with the same key and body answers the first response again.",
     responses={202: {"description": "Accepted: stored and queued for delivery"}},
 )
 def send_message(
-    body: Annotated[SendRequest, Body()],
+    body: Annotated[MessageInput, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
 ) -> Response[dict[str, str]]:
     svc = services()
-    accepted = accept(body, principal, settings=svc.settings, store=svc.messages, queue=svc.queue)
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body={"id": accepted.id, "status": accepted.status.value},
-        headers={"Location": f"/v1/messages/{accepted.id}"},
-    )
+
+    def work() -> dict[str, object]:
+        accepted = accept(
+            body,
+            principal,
+            settings=svc.settings,
+            store=svc.messages,
+            queue=svc.queue,
+            templates=svc.templates,
+            scheduler=svc.scheduler,
+        )
+        return {
+            "status": 202,
+            "body": {"id": accepted.id, "status": accepted.status.value},
+            "headers": {"Location": f"/v1/messages/{accepted.id}"},
+        }
+
+    return idempotent.respond(router, "send", principal, body.model_dump(mode="json", by_alias=True), work)
 
 
 class RawSendRequest(BaseModel):

@@ -15,6 +15,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from postroom import aws
 from postroom.deliverability import wiring as deliverability
 from postroom.delivery.mx import MxResolver, parse_nameservers
+from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
@@ -92,6 +93,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=deliverability.sign_outgoing(smtp, svc.settings),
             relay=deliverability.sign_outgoing(relay, svc.settings) if relay is not None else None,
+            send_guard=send_guard(svc, context),
         )
 
         def record_handler(record: SQSRecord) -> str:

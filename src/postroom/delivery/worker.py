@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
@@ -58,6 +59,22 @@ class LocalAgent(Protocol):
     def deliver(self, record: MessageRecord, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
 
 
+class SendGuard(Protocol):
+    """Runs one remote send (a recipient group handed to SES or to one domain's MX) at most once per attempt of those
+    recipients, so a redelivery after a crash between the remote's acceptance and the record's save replays the
+    result instead of sending again (see postroom.delivery.once)."""
+
+    def __call__(
+        self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
+    ) -> list[RecipientResult]: ...
+
+
+def _send_directly(
+    _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
+) -> list[RecipientResult]:
+    return send()
+
+
 class AttemptObserver(Protocol):
     """Told about every attempt once its results are recorded (events, metrics). Must not raise."""
 
@@ -84,6 +101,7 @@ class Deliverer:
         local: list[LocalAgent] | None = None,
         observers: list[AttemptObserver] | None = None,
         relay: SmtpAgent | None = None,
+        send_guard: SendGuard | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -94,6 +112,7 @@ class Deliverer:
         self._local = local or []
         self._observers = observers or []
         self._relay = relay
+        self._guard: SendGuard = send_guard or _send_directly
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
         now = now or utcnow()
@@ -106,10 +125,14 @@ class Deliverer:
         if record.status.is_final:
             # A redelivered pointer for a finished message (SQS delivers at least once): nothing to send again.
             return AttemptResult(record.id, record.status)
+        if record.status is MessageStatus.SCHEDULED and task.send_at != record.send_at:
+            # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
+            logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
+            return AttemptResult(record.id, record.status)
 
-        reason = give_up_reason(
-            attempts=record.attempts, created_at=parse_iso(record.created_at), now=now, settings=self._settings
-        )
+        # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
+        started = parse_iso(record.send_at or record.created_at)
+        reason = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
         if reason:
             return self._give_up(record, task, reason, now)
 
@@ -128,9 +151,7 @@ class Deliverer:
         status = record.settle()
         retry_in = None
         if status is MessageStatus.DEFERRED:
-            later = give_up_reason(
-                attempts=record.attempts, created_at=parse_iso(record.created_at), now=now, settings=self._settings
-            )
+            later = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
             if later:
                 return self._give_up(record, task, later, now)
             retry_in = backoff_seconds(record.attempts, self._settings)
@@ -181,17 +202,29 @@ class Deliverer:
         if not pending:
             return results
         if path is DeliveryPath.SES:
-            results.extend((r, path.value) for r in self._ses.deliver(record.from_address, pending, mime))
+            sent = self._guard(
+                record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
+            )
+            results.extend((r, path.value) for r in sent)
             return results
         if path is DeliveryPath.RELAY and self._relay is not None:
             # One smart host takes every domain: one transaction for all pending recipients.
-            results.extend((r, path.value) for r in self._relay.deliver("relay", record.from_address, pending, mime))
+            relay = self._relay
+            sent = self._guard(
+                record, path.value, pending, lambda: relay.deliver("relay", record.from_address, pending, mime)
+            )
+            results.extend((r, path.value) for r in sent)
             return results
         by_domain: dict[str, list[str]] = defaultdict(list)
         for address in pending:
             by_domain[address.rpartition("@")[2].lower()].append(address)
         for domain, recipients in by_domain.items():
-            delivered = self._smtp.deliver(domain, record.from_address, recipients, mime)
+            delivered = self._guard(
+                record,
+                path.value,
+                recipients,
+                lambda d=domain, r=recipients: self._smtp.deliver(d, record.from_address, r, mime),  # type: ignore[misc]
+            )
             results.extend((r, path.value) for r in delivered)
         return results
 

@@ -96,6 +96,7 @@ class LocalStack:
         self._gateway_thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] = {}
         self.submission: Any = None
+        self.firer: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -156,12 +157,18 @@ class LocalStack:
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
         if self.config.submission_port is not None:
             self._start_submission(self.config.submission_port)
+        self._start_schedule_firer()
+        self._write_local_info()
         return self
 
     def stop(self) -> None:
         if self.submission is not None:
             self.submission.stop()
             self.submission = None
+        if self.firer is not None:
+            self.firer.stop()
+            self.firer.join(timeout=5)
+        self._remove_local_info()
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
@@ -299,3 +306,37 @@ class LocalStack:
             )
             poller.start()
             self.pollers.append(poller)
+
+    def _start_schedule_firer(self) -> None:
+        # moto never fires EventBridge Scheduler schedules; send_at and abandoned-checkout reminders need them to.
+        from postroom import aws
+        from postroom.local.scheduler import ScheduleFirer
+
+        self.firer = ScheduleFirer(scheduler=aws.client("scheduler"), sqs=aws.client("sqs"))
+        self.firer.start()
+
+    @property
+    def local_info_path(self) -> Path:
+        return self.root / ".postroom" / "local.json"
+
+    def _write_local_info(self) -> None:
+        """Where the running stack is, for ``postroom stores add --local`` (run in another terminal)."""
+        import json
+
+        info = {
+            "api_url": self.api_url,
+            "aws_endpoint": self.aws_endpoint,
+            "region": REGION,
+            "table": os.environ.get("POSTROOM_TABLE", ""),
+            "store_secret_prefix": os.environ.get("POSTROOM_STORE_SECRET_PREFIX", ""),
+            "pid": os.getpid(),
+        }
+        self.local_info_path.parent.mkdir(parents=True, exist_ok=True)
+        self.local_info_path.write_text(json.dumps(info, indent=2))
+
+    def _remove_local_info(self) -> None:
+        try:
+            if self.local_info_path.is_file() and f'"pid": {os.getpid()}' in self.local_info_path.read_text():
+                self.local_info_path.unlink()
+        except OSError:
+            pass

@@ -689,6 +689,29 @@ def _create_subscription(
     return {"Ref": arn, "Arn": arn}
 
 
+def _create_schedule_group(client: Any, name: str, _props: _Properties, _resources: LocalResources) -> dict[str, Any]:
+    # moto stores schedules but never fires them; postroom.local.scheduler fires the due ones.
+    try:
+        arn = client.create_schedule_group(Name=name)["ScheduleGroupArn"]
+    except ClientError as error:
+        if _error_code(error) != "ConflictException":
+            raise
+        arn = client.get_schedule_group(Name=name)["Arn"]
+    return {"Ref": name, "Arn": arn}
+
+
+def _create_role(client: Any, name: str, props: _Properties, _resources: LocalResources) -> dict[str, Any]:
+    # Only so that !GetAtt Role.Arn resolves (EventBridge Scheduler targets name a role); moto enforces no policy.
+    trust = props.get("AssumeRolePolicyDocument") or {}
+    try:
+        role = client.create_role(RoleName=name[:64], AssumeRolePolicyDocument=json.dumps(trust))["Role"]
+    except ClientError as error:
+        if _error_code(error) != "EntityAlreadyExists":
+            raise
+        role = client.get_role(RoleName=name[:64])["Role"]
+    return {"Ref": role["RoleName"], "Arn": role["Arn"], "RoleId": role["RoleId"]}
+
+
 _EMULATORS: Final[Mapping[str, _Emulator]] = {
     "AWS::DynamoDB::Table": _Emulator(
         "dynamodb",
@@ -727,6 +750,8 @@ _EMULATORS: Final[Mapping[str, _Emulator]] = {
         ),
         _create_subscription,
     ),
+    "AWS::Scheduler::ScheduleGroup": _Emulator("scheduler", frozenset({"Name"}), _create_schedule_group),
+    "AWS::IAM::Role": _Emulator("iam", frozenset({"AssumeRolePolicyDocument", "RoleName"}), _create_role),
 }
 
 # Resource types the local harness itself stands in for, and how.
@@ -743,7 +768,6 @@ _POLICY_TYPES: Final = frozenset(
         "AWS::SQS::QueuePolicy",
         "AWS::SNS::TopicPolicy",
         "AWS::IAM::Policy",
-        "AWS::IAM::Role",
         "AWS::IAM::ManagedPolicy",
         "AWS::Lambda::Permission",
     }

@@ -27,6 +27,11 @@ def request_key(message_id: str) -> str:
     return f"messages/{message_id}/request.json"
 
 
+def scheduled_request_key(message_id: str) -> str:
+    # Scheduled messages keep their body outside messages/, whose lifecycle rule would expire it before a far send_at.
+    return f"scheduled/{message_id}/request.json"
+
+
 def mime_key(message_id: str) -> str:
     return f"messages/{message_id}/message.eml"
 
@@ -39,11 +44,15 @@ class MessageStore:
         self._bucket = bucket
 
     # --- bodies -------------------------------------------------------------------------------------------------
-    def put_request(self, message_id: str, body: bytes) -> None:
-        self._s3.put_object(Bucket=self._bucket, Key=request_key(message_id), Body=body, ContentType="application/json")
+    def put_request(self, message_id: str, body: bytes, *, scheduled: bool = False) -> None:
+        key = scheduled_request_key(message_id) if scheduled else request_key(message_id)
+        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body, ContentType="application/json")
 
     def get_request(self, message_id: str) -> bytes:
-        return self._s3.get_object(Bucket=self._bucket, Key=request_key(message_id))["Body"].read()
+        try:
+            return self._s3.get_object(Bucket=self._bucket, Key=request_key(message_id))["Body"].read()
+        except self._s3.exceptions.NoSuchKey:
+            return self._s3.get_object(Bucket=self._bucket, Key=scheduled_request_key(message_id))["Body"].read()
 
     def put_mime(self, message_id: str, mime: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=mime_key(message_id), Body=mime, ContentType="message/rfc822")

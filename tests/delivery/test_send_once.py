@@ -1,0 +1,117 @@
+"""The worker sends a message once even when it crashes between the recipient's server accepting it and the record's
+save, and SQS hands the message to it again (real worker handler, moto, loopback DNS and SMTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from postroom.delivery.batch import reset_resolver
+from postroom.local.poller import build_sqs_event
+from postroom.services import reset_services
+from postroom.status import RecipientStatus
+from postroom.store.messages import MessageStore
+from postroom.testing.dns import LoopbackDnsServer
+from postroom.testing.smtp import RecordingSink
+from tests.conftest import Stack
+
+
+class SimulatedCrashError(RuntimeError):
+    pass
+
+
+@pytest.fixture
+def sink() -> Iterator[RecordingSink]:
+    with RecordingSink() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_stack(stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with LoopbackDnsServer(catch_all_mx="127.0.0.1") as dns:
+        monkeypatch.setenv("POSTROOM_DNS_NAMESERVERS", f"127.0.0.1:{dns.port}")
+        monkeypatch.setenv("POSTROOM_SMTP_PORT", str(sink.port))
+        monkeypatch.setenv("POSTROOM_SMTP_TIMEOUT", "2")
+        reset_services()
+        reset_resolver()
+        yield stack
+
+
+def crash_after_remote_accept(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The first save that would record a delivered recipient dies instead, as a worker killed at that moment."""
+    crashes: list[str] = []
+    real_save = MessageStore.save
+
+    def save(self: MessageStore, record) -> None:
+        if not crashes and any(r.status is RecipientStatus.DELIVERED for r in record.recipients):
+            crashes.append(record.id)
+            raise SimulatedCrashError("worker died after the sink accepted the message")
+        real_save(self, record)
+
+    monkeypatch.setattr(MessageStore, "save", save)
+    return crashes
+
+
+def deliver_twice(stack: Stack) -> tuple[dict | BatchProcessingError, dict]:
+    """The same SQS message handed to the worker twice: after a failed invocation, SQS redelivers it."""
+    (message,) = stack.queue_messages()
+    event = build_sqs_event([message], stack.resources["DeliveryQueue"]["Arn"], "us-east-1")
+    try:
+        first: dict | BatchProcessingError = stack.worker.invoke(event)
+    except BatchProcessingError as exc:  # a batch whose every record failed fails the invocation, as on Lambda
+        first = exc
+    return first, stack.worker.invoke(event)
+
+
+SEND = {"from": "orders@smtp.example", "to": ["ann@example.org", "bob@example.org"], "subject": "Once", "text": "x"}
+
+
+def test_redelivery_after_a_crash_between_accept_and_save_does_not_send_again(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a queued message and a worker that dies right after the recipient's server accepted it
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crashes = crash_after_remote_accept(monkeypatch)
+    # WHEN SQS hands the message to the worker, it crashes, and SQS hands it over again
+    first, second = deliver_twice(smtp_stack)
+    # THEN the first invocation failed (SQS keeps the message), the second succeeded, the server got it exactly once,
+    assert crashes == [body["id"]]
+    assert isinstance(first, BatchProcessingError)
+    assert second == {"batchItemFailures": []}
+    assert len(sink.messages) == 1
+    assert sorted(sink.messages[0].rcpt_tos) == ["ann@example.org", "bob@example.org"]
+    # and the record shows the accepted delivery, from the one SMTP transaction that happened
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "delivered"
+    assert [(r["status"], r["attempts"], r["smtp_code"]) for r in record["recipients"]] == [("delivered", 1, 250)] * 2
+
+
+def test_without_the_guard_the_same_crash_sends_twice(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN the same crash, on a stack without an idempotency table (the guard is off)
+    monkeypatch.setenv("POSTROOM_IDEMPOTENCY_TABLE", "")
+    reset_services()
+    smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    deliver_twice(smtp_stack)
+    # THEN the redelivery sends again: the gap the guard closes
+    assert len(sink.messages) == 2
+
+
+def test_a_deferred_recipient_is_retried_despite_the_guard(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a server that refuses the first DATA with 451
+    from postroom.testing.smtp import Stage
+
+    sink.script(Stage.DATA, "451 4.3.0 try again later", times=1)
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    # WHEN the worker tries, is deferred, and tries again (a new attempt for those recipients)
+    first, _ = deliver_twice(smtp_stack)
+    # THEN the second attempt is not mistaken for a replay: it sends, and the message is delivered
+    assert isinstance(first, BatchProcessingError)
+    assert len(sink.messages) == 1
+    assert smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]["status"] == "delivered"
