@@ -8,6 +8,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import boto3
 import dkim
@@ -25,6 +26,7 @@ from postroom.deliverability.dkim import (
     SigningSmtpAgent,
     generate_key,
 )
+from postroom.delivery.errors import NoSuchDomainError
 from postroom.delivery.mx import MxResolver
 from postroom.delivery.results import Outcome
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
@@ -63,7 +65,10 @@ def dnsfunc(dns_server: LoopbackDnsServer) -> DnsFunc:
     resolver = MxResolver([dns_server.nameserver], timeout=1.0)
 
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:
-        records = resolver.txt(name.decode())
+        try:
+            records = resolver.txt(name.decode())
+        except NoSuchDomainError:
+            return None  # dkimpy's contract: no record
         return records[0] if records else None
 
     return lookup
@@ -390,3 +395,40 @@ def test_the_worker_signs_at_hand_off_and_stores_the_mime_unsigned(
     assert b"DKIM-Signature" not in stored
     assert received.endswith(stored)
     assert received[: -len(stored)].count(b"DKIM-Signature:") == 2
+
+
+def test_mail_through_the_smart_host_relay_is_signed_too(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    dns_server: LoopbackDnsServer,
+    sink: RecordingSink,
+    dnsfunc: DnsFunc,
+    rsa_key: tuple[DkimKey, str],
+) -> None:
+    from tests.relay.upstream import upstream_server
+
+    key, pem = rsa_key
+    with upstream_server(tmp_path) as (upstream, port, ca):
+        # GIVEN shop.example delivering through an authenticated smart host, with a DKIM selector configured
+        monkeypatch.setenv("POSTROOM_RELAY_CA_FILE", str(ca))  # the upstream's private CA
+        parameters = {
+            "SendingDomains": "shop.example=relay",
+            "RelayHost": f"127.0.0.1:{port}",
+            "RelayAuth": "plain",
+            "RelaySecretName": "/postroom/relay",
+            "DkimSelectors": "shop.example=s2026a",
+        }
+        for stack in smtp_stack_for(monkeypatch, dns_server, sink, parameters):
+            publish(dns_server, key)
+            ssm = boto3.client("ssm")
+            ssm.put_parameter(
+                Name="/postroom/relay", Value='{"username": "u", "password": "app-password"}', Type="SecureString"
+            )
+            ssm.put_parameter(Name="/postroom/dkim/shop.example/s2026a", Value=pem, Type="SecureString")
+            # WHEN a message is sent
+            message_id = stack.send(to=["ann@example.org"])
+            stack.run_worker()
+            # THEN the relay received it signed, and the signature verifies
+            assert stack.status(message_id)["recipients"][0]["delivery"] == "relay"
+            ((_, _, received),) = upstream.received
+            assert dkim.verify(received, dnsfunc=dnsfunc)
