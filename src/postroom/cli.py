@@ -224,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     from postroom.doctor.cli import add_doctor_command
 
     add_doctor_command(sub)
+
+    from postroom.deliverability import dkim_cli
+
+    dkim_cli.register(sub)
     return parser
 
 

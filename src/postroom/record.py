@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from postroom.deliverability.bounces import BounceType
 from postroom.delivery.results import Outcome, RecipientResult
 from postroom.status import MessageStatus, RecipientStatus, aggregate, check_transition
 
@@ -27,6 +28,9 @@ class RecipientState(BaseModel):
     tls: bool | None = None
     tls_version: str | None = None
     ses_message_id: str | None = None
+    tls_verified: bool | None = Field(default=None, description="Whether the MX's certificate verified (TLS only).")
+    tls_policy: str | None = Field(default=None, description="TLS policy of the last attempt: opportunistic, …")
+    bounce_type: BounceType | None = Field(default=None, description="hard, soft, policy or mailbox_full.")
     delivery: str | None = Field(
         default=None, description="The agent of the last attempt: ses, smtp, or another agent's name."
     )
@@ -45,6 +49,9 @@ class RecipientState(BaseModel):
         self.tls = result.tls
         self.tls_version = result.tls_version
         self.ses_message_id = result.ses_message_id or self.ses_message_id
+        self.tls_verified = result.tls_verified
+        self.tls_policy = result.tls_policy
+        self.bounce_type = result.bounce_type
         self.delivery = path
         self.first_attempt_at = self.first_attempt_at or at
         self.last_attempt_at = at

@@ -10,8 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from postroom.deliverability.config import TlsLevel, parse_dkim_selectors, parse_tls_policy
 
 
 class DeliveryPath(StrEnum):
@@ -106,6 +109,37 @@ class Settings(BaseModel):
     # Public addresses direct SMTP leaves from (the NAT's Elastic IP), comma-separated: what `doctor` expects SPF to
     # authorise. Empty when unknown (no SMTP VPC).
     smtp_egress_ips: str = ""
+    # Deliverability (README, "Deliverability"): DKIM keys per sending domain, read from SSM Parameter Store or
+    # Secrets Manager at <prefix>/<domain>/<selector>; the TLS policy per recipient domain, and MTA-STS (RFC 8461).
+    dkim_selectors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    dkim_key_source: Literal["ssm", "secretsmanager"] = "ssm"
+    dkim_key_prefix: str = Field(default="postroom/dkim", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    dkim_key_cache_seconds: int = Field(default=300, ge=0)
+    tls_policy: dict[str, TlsLevel] = Field(default_factory=dict)
+    mta_sts: bool = True
+    mta_sts_port: int = Field(default=443, ge=1, le=65535)  # HTTPS port of mta-sts.<domain>; tests use a high one
+    tls_ca_file: str = ""  # PEM bundle trusted for MX and MTA-STS certificates; empty = the system's
+
+    @field_validator("dkim_selectors", mode="before")
+    @classmethod
+    def _parse_dkim(cls, value: object) -> object:
+        return parse_dkim_selectors(value) if isinstance(value, str) else value
+
+    @field_validator("tls_policy", mode="before")
+    @classmethod
+    def _parse_tls_policy(cls, value: object) -> object:
+        return parse_tls_policy(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _dkim_for_sending_domains(self) -> Settings:
+        # A selector for a domain Postroom never sends from is a typo that would leave the real domain unsigned.
+        unknown = sorted(set(self.dkim_selectors) - set(self.sending_domains))
+        if unknown and self.sending_domains:
+            raise ValueError(
+                f"POSTROOM_DKIM_SELECTORS names {', '.join(unknown)}, not in POSTROOM_SENDING_DOMAINS (a typo would "
+                "leave the real domain unsigned)"
+            )
+        return self
 
     @field_validator("sending_domains", mode="before")
     @classmethod
@@ -156,6 +190,14 @@ _ENV = {
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+    "dkim_selectors": "POSTROOM_DKIM_SELECTORS",
+    "dkim_key_source": "POSTROOM_DKIM_KEY_SOURCE",
+    "dkim_key_prefix": "POSTROOM_DKIM_KEY_PREFIX",
+    "dkim_key_cache_seconds": "POSTROOM_DKIM_KEY_CACHE_SECONDS",
+    "tls_policy": "POSTROOM_TLS_POLICY",
+    "mta_sts": "POSTROOM_MTA_STS",
+    "mta_sts_port": "POSTROOM_MTA_STS_PORT",
+    "tls_ca_file": "POSTROOM_TLS_CA_FILE",
     "relay_host": "POSTROOM_RELAY_HOST",
     "relay_auth": "POSTROOM_RELAY_AUTH",
     "relay_secret": "POSTROOM_RELAY_SECRET",

@@ -92,6 +92,17 @@ _ALLOWED: dict[MessageStatus, frozenset[MessageStatus]] = {
 }
 
 
+# An asynchronous bounce (a DSN, RFC 3464) arrives after the SMTP dialogue: for a message that had already settled, or
+# while it waits for a retry. The recipient it names becomes bounced and the message's status is derived again.
+_ASYNC_BOUNCE: dict[MessageStatus, frozenset[MessageStatus]] = {
+    MessageStatus.DELIVERED: frozenset({MessageStatus.PARTIALLY_DELIVERED, MessageStatus.BOUNCED}),
+    MessageStatus.PARTIALLY_DELIVERED: frozenset({MessageStatus.BOUNCED}),
+    MessageStatus.DEFERRED: frozenset({MessageStatus.PARTIALLY_DELIVERED, MessageStatus.BOUNCED}),
+}
+for _old, _new in _ASYNC_BOUNCE.items():
+    _ALLOWED[_old] = _ALLOWED.get(_old, frozenset()) | _new
+
+
 class InvalidTransitionError(RuntimeError):
     pass
 

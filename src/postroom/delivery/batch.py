@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from postroom import aws
+from postroom.deliverability import wiring as deliverability
 from postroom.delivery.mx import MxResolver, parse_nameservers
 from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
@@ -56,6 +57,7 @@ def _mx_resolver(settings: Settings) -> MxResolver:
 def reset_resolver() -> None:
     global _resolver
     _resolver = None
+    deliverability.reset()
 
 
 def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
@@ -64,8 +66,10 @@ def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
         helo_name=settings.helo,
         timeout=settings.smtp_timeout,
         tls_verify=settings.smtp_tls_verify,
+        ca_file=settings.tls_ca_file or None,
     )
-    return SmtpDeliveryAgent(_mx_resolver(settings), options)
+    resolver = _mx_resolver(settings)
+    return SmtpDeliveryAgent(resolver, options, deliverability.tls_policies(settings, resolver))
 
 
 def relay_agent(settings: Settings) -> SmtpDeliveryAgent | None:
@@ -102,8 +106,8 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             store=svc.messages,
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
-            smtp=smtp,
-            relay=relay,
+            smtp=deliverability.sign_outgoing(smtp, svc.settings),
+            relay=deliverability.sign_outgoing(relay, svc.settings) if relay is not None else None,
             send_guard=send_guard(svc, context),
             # The pacer runs after any other filter (suppression), so recipients another filter decides take no slot.
             filters=[*hooks["filters"], pacing_filter(svc.settings)],

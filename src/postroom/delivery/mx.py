@@ -146,6 +146,35 @@ class MxResolver:
         # being edited looks like this for a while.
         raise NoMxAddressError(f"no MX host of {domain} has an A or AAAA record")
 
+    def txt(self, name: str) -> list[bytes]:
+        """Each TXT record at ``name``, its character-strings joined (RFC 7208 §3.3, RFC 6376 §3.6.2.2 read them
+        so); [] when the name has none. NoSuchDomainError for NXDOMAIN, DnsTemporaryError when the DNS fails."""
+        try:
+            answer = self._resolver.resolve(_domain_name(name), dns.rdatatype.TXT)
+        except ValueError as error:
+            raise NoSuchDomainError(str(error)) from None
+        except dns.resolver.NXDOMAIN:
+            raise NoSuchDomainError(f"{name} does not exist") from None
+        except dns.resolver.NoAnswer:
+            return []
+        except dns.exception.DNSException as error:
+            raise DnsTemporaryError(f"TXT lookup for {name} failed: {_describe(error)}") from None
+        return [b"".join(record.strings) for record in answer]
+
+    def host_addresses(self, hostname: str) -> tuple[str, ...]:
+        """The A and AAAA addresses of a host (IPv4 first); DnsTemporaryError if a lookup failed and none was found,
+        UnroutableDomainError if it has none."""
+        try:
+            name = _domain_name(hostname)
+        except ValueError as error:
+            raise NoSuchDomainError(str(error)) from None
+        addresses, failure = self._addresses(name)
+        if addresses:
+            return addresses
+        if failure:
+            raise DnsTemporaryError(failure)
+        raise UnroutableDomainError(f"{hostname} has no A or AAAA record")
+
     def _implicit_mx(self, domain: str, name: dns.name.Name) -> MxHost:
         # RFC 5321 §5.1: no MX records at all: the domain itself is the implicit MX, with preference 0.
         addresses, failure = self._addresses(name)

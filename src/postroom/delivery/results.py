@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from postroom.deliverability.bounces import BounceType, classify_bounce
+
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"  # the receiving server (or SES) took responsibility for the message
@@ -61,6 +63,13 @@ class RecipientResult:
     tls_version: str | None = None
     ses_message_id: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    tls_verified: bool | None = None  # the server's certificate verified for mx_host; None when there was no TLS
+    tls_policy: str | None = None  # the TLS policy applied, e.g. "opportunistic", "verify", "mta-sts"
+    bounce_type: BounceType | None = None  # for deferred and bounced results; classified from the reply if not given
+
+    def __post_init__(self) -> None:
+        if self.bounce_type is None and self.outcome in (Outcome.DEFERRED, Outcome.BOUNCED):
+            self.bounce_type = classify_bounce(self.smtp_code, self.enhanced_status, self.reply)
 
     @classmethod
     def from_reply(cls, recipient: str, outcome: Outcome, reply: SmtpReply, **kwargs: object) -> RecipientResult:

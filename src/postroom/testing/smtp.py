@@ -90,6 +90,7 @@ class RecordingSink:
         smtputf8: bool = True,
         outbox: Path | None = None,
         stall_seconds: float = STALL_SECONDS_DEFAULT,
+        tls_context: ssl.SSLContext | None = None,  # default: a self-signed certificate for ``hostname``
     ) -> None:
         self.host = host
         self.hostname = hostname
@@ -101,7 +102,8 @@ class RecordingSink:
         self._rules: list[_Rule] = []
         self._connections = 0
         self._live: set[_SinkSMTP] = set()  # touched on the event loop's thread only
-        tls_context = _server_tls_context(hostname) if starttls or require_starttls else None
+        if tls_context is None and (starttls or require_starttls):
+            tls_context = _server_tls_context(hostname)
         self._controller = _SinkController(
             self,
             host,

@@ -1,0 +1,77 @@
+"""Deliverability settings are checked once, loudly, at cold start; the template wires them with least privilege."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from postroom.deliverability.config import TlsLevel
+from postroom.local import template as tpl
+from postroom.settings import SettingsError, settings_from_env
+
+BASE = {
+    "POSTROOM_TABLE": "t",
+    "POSTROOM_BUCKET": "b",
+    "POSTROOM_QUEUE_URL": "q",
+    "POSTROOM_DLQ_URL": "d",
+    "POSTROOM_SENDING_DOMAINS": "shop.example,news.shop.example=smtp",
+}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_deliverability_settings_parse() -> None:
+    settings = settings_from_env(
+        {
+            **BASE,
+            "POSTROOM_DKIM_SELECTORS": "shop.example=s2026a, shop.example=e2026a,news.shop.example=mail.2026",
+            "POSTROOM_DKIM_KEY_SOURCE": "secretsmanager",
+            "POSTROOM_TLS_POLICY": "bank.example=verify,*.gov.example=REQUIRED,*=opportunistic",
+            "POSTROOM_MTA_STS": "false",
+        }
+    )
+    assert settings.dkim_selectors == {"shop.example": ("s2026a", "e2026a"), "news.shop.example": ("mail.2026",)}
+    assert settings.dkim_key_source == "secretsmanager"
+    assert settings.tls_policy == {
+        "bank.example": TlsLevel.VERIFY,
+        "*.gov.example": TlsLevel.REQUIRED,
+        "*": TlsLevel.OPPORTUNISTIC,
+    }
+    assert settings.mta_sts is False
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("POSTROOM_DKIM_SELECTORS", "shop.example", "must be domain=selector"),
+        ("POSTROOM_DKIM_SELECTORS", "shop.example=s_1", "must be domain=selector"),
+        ("POSTROOM_DKIM_SELECTORS", "shop.example=s1,shop.example=s1", "listed twice"),
+        ("POSTROOM_DKIM_SELECTORS", "shpo.example=s1", "not in POSTROOM_SENDING_DOMAINS"),
+        ("POSTROOM_DKIM_KEY_SOURCE", "vault", "POSTROOM_DKIM_KEY_SOURCE"),
+        ("POSTROOM_DKIM_KEY_PREFIX", "/leading/slash", "POSTROOM_DKIM_KEY_PREFIX"),
+        ("POSTROOM_TLS_POLICY", "bank.example=strict", "must be one of opportunistic, required, verify"),
+        ("POSTROOM_TLS_POLICY", "bank.example", "must be domain=level"),
+        ("POSTROOM_TLS_POLICY", "**.example=verify", "must be domain=level"),
+    ],
+)
+def test_malformed_deliverability_settings_fail_at_cold_start(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        settings_from_env({**BASE, variable: value})
+
+
+def test_the_worker_may_read_dkim_keys_only_below_the_prefix() -> None:
+    template = tpl.load_template(ROOT / "template.yaml")
+    worker = template["Resources"]["WorkerFunction"]["Properties"]
+    statements = {
+        statement["Sid"]: statement
+        for policy in worker["Policies"]
+        if isinstance(policy, dict) and "Statement" in policy
+        for statement in policy["Statement"]
+    }
+    ssm, secrets = statements["ReadDkimKeyParameters"], statements["ReadDkimKeySecrets"]
+    assert (ssm["Action"], secrets["Action"]) == (["ssm:GetParameter"], ["secretsmanager:GetSecretValue"])
+    assert ssm["Resource"]["Fn::Sub"].endswith(":parameter/${DkimKeyPrefix}/*")
+    assert secrets["Resource"]["Fn::Sub"].endswith(":secret:${DkimKeyPrefix}/*")
+    environment = worker["Environment"]["Variables"]
+    assert environment["POSTROOM_DKIM_SELECTORS"] == {"Ref": "DkimSelectors"}
+    assert environment["POSTROOM_TLS_POLICY"] == {"Ref": "TlsPolicy"}
