@@ -19,6 +19,10 @@ KEY_PREFIX = "pr_"
 class Scope(StrEnum):
     MESSAGES_SEND = "messages:send"
     MESSAGES_READ = "messages:read"
+    # Inbound mailboxes; which addresses a key reaches is its ``mailboxes`` list (see Principal.may_access).
+    MAILBOX_READ = "mailbox:read"
+    MAILBOX_WRITE = "mailbox:write"
+    MAILBOX_ADMIN = "mailbox:admin"
 
 
 ALL_SCOPES = frozenset(Scope)
@@ -60,9 +64,16 @@ class Principal:
     key_id: str
     tenant: str
     scopes: frozenset[Scope]
+    # Addresses whose mailboxes the key may use: "support@shop.example", "*@shop.example" (a whole domain) or "*".
+    mailboxes: frozenset[str] = frozenset()
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
+
+    def may_access(self, address: str) -> bool:
+        address = address.lower()
+        domain = address.rpartition("@")[2]
+        return bool({"*", address, f"*@{domain}"} & self.mailboxes)
 
 
 def bearer_token(authorization: str | None) -> str | None:

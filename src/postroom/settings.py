@@ -83,11 +83,37 @@ class Settings(BaseModel):
     retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
     max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
     max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+    # Inbound mail (see postroom.inbound): the bucket SES stores received MIME in, the domains Postroom receives for,
+    # and per-domain catch-all mailboxes ("shop.example=support": unknown recipients at shop.example are filed into
+    # support@shop.example; a domain without one rejects unknown recipients).
+    inbound_bucket: str = ""
+    inbound_domains: frozenset[str] = Field(default_factory=frozenset)
+    inbound_catch_all: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("sending_domains", mode="before")
     @classmethod
     def _parse_domains(cls, value: object) -> object:
         return parse_sending_domains(value) if isinstance(value, str) else value
+
+    @field_validator("inbound_domains", mode="before")
+    @classmethod
+    def _parse_inbound_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(d.strip().lower().rstrip(".") for d in value.split(",") if d.strip())
+        return value
+
+    @field_validator("inbound_catch_all", mode="before")
+    @classmethod
+    def _parse_catch_all(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        catch_all: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            domain, _, local = entry.partition("=")
+            if not domain.strip() or not local.strip() or "@" in local:
+                raise ValueError(f"catch-all entries are domain=localpart, not {entry!r}")
+            catch_all[domain.strip().lower().rstrip(".")] = local.strip().lower()
+        return catch_all
 
     @property
     def helo(self) -> str:
@@ -119,6 +145,9 @@ _ENV = {
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+    "inbound_bucket": "POSTROOM_INBOUND_BUCKET",
+    "inbound_domains": "POSTROOM_INBOUND_DOMAINS",
+    "inbound_catch_all": "POSTROOM_INBOUND_CATCH_ALL",
 }
 
 
