@@ -1,0 +1,94 @@
+"""The inbound function: SES's receipt rule stored the MIME in S3 (S3 action) and then invoked us (Lambda action,
+asynchronous). Each record is filed; recipients that must be rejected are bounced through SES ``SendBounce``.
+
+The Lambda action's event carries no body (and SNS would cap it at 150 KB), so the message is read from the object the
+S3 action wrote: ``inbound/<messageId>`` in the inbound bucket.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes import SESEvent
+from botocore.exceptions import BotoCoreError, ClientError
+
+from postroom import aws
+from postroom.clock import parse_iso
+from postroom.inbound.filing import Envelope, Filer, FilingResult
+from postroom.mailbox.store import MailboxStore
+from postroom.services import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.ses_event import SESEventRecord
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger(child=True)
+
+
+def filer() -> Filer:
+    svc = services()
+    return Filer(
+        settings=svc.settings, store=MailboxStore(aws.client("dynamodb"), svc.settings.table), s3=aws.client("s3")
+    )
+
+
+def envelope_of(record: SESEventRecord, origin: str = "ses") -> Envelope:
+    mail, receipt = record.ses.mail, record.ses.receipt
+    verdicts = {
+        "spam": receipt.spam_verdict.status,
+        "virus": receipt.virus_verdict.status,
+        "spf": receipt.spf_verdict.status,
+        "dkim": receipt.dkim_verdict.status,
+        "dmarc": receipt.dmarc_verdict.status,
+    }
+    return Envelope(
+        receipt_id=mail.message_id,
+        received_at=parse_iso(mail.timestamp),
+        mail_from=mail.source,
+        recipients=list(receipt.recipients),
+        origin=origin,
+        verdicts={name: str(status) for name, status in verdicts.items() if status},
+    )
+
+
+def bounce(receipt_id: str, result: FilingResult) -> None:
+    """Tell the sender about rejected recipients (SES delivers the DSN). SES allows this up to 24 h after receipt."""
+    if not result.rejected:
+        return
+    domain = result.rejected[0].recipient.rpartition("@")[2]
+    try:
+        aws.client("ses").send_bounce(
+            OriginalMessageId=receipt_id,
+            BounceSender=f"MAILER-DAEMON@{domain}",
+            BouncedRecipientInfoList=[
+                {"Recipient": rejection.recipient, "BounceType": "DoesNotExist"} for rejection in result.rejected
+            ],
+        )
+    except (ClientError, BotoCoreError) as error:
+        # The message itself was handled; a failed bounce is logged for the operator, not retried into duplicates.
+        logger.warning("could not bounce rejected recipients", extra={"receipt": receipt_id, "error": str(error)})
+
+
+def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    ses_event = SESEvent(event)
+    origin = event.get("postroomOrigin", "ses")  # the local listener marks its events; SES sends none
+    worker = filer()
+    outcome: list[dict[str, Any]] = []
+    for record in ses_event.records:
+        envelope = envelope_of(record, origin)
+        result = worker.file(envelope)
+        if origin == "ses":
+            bounce(envelope.receipt_id, result)
+        outcome.append(
+            {
+                "receipt": envelope.receipt_id,
+                "filed": [{"recipient": f.recipient, "mailbox": f.mailbox, "id": f.id} for f in result.filed],
+                "rejected": [
+                    {"recipient": r.recipient, "status": r.status, "reason": r.reason} for r in result.rejected
+                ],
+                "flags": result.flags,
+            }
+        )
+    # "disposition" is what a RequestResponse Lambda action reads; for the asynchronous action it is ignored.
+    return {"disposition": "CONTINUE", "messages": outcome}
