@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from postroom.api import messages
+from postroom.api import addresses, mail, mailboxes, messages
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, field_path
 from postroom.errors import InvalidJsonError, NotFoundError, PostroomError, ValidationFailedError
@@ -22,6 +22,9 @@ logger = Logger(child=True)
 
 app = APIGatewayRestResolver(enable_validation=True)
 app.include_router(messages.router, prefix="/v1/messages")
+app.include_router(addresses.router, prefix="/v1/addresses")
+app.include_router(mailboxes.router, prefix="/v1/mailboxes")
+app.include_router(mail.router, prefix="/v1/mail")
 
 
 @app.exception_handler(PostroomError)

@@ -30,7 +30,7 @@ MAX_DEPTH = 20  # multipart nesting; real mail rarely goes past 5 (mixed > relat
 MAX_PARTS = 500  # entities in one message, multiparts included
 MAX_HEADER_BYTES = 256 * 1024  # one header block; RFC 5322 sets no limit, MTAs typically refuse past 64-256 KB
 MAX_LINE_BYTES = 64 * 1024  # read unit: longer "lines" (binary junk) are handled in chunks of this size
-MAX_BODY_CHARS = 1024 * 1024  # text/html bodies kept in the index document; the full part stays downloadable
+MAX_BODY_CHARS = 384 * 1024  # per text/html body in message.json: three bodies must fit a 6 MB Lambda response
 MAX_HEADERS_KEPT = 500
 PREVIEW_CHARS = 256
 
