@@ -33,6 +33,13 @@ Postroom local stack is up.
     else:
         params = stack.parameters
         print(f"  outbound SMTP   MX via {params.get('DnsNameservers')}, port {params.get('SmtpPort')}")
+    if getattr(stack, "inbound", None) is not None:
+        inbound = stack.parameters.get("InboundDomains", "").split(",")[0]
+        print(f"""  inbound domains {stack.parameters.get("InboundDomains")}  (catch-all: {stack.parameters.get("InboundCatchAll")})
+  inbound SMTP    {stack.inbound.host}:{stack.inbound.port}  (plays SES receiving; mail is filed into mailboxes)
+Receive a message and read the inbox:
+  swaks --server {stack.inbound.host}:{stack.inbound.port} --to support@{inbound} --from ann@example.org
+  curl -s '{stack.api_url}/v1/mailboxes/support@{inbound}:inbox/messages' -H 'Authorization: Bearer {stack.api_key}'""")
     print(
         f"""
 Send a message:

@@ -17,6 +17,7 @@ from postroom.delivery.mx import MxResolver, parse_nameservers
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
+from postroom.inbound.handler import internal_delivery_agents
 from postroom.queue import DeliveryTask
 from postroom.services import services
 
@@ -67,6 +68,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             queue=svc.queue,
             ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
             smtp=smtp,
+            local=internal_delivery_agents(svc.settings),
         )
 
         def record_handler(record: SQSRecord) -> str:

@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from postroom import aws
 from postroom.clock import parse_iso
+from postroom.inbound.agent import InternalDeliveryAgent
 from postroom.inbound.filing import Envelope, Filer, FilingResult
 from postroom.mailbox.store import MailboxStore
 from postroom.services import services
@@ -22,6 +23,9 @@ from postroom.services import services
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.ses_event import SESEventRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from postroom.delivery.worker import LocalAgent
+    from postroom.settings import Settings
 
 logger = Logger(child=True)
 
@@ -31,6 +35,13 @@ def filer() -> Filer:
     return Filer(
         settings=svc.settings, store=MailboxStore(aws.client("dynamodb"), svc.settings.table), s3=aws.client("s3")
     )
+
+
+def internal_delivery_agents(settings: Settings) -> list[LocalAgent]:
+    """The worker's local agents: internal delivery when the stack has inbound domains."""
+    if not settings.inbound_domains or not settings.inbound_bucket:
+        return []
+    return [InternalDeliveryAgent(settings=settings, filer=filer(), s3=aws.client("s3"))]
 
 
 def envelope_of(record: SESEventRecord, origin: str = "ses") -> Envelope:

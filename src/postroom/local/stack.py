@@ -21,6 +21,7 @@ from typing import Any
 
 from postroom.local.functions import LocalFunction
 from postroom.local.gateway import ApiGateway
+from postroom.local.inbound_smtp import start_inbound_listener
 from postroom.local.poller import SqsPoller
 
 log = logging.getLogger("postroom.local")
@@ -35,8 +36,12 @@ _PARAMETER_ENV = {
     "DnsNameservers": "POSTROOM_DNS_NAMESERVERS",
     "SmtpPort": "POSTROOM_SMTP_PORT",
     "HeloName": "POSTROOM_HELO_NAME",
+    "InboundDomains": "POSTROOM_INBOUND_DOMAINS",
+    "InboundCatchAll": "POSTROOM_INBOUND_CATCH_ALL",
 }
 LOCAL_PARAMETER_DEFAULTS = {"SendingDomains": "example.com", "DefaultDelivery": "smtp", "HeloName": "localhost"}
+# Receiving works out of the box: any address at example.com reaches support@example.com's Inbox.
+LOCAL_PARAMETER_DEFAULTS |= {"InboundDomains": "example.com", "InboundCatchAll": "example.com=support"}
 
 
 def repo_root() -> Path:
@@ -151,9 +156,12 @@ class LocalStack:
         self._create_dev_key()
         self._start_gateway(tpl.api_routes(template))
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
+        self.inbound = start_inbound_listener(self, template)  # SES's receiving side: SMTP on loopback
         return self
 
     def stop(self) -> None:
+        if getattr(self, "inbound", None) is not None:
+            self.inbound.stop()
         for poller in self.pollers:
             poller.stop()
         for poller in self.pollers:
