@@ -35,7 +35,8 @@ Postroom local stack is up.
         print(f"  outbound SMTP   MX via {params.get('DnsNameservers')}, port {params.get('SmtpPort')}")
     if getattr(stack, "inbound", None) is not None:
         inbound = stack.parameters.get("InboundDomains", "").split(",")[0]
-        print(f"""  inbound domains {stack.parameters.get("InboundDomains")}  (catch-all: {stack.parameters.get("InboundCatchAll")})
+        catch_all = stack.parameters.get("InboundCatchAll") or "none"
+        print(f"""  inbound domains {stack.parameters.get("InboundDomains")}  (catch-all: {catch_all})
   inbound SMTP    {stack.inbound.host}:{stack.inbound.port}  (plays SES receiving; mail is filed into mailboxes)
 Receive a message and read the inbox:
   swaks --server {stack.inbound.host}:{stack.inbound.port} --to support@{inbound} --from ann@example.org

@@ -188,9 +188,10 @@ class _InboundHandler:
                 content=content,
                 function_arn=self._function_arn,
             )
-            event["postroomOrigin"] = "local"  # SES sends no such key; it tells the handler the listener already refused
+            # SES sends no such key; it tells the handler that this listener already refused unknown recipients.
+            event["postroomOrigin"] = "local"
             self._invoke(event)
-        except Exception:  # noqa: BLE001 - the client must hear "try later", and the operator see why
+        except Exception:  # the client must hear "try later", and the operator see why
             log.exception("inbound handler failed for %s", message_id)
             return "451 4.3.0 could not file the message; try again later"
         return f"250 2.0.0 Ok {message_id}"
