@@ -44,5 +44,8 @@ def route(recipient: str, settings: Settings, exists: Callable[[str], bool]) -> 
         return Destination(recipient, address, tag or None)
     catch_all = settings.inbound_catch_all.get(domain)
     if catch_all:
-        return Destination(recipient, f"{catch_all}@{domain}", tag or None, catch_all=True)
+        # The catch-all address itself is not "caught": it just has not been registered yet.
+        return Destination(
+            recipient, f"{catch_all}@{domain}", tag or None, catch_all=address != f"{catch_all}@{domain}"
+        )
     return Rejection(recipient, "5.1.1", f"<{recipient}>: no such mailbox here")

@@ -254,7 +254,11 @@ class LocalStack:
         from postroom.services import services
 
         self.api_key = services().keys.create(
-            name="local dev key", scopes=ALL_SCOPES, tenant="default", key=self.config.dev_api_key
+            name="local dev key",
+            scopes=ALL_SCOPES,
+            tenant="default",
+            key=self.config.dev_api_key,
+            mailboxes=frozenset({"*"}),  # every inbound address
         )
 
     def _start_gateway(self, routes: list[Any]) -> None:
