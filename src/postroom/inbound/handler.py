@@ -76,8 +76,9 @@ def bounce(receipt_id: str, result: FilingResult) -> None:
                 {"Recipient": rejection.recipient, "BounceType": "DoesNotExist"} for rejection in result.rejected
             ],
         )
-    except (ClientError, BotoCoreError) as error:
+    except (ClientError, BotoCoreError, NotImplementedError) as error:
         # The message itself was handled; a failed bounce is logged for the operator, not retried into duplicates.
+        # (NotImplementedError: what moto's in-process SES says; SendBounce has no emulation.)
         logger.warning("could not bounce rejected recipients", extra={"receipt": receipt_id, "error": str(error)})
 
 

@@ -1,0 +1,108 @@
+"""The inbound function against moto: SES-shaped events for MIME stored in S3, filed through the real handler."""
+
+from __future__ import annotations
+
+import boto3
+
+from tests.inbound.conftest import Inbound, at, make_mail
+
+PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40
+
+
+def inbox(inbound: Inbound, address: str) -> list[dict]:
+    status, page, _ = inbound.call("GET", f"/v1/mailboxes/{address}:inbox/messages")
+    assert status == 200, page
+    return page["messages"]
+
+
+def test_registered_address_gets_the_message_with_verdicts_and_index_fields(inbound: Inbound) -> None:
+    # GIVEN a registered address
+    inbound.store.create_address("support@shop.example")
+    raw = make_mail("Order #1", html="<p>Hi <b>there</b></p>", attachments=[("invoice.pdf", PDF, "application/pdf")])
+    # WHEN SES stores a message for it and invokes the inbound function
+    result = inbound.receive(raw, ["support@shop.example"], verdict="PASS")
+    # THEN it is filed once into the Inbox, with SES's verdicts and the listing fields
+    assert [f["mailbox"] for f in result["messages"][0]["filed"]] == ["support@shop.example:inbox"]
+    (message,) = inbox(inbound, "support@shop.example")
+    assert message["subject"] == "Order #1"
+    assert message["from"] == [{"name": "Ann", "email": "ann@example.org"}]
+    assert message["has_attachments"] is True
+    assert message["preview"] == "Hi there."
+    assert message["verdicts"] == {"spam": "PASS", "virus": "PASS", "spf": "PASS", "dkim": "PASS", "dmarc": "PASS"}
+    assert message["size"] == len(raw)
+    assert message["keywords"] == []
+    # and the raw MIME stays in S3 untouched
+    obj = boto3.client("s3").get_object(Bucket=inbound.bucket, Key=f"inbound/{result['messages'][0]['receipt']}")
+    assert obj["Body"].read() == raw
+
+
+def test_plus_addressing_files_for_the_base_address_and_keeps_the_tag(inbound: Inbound) -> None:
+    inbound.store.create_address("orders@shop.example")
+    inbound.receive(make_mail("tagged"), ["Orders+1234@shop.example"])
+    (message,) = inbox(inbound, "orders@shop.example")
+    assert message["tag"] == "1234"
+    assert message["recipient"] == "orders+1234@shop.example"
+    assert message["address"] == "orders@shop.example"
+
+
+def test_unknown_recipient_goes_to_the_catch_all_or_is_rejected(inbound: Inbound) -> None:
+    # GIVEN help.example has a catch-all (desk) and shop.example has none
+    inbound.store.create_address("support@shop.example")
+    # WHEN one message goes to an unknown address at each domain and to a known one
+    result = inbound.receive(
+        make_mail("who?"), ["nobody@help.example", "nobody@shop.example", "support@shop.example"]
+    )["messages"][0]
+    # THEN the catch-all gets its copy (flagged), the shop.example stranger is rejected, the known address is served
+    assert sorted(f["mailbox"] for f in result["filed"]) == ["desk@help.example:inbox", "support@shop.example:inbox"]
+    assert result["rejected"] == [
+        {"recipient": "nobody@shop.example", "status": "5.1.1", "reason": "<nobody@shop.example>: no such mailbox here"}
+    ]
+    (caught,) = inbox(inbound, "desk@help.example")
+    assert caught["recipient"] == "nobody@help.example"
+    assert "catch_all" in caught["flags"]
+    assert not inbound.store.address_exists("nobody@shop.example")
+
+
+def test_a_redelivered_ses_event_files_nothing_twice(inbound: Inbound) -> None:
+    inbound.store.create_address("support@shop.example")
+    raw = make_mail("once")
+    # GIVEN the same SES event twice (Lambda retries an asynchronous invocation that failed after filing)
+    for _ in range(2):
+        inbound.receive(raw, ["support@shop.example"], message_id="samesesmessageid00000000000000", received_at=at(0))
+    assert len(inbox(inbound, "support@shop.example")) == 1
+    status, boxes, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
+    assert boxes["mailboxes"][0]["total"] == 1
+    assert boxes["mailboxes"][0]["unread"] == 1
+
+
+def test_malformed_mime_is_stored_and_flagged_never_dropped(inbound: Inbound) -> None:
+    # GIVEN a multipart whose closing boundary never comes, with broken base64 and no From
+    raw = (
+        b"To: support@shop.example\r\nSubject: broken\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nstill readable\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+        b'Content-Disposition: attachment; filename="x.bin"\r\n\r\nAAEC!!!A\r\n'
+    )
+    inbound.store.create_address("support@shop.example")
+    inbound.receive(raw, ["support@shop.example"])
+    (message,) = inbox(inbound, "support@shop.example")
+    assert {"multipart_unterminated", "invalid_base64", "missing_from"} <= set(message["flags"])
+    status, document, _ = inbound.call("GET", f"/v1/mail/{message['id']}")
+    assert status == 200
+    assert document["text"] == "still readable\n"
+    assert document["attachments"][0]["filename"] == "x.bin"
+
+
+def test_parsed_document_keeps_all_headers_and_sanitized_html(inbound: Inbound) -> None:
+    inbound.store.create_address("support@shop.example")
+    html = '<p onclick="steal()">Hi<script>alert(1)</script><a href="javascript:x()">x</a><img src="cid:logo"></p>'
+    inbound.receive(make_mail("html", html=html, headers={"X-Ticket": "42"}), ["support@shop.example"])
+    (message,) = inbox(inbound, "support@shop.example")
+    _, document, _ = inbound.call("GET", f"/v1/mail/{message['id']}")
+    assert document["html"].strip() == html
+    assert "script" not in document["html_sanitized"]
+    assert "onclick" not in document["html_sanitized"]
+    assert "javascript" not in document["html_sanitized"]
+    assert 'src="cid:logo"' in document["html_sanitized"]
+    assert {"name": "X-Ticket", "value": "42"} in document["headers"]
