@@ -93,7 +93,9 @@ def inbound(monkeypatch: pytest.MonkeyPatch) -> Iterator[Inbound]:
         stack = start_stack(monkeypatch, INBOUND)
         template = tpl.load_template(ROOT / "template.yaml")
         key = services().keys.create(name="mail", scopes=ALL_SCOPES, mailboxes=frozenset({"*"}))
-        yield Inbound(stack, load_function(template, "InboundFunction"), load_function(template, "MailboxApiFunction"), key)
+        yield Inbound(
+            stack, load_function(template, "InboundFunction"), load_function(template, "MailboxApiFunction"), key
+        )
 
 
 def mailbox_key(*addresses: str, scopes: frozenset[Scope] = ALL_SCOPES) -> str:

@@ -49,9 +49,9 @@ def test_unknown_recipient_goes_to_the_catch_all_or_is_rejected(inbound: Inbound
     # GIVEN help.example has a catch-all (desk) and shop.example has none
     inbound.store.create_address("support@shop.example")
     # WHEN one message goes to an unknown address at each domain and to a known one
-    result = inbound.receive(
-        make_mail("who?"), ["nobody@help.example", "nobody@shop.example", "support@shop.example"]
-    )["messages"][0]
+    result = inbound.receive(make_mail("who?"), ["nobody@help.example", "nobody@shop.example", "support@shop.example"])[
+        "messages"
+    ][0]
     # THEN the catch-all gets its copy (flagged), the shop.example stranger is rejected, the known address is served
     assert sorted(f["mailbox"] for f in result["filed"]) == ["desk@help.example:inbox", "support@shop.example:inbox"]
     assert result["rejected"] == [

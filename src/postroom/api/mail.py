@@ -109,7 +109,7 @@ def update_mail(
 def delete_mail(
     mail_id: MailId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
-) -> Response[dict[str, object]]:
+) -> Response[dict[str, object] | None]:
     service = mail_service()
     item = mail_for(service, principal, mail_id)
     trash = mailstore.mailbox_id(item["address"], "trash")
