@@ -84,7 +84,7 @@ def test_paging_1050_messages_returns_each_exactly_once_newest_first(inbound: In
     # THEN every message comes exactly once, newest first, in 21 full pages and no empty trailing page
     assert seen == list(reversed(ids))
     assert calls == 21
-    status, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
     assert (box["total"], box["unread"], box["state"]) == (1050, 1050, "1")  # a bulk load is one state step
 
 
@@ -153,15 +153,18 @@ def test_keywords_move_delete_expunge_and_the_changes_after_each(inbound: Inboun
     assert changes(inbound, "4")["updated"] == [a]
     # WHEN one is moved to Archive
     status, moved, _ = inbound.call("PATCH", f"/v1/mail/{b}", {"mailbox": "support@shop.example:archive"})
-    assert status == 200 and moved["mailbox"] == "support@shop.example:archive"
+    assert status == 200
+    assert moved["mailbox"] == "support@shop.example:archive"
     assert changes(inbound, "5")["destroyed"] == [b]
     assert changes(inbound, "0", "support@shop.example:archive")["created"] == [b]
     # and its id still works
     status, document, _ = inbound.call("GET", f"/v1/mail/{b}")
-    assert status == 200 and document["mailbox"] == "support@shop.example:archive"
+    assert status == 200
+    assert document["mailbox"] == "support@shop.example:archive"
     # WHEN one is deleted: it goes to Trash
     status, trashed, _ = inbound.call("DELETE", f"/v1/mail/{c}")
-    assert status == 200 and trashed["mailbox"] == "support@shop.example:trash"
+    assert status == 200
+    assert trashed["mailbox"] == "support@shop.example:trash"
     assert changes(inbound, "6")["destroyed"] == [c]
     # WHEN it is deleted again from Trash: expunged for good
     status, body, _ = inbound.call("DELETE", f"/v1/mail/{c}")
@@ -179,17 +182,19 @@ def test_keywords_move_delete_expunge_and_the_changes_after_each(inbound: Inboun
     # THEN the whole history folds into one answer for a client that last synced at 3
     delta = changes(inbound, "3")
     assert (delta["created"], delta["updated"], delta["destroyed"]) == ([], [], [a, b, c])
-    assert delta["new_state"] == result["state"] and not delta["has_more"]
+    assert delta["new_state"] == result["state"]
+    assert not delta["has_more"]
     _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
     assert (box["total"], box["unread"]) == (0, 0)
 
 
 def test_changes_paged_and_states_that_cannot_be_computed(inbound: Inbound) -> None:
     fill(inbound, 5)
-    status, first, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0&limit=2")
+    _, first, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0&limit=2")
     assert (first["created"], first["new_state"], first["has_more"]) == (first["created"], "2", True)
     rest = changes(inbound, first["new_state"])
-    assert len(first["created"] + rest["created"]) == 5 and not rest["has_more"]
+    assert len(first["created"] + rest["created"]) == 5
+    assert not rest["has_more"]
     status, body, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=99")
     assert status == 410
     assert body["error"]["code"] == "cannot_calculate_changes"
@@ -207,7 +212,7 @@ def test_custom_mailboxes_are_listed_with_counts(inbound: Inbound) -> None:
         ("Trash", "trash", 0, 0),
         ("Invoices", None, 1, 1),
     ]
-    status, body, _ = inbound.call("POST", "/v1/mailboxes", {"address": "support@shop.example", "name": "invoices"})
+    status, _, _ = inbound.call("POST", "/v1/mailboxes", {"address": "support@shop.example", "name": "invoices"})
     assert status == 409
     status, _, _ = inbound.call("DELETE", f"/v1/mailboxes/{custom['id']}")
     assert status == 409  # not empty
@@ -223,7 +228,8 @@ def test_a_key_for_one_address_cannot_reach_another(inbound: Inbound) -> None:
     billing_id = billing["messages"][0]["id"]
     # THEN billing's mailboxes are 403, its message 404 (as if it did not exist), and listings leave it out
     status, body, _ = inbound.call("GET", "/v1/mailboxes/billing@shop.example:inbox/messages", key=support_key)
-    assert status == 403 and body["error"]["code"] == "forbidden"
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
     status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}", key=support_key)
     assert status == 404
     status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}/raw", key=support_key)
@@ -232,11 +238,13 @@ def test_a_key_for_one_address_cannot_reach_another(inbound: Inbound) -> None:
     assert {m["address"] for m in listed["mailboxes"]} == {"support@shop.example"}
     # and support@ is readable, but not writable with a read-only key
     status, own, _ = inbound.call("GET", "/v1/mailboxes/support@shop.example:inbox/messages", key=support_key)
-    assert status == 200 and len(own["messages"]) == 1
+    assert status == 200
+    assert len(own["messages"]) == 1
     status, body, _ = inbound.call(
         "PATCH", f"/v1/mail/{own['messages'][0]['id']}", {"keywords": {"$seen": True}}, key=support_key
     )
-    assert status == 403 and "mailbox:write" in body["error"]["message"]
+    assert status == 403
+    assert "mailbox:write" in body["error"]["message"]
     # and a domain-wide key reaches both
     domain_key = mailbox_key("*@shop.example")
     status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}", key=domain_key)

@@ -70,7 +70,7 @@ def test_a_redelivered_ses_event_files_nothing_twice(inbound: Inbound) -> None:
     for _ in range(2):
         inbound.receive(raw, ["support@shop.example"], message_id="samesesmessageid00000000000000", received_at=at(0))
     assert len(inbox(inbound, "support@shop.example")) == 1
-    status, boxes, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
+    _, boxes, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
     assert boxes["mailboxes"][0]["total"] == 1
     assert boxes["mailboxes"][0]["unread"] == 1
 
