@@ -248,6 +248,10 @@ def test_unemulated_resources_are_listed_honestly(template):
         "WorkerFunction",
         "SendApiFunctionLogGroup",
         "WorkerFunctionLogGroup",
+        "InboundFunction",
+        "InboundFunctionLogGroup",
+        "MailboxApiFunction",
+        "MailboxApiFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -259,7 +263,7 @@ def test_unemulated_resources_are_listed_honestly(template):
 
 
 def test_api_routes_are_the_send_api_events(template):
-    routes = tpl.api_routes(template)
+    routes = [r for r in tpl.api_routes(template) if r.function_logical_id == "SendApiFunction"]
     assert {(r.function_logical_id, r.method, r.path) for r in routes} == {
         ("SendApiFunction", "POST", "/v1/messages"),
         ("SendApiFunction", "GET", "/v1/messages/{id}"),
@@ -361,6 +365,9 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
         "POSTROOM_SMTP_PORT": "25",
         "POSTROOM_HELO_NAME": "",
         "POSTROOM_SES_CONFIGURATION_SET": "",
+        "POSTROOM_INBOUND_BUCKET": "infra-test-inboundbucket",
+        "POSTROOM_INBOUND_DOMAINS": "",
+        "POSTROOM_INBOUND_CATCH_ALL": "",
     }
     assert env["POSTROOM_QUEUE_URL"].endswith("/infra-test-DeliveryQueue")
     assert (
