@@ -210,7 +210,7 @@ class _Controller(Controller):
 
 def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> InboundSmtpListener | None:
     """Load the template's InboundFunction and put the listener in front of it (None when there are no inbound
-    domains). The port is POSTROOM_INBOUND_SMTP_PORT (default 2525; 0 picks a free one)."""
+    domains). The port is POSTROOM_INBOUND_SMTP_PORT (default 2525; 0 picks a free one, as does an API port of 0)."""
     from postroom import aws
     from postroom.inbound.filing import raw_key
     from postroom.inbound.handler import filer
@@ -245,6 +245,8 @@ def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> Inbou
             Bucket=settings.inbound_bucket, Key=raw_key(message_id), Body=content, ContentType="message/rfc822"
         )
 
-    port = int(os.environ.get("POSTROOM_INBOUND_SMTP_PORT") or DEFAULT_PORT)
+    # A stack started on an ephemeral API port (tests, several stacks at once) gets an ephemeral SMTP port too.
+    default = 0 if stack.config.api_port == 0 else DEFAULT_PORT
+    port = int(os.environ.get("POSTROOM_INBOUND_SMTP_PORT") or default)
     arn = f"arn:aws:lambda:{tpl.DEFAULT_REGION}:{tpl.DEFAULT_ACCOUNT_ID}:function:postroom-local-InboundFunction"
     return InboundSmtpListener(route=route, store=store, invoke=function.invoke, function_arn=arn, port=port).start()
