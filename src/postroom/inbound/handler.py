@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
+VERDICTS = ("spam", "virus", "spf", "dkim", "dmarc")  # SES receipt fields <name>Verdict: PASS/FAIL/GRAY/...
+
 
 def filer() -> Filer:
     svc = services()
@@ -46,20 +48,16 @@ def internal_delivery_agents(settings: Settings) -> list[LocalAgent]:
 
 def envelope_of(record: SESEventRecord, origin: str = "ses") -> Envelope:
     mail, receipt = record.ses.mail, record.ses.receipt
-    verdicts = {
-        "spam": receipt.spam_verdict.status,
-        "virus": receipt.virus_verdict.status,
-        "spf": receipt.spf_verdict.status,
-        "dkim": receipt.dkim_verdict.status,
-        "dmarc": receipt.dmarc_verdict.status,
-    }
+    # Read from the raw receipt: SES omits a verdict it did not compute (no DMARC policy, scanning disabled).
+    raw = receipt.raw_event
+    verdicts = {name: str((raw.get(f"{name}Verdict") or {}).get("status") or "") for name in VERDICTS}
     return Envelope(
         receipt_id=mail.message_id,
         received_at=parse_iso(mail.timestamp),
         mail_from=mail.source,
         recipients=list(receipt.recipients),
         origin=origin,
-        verdicts={name: str(status) for name, status in verdicts.items() if status},
+        verdicts={name: status for name, status in verdicts.items() if status},
     )
 
 
