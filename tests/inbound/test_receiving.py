@@ -106,3 +106,30 @@ def test_parsed_document_keeps_all_headers_and_sanitized_html(inbound: Inbound) 
     assert "javascript" not in document["html_sanitized"]
     assert 'src="cid:logo"' in document["html_sanitized"]
     assert {"name": "X-Ticket", "value": "42"} in document["headers"]
+
+
+def test_hostile_and_huge_messages_are_filed_with_flags(inbound: Inbound) -> None:
+    inbound.store.create_address("support@shop.example")
+    # GIVEN a 12 MB attachment, raw UTF-8 headers, and a 5 000-deep multipart bomb
+    big = bytes(range(256)) * (12 * 4096)
+    inbound.receive(
+        make_mail("big", attachments=[("big.bin", big, "application/octet-stream")]), ["support@shop.example"]
+    )
+    inbound.receive("From: Zoë <z@example.org>\r\nSubject: Grüße\r\n\r\nhallo\r\n".encode(), ["support@shop.example"])
+    bomb = b"From: x@example.org\r\nSubject: bomb\r\n" + b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(5000)
+    )
+    inbound.receive(bomb, ["support@shop.example"])
+    # THEN all three are filed, flagged for what they are, and the big attachment is stored whole
+    by_subject = {m["subject"]: m for m in inbox(inbound, "support@shop.example")}
+    assert set(by_subject) == {"big", "Grüße", "bomb"}
+    assert by_subject["Grüße"]["from"] == [{"name": "Zoë", "email": "z@example.org"}]
+    assert "eight_bit_headers" in by_subject["Grüße"]["flags"]
+    assert "mime_depth_exceeded" in by_subject["bomb"]["flags"]
+    assert by_subject["bomb"]["size"] == len(bomb)
+    _, document, _ = inbound.call("GET", f"/v1/mail/{by_subject['big']['id']}")
+    (attachment,) = document["attachments"]
+    assert attachment["size"] == len(big)
+    receipt = inbound.store.locate(by_subject["big"]["id"])["receipt"]
+    stored = boto3.client("s3").get_object(Bucket=inbound.bucket, Key=f"parsed/{receipt}/parts/{attachment['part']}")
+    assert stored["Body"].read() == big
