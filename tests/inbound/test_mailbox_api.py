@@ -251,6 +251,14 @@ def test_a_key_for_one_address_cannot_reach_another(inbound: Inbound) -> None:
     assert status == 200
 
 
+def test_percent_encoded_mailbox_ids_work(inbound: Inbound) -> None:
+    fill(inbound, 1)
+    status, page, _ = inbound.call("GET", "/v1/mailboxes/support%40shop.example%3Ainbox/messages")
+    assert status == 200, page
+    assert page["mailbox"] == INBOX
+    assert len(page["messages"]) == 1
+
+
 @pytest.mark.parametrize("path", ["/v1/mailboxes/not-a-mailbox/messages", "/v1/mail/eml_nope"])
 def test_malformed_ids_are_client_errors(inbound: Inbound, path: str) -> None:
     status, body, _ = inbound.call("GET", path)

@@ -8,6 +8,7 @@ if it did not exist.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import unquote
 
 from postroom.auth import Principal
 from postroom.errors import ForbiddenError, NotFoundError
@@ -15,6 +16,8 @@ from postroom.mailbox.service import MailService
 from postroom.mailbox.store import Mailbox, MailboxNotFoundError, MailNotFoundError, split_mailbox_id
 
 MAILBOX_ID_PATTERN = r"^[^/\s]+@[^/\s]+:[a-z0-9]+$"
+# In a path the id may arrive percent-encoded (encodeURIComponent turns "@" into %40 and ":" into %3A).
+MAILBOX_PATH_PATTERN = r"^[^/\s]{3,400}$"
 MAIL_ID_PATTERN = r"^eml_[0-9a-z]{26}$"
 
 
@@ -24,6 +27,7 @@ def check_address(principal: Principal, address: str) -> None:
 
 
 def mailbox_for(service: MailService, principal: Principal, box_id: str) -> Mailbox:
+    box_id = unquote(box_id)
     try:
         address, _ = split_mailbox_id(box_id)
     except MailboxNotFoundError:

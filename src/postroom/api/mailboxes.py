@@ -17,7 +17,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from postroom.api.deps import require
-from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_ID_PATTERN, check_address, mailbox_for
+from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
 from postroom.auth import Principal, Scope
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.mailbox import store as mailstore
@@ -27,7 +27,7 @@ from postroom.mailbox.service import mail_service
 router = Router()
 
 MailboxId = Annotated[
-    str, Path(pattern=MAILBOX_ID_PATTERN, description="<address>:<key>, e.g. support@x.example:inbox")
+    str, Path(pattern=MAILBOX_PATH_PATTERN, description="<address>:<key>, e.g. support@shop.example:inbox")
 ]
 
 
@@ -90,9 +90,9 @@ def delete_mailbox(
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
 ) -> Response[None]:
     service = mail_service()
-    mailbox_for(service, principal, mailbox_id)
+    box = mailbox_for(service, principal, mailbox_id)
     try:
-        service.store.delete_mailbox(mailbox_id)
+        service.store.delete_mailbox(box.id)
     except mailstore.MailboxConflictError as error:
         raise ConflictError(str(error), field="mailbox") from None
     return Response(status_code=204)
@@ -126,7 +126,7 @@ def list_messages(
         before_ms=_ms(before, "before"),
     )
     try:
-        page = service.store.page(mailbox_id, limit=limit, cursor=cursor, filters=filters)
+        page = service.store.page(box.id, limit=limit, cursor=cursor, filters=filters)
     except mailstore.InvalidCursorError as error:
         raise InvalidCursorError(str(error), field="cursor") from None
     return {"mailbox": box.id, "state": str(box.modseq), "messages": page.items, "next_cursor": page.cursor}
@@ -140,13 +140,13 @@ def changes(
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, object]:
     service = mail_service()
-    mailbox_for(service, principal, mailbox_id)
+    box = mailbox_for(service, principal, mailbox_id)
     try:
-        found = service.store.changes(mailbox_id, int(since), limit)
+        found = service.store.changes(box.id, int(since), limit)
     except mailstore.CannotCalculateChangesError as error:
         raise CannotCalculateChangesError(str(error), field="since") from None
     return {
-        "mailbox": mailbox_id,
+        "mailbox": box.id,
         "old_state": since,
         "new_state": str(found.new_state),
         "has_more": found.has_more,
@@ -163,16 +163,16 @@ def expunge(
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
 ) -> dict[str, object]:
     service = mail_service()
-    mailbox_for(service, principal, mailbox_id)
+    box = mailbox_for(service, principal, mailbox_id)
     removed = []
-    for mail_id in service.store.deleted_in(mailbox_id, body.ids):
+    for mail_id in service.store.deleted_in(box.id, body.ids):
         try:
             service.expunge(mail_id)
         except mailstore.MailNotFoundError:
             continue  # expunged by someone else meanwhile
         removed.append(mail_id)
-    box = service.store.mailbox(mailbox_id)
-    return {"mailbox": mailbox_id, "expunged": removed, "state": str(box.modseq), "total": box.total}
+    box = service.store.mailbox(box.id)
+    return {"mailbox": box.id, "expunged": removed, "state": str(box.modseq), "total": box.total}
 
 
 def _ms(moment: datetime | None, field: str) -> int | None:
