@@ -63,6 +63,13 @@ def test_unknown_recipient_goes_to_the_catch_all_or_is_rejected(inbound: Inbound
     assert not inbound.store.address_exists("nobody@shop.example")
 
 
+def test_a_message_nobody_may_receive_is_not_kept(inbound: Inbound) -> None:
+    result = inbound.receive(make_mail("spam"), ["nobody@shop.example"], message_id="rejectedmessage0000000000000000")
+    assert result["messages"][0]["filed"] == []
+    listed = boto3.client("s3").list_objects_v2(Bucket=inbound.bucket).get("Contents", [])
+    assert listed == []
+
+
 def test_a_redelivered_ses_event_files_nothing_twice(inbound: Inbound) -> None:
     inbound.store.create_address("support@shop.example")
     raw = make_mail("once")

@@ -100,6 +100,8 @@ class Filer:
             else:
                 destinations.append(decided)
         if not destinations:
+            # Every recipient was refused (and bounced): there is no mailbox to keep the message for.
+            self._s3.delete_object(Bucket=self._bucket, Key=raw_key(envelope.receipt_id))
             return result
         with tempfile.TemporaryFile(prefix="postroom-raw-") as raw:
             self._s3.download_fileobj(self._bucket, raw_key(envelope.receipt_id), raw)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes import SESEvent
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from postroom.settings import Settings
 
 logger = Logger(child=True)
+metrics = Metrics()  # shares the function's namespace and flush (functions/inbound/app.py)
 
 VERDICTS = ("spam", "virus", "spf", "dkim", "dmarc")  # SES receipt fields <name>Verdict: PASS/FAIL/GRAY/...
 
@@ -90,6 +92,10 @@ def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         result = worker.file(envelope)
         if origin == "ses":
             bounce(envelope.receipt_id, result)
+        metrics.add_metric(name="MessagesFiled", unit=MetricUnit.Count, value=len(result.filed))
+        metrics.add_metric(name="RecipientsRejected", unit=MetricUnit.Count, value=len(result.rejected))
+        if result.flags:
+            metrics.add_metric(name="MessagesFlagged", unit=MetricUnit.Count, value=1)
         outcome.append(
             {
                 "receipt": envelope.receipt_id,
