@@ -86,6 +86,10 @@ def test_paging_1050_messages_returns_each_exactly_once_newest_first(inbound: In
     assert calls == 21
     _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
     assert (box["total"], box["unread"], box["state"]) == (1050, 1050, "1")  # a bulk load is one state step
+    # and a client that synced before the bulk load is told to list again instead of getting 1050 ids
+    status, body, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0")
+    assert status == 410
+    assert body["error"]["code"] == "cannot_calculate_changes"
 
 
 def test_filters_narrow_pages_and_every_match_comes_once(inbound: Inbound) -> None:

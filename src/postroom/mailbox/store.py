@@ -357,8 +357,29 @@ class MailboxStore:
                 pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         for receipt_id, count in receipts.items():
             self._ddb.update_item(**self._receipt_refs(receipt_id, count)["Update"])
-        self._mutate({box_id: (len(messages), unread)}, lambda n: [], [(box_id, "*", "reset")])
-        return len(messages)
+        # Not a transaction: the state step first, then its reset entry. Should the second write never happen, the
+        # missing change number reads as "cannot calculate changes" - the same answer the reset entry gives.
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            box = self.mailbox(box_id)
+            address, key = split_mailbox_id(box_id)
+            try:
+                self._ddb.update_item(
+                    TableName=self._table,
+                    Key=to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
+                    UpdateExpression="SET modseq = :n ADD #total :t, unread :u",
+                    ConditionExpression="modseq = :old",
+                    ExpressionAttributeNames={"#total": "total"},
+                    ExpressionAttributeValues=to_item(
+                        {":n": box.modseq + 1, ":old": box.modseq, ":t": len(messages), ":u": unread}
+                    ),
+                )
+            except self._ddb.exceptions.ConditionalCheckFailedException:
+                continue
+            change = {"pk": f"MBX#{box_id}#CHG", "sk": pad(box.modseq + 1), "modseq": box.modseq + 1}
+            change |= {"id": "*", "kind": "reset", "at": now_iso()}
+            self._ddb.put_item(TableName=self._table, Item=to_item(change))
+            return len(messages)
+        raise MailboxConflictError("the mailbox is too busy right now; try again")
 
     # -- reading -------------------------------------------------------------------------------------------------
     def locate(self, mail_id: str) -> dict[str, Any]:
