@@ -7,8 +7,16 @@ as the local stack runs it).
 For each size it bulk-loads the mailbox (MailboxStore.import_messages), then times, through the real mailbox API
 handler and through the store's Query alone: the first page, a page 10 cursors deep, and a filtered page
 (unread=true). It also prints DynamoDB's ScannedCount per page: the items a page reads, which is what DynamoDB's
-latency and cost follow. On DynamoDB a key-condition Query with Limit reads only its page; moto's Query walks the
-partition in Python, so moto's *time* grows with the mailbox while the items read do not.
+latency and cost follow. On DynamoDB a key-condition Query with Limit reads only its page; moto's Query walks every
+item of the *table* in Python and sorts the partition (moto/dynamodb/models/table.py, Table.query), so moto's *time*
+grows with the table while the items a page reads do not.
+
+Measured on the 2-core dev machine (moto 5.2.5, server mode):
+
+| messages | API: first page | API: page 11 | API: unread page | Query alone | items read (first / unread) |
+|---:|---:|---:|---:|---:|---:|
+| 1,000 | 104.3 ms | 104.7 ms | 140.6 ms | 91.8 ms | 51 / 200 |
+| 100,000 | 1561.4 ms | 1334.6 ms | 1284.8 ms | 1282.8 ms | 51 / 200 |
 Not part of the test suite (the 100 000 fill takes a minute or two).
 """
 
