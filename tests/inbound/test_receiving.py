@@ -63,6 +63,13 @@ def test_unknown_recipient_goes_to_the_catch_all_or_is_rejected(inbound: Inbound
     assert not inbound.store.address_exists("nobody@shop.example")
 
 
+def test_the_catch_all_address_itself_works_before_anyone_registered_it(inbound: Inbound) -> None:
+    result = inbound.receive(make_mail("to the desk"), ["desk@help.example"])
+    assert [f["mailbox"] for f in result["messages"][0]["filed"]] == ["desk@help.example:inbox"]
+    (message,) = inbox(inbound, "desk@help.example")
+    assert "catch_all" not in message["flags"]
+
+
 def test_a_message_nobody_may_receive_is_not_kept(inbound: Inbound) -> None:
     result = inbound.receive(make_mail("spam"), ["nobody@shop.example"], message_id="rejectedmessage0000000000000000")
     assert result["messages"][0]["filed"] == []

@@ -118,7 +118,7 @@ class Filer:
         )
         received_ms = int(envelope.received_at.timestamp() * 1000)
         for destination in destinations:
-            if destination.catch_all:
+            if not destination.registered:
                 self._store.create_address(destination.address)  # idempotent: catch-all targets appear on first use
             box = mailbox_id(destination.address, "inbox")
             mail_id = "eml_" + mail_ulid(received_ms, envelope.receipt_id, destination.recipient)

@@ -21,6 +21,7 @@ class Destination:
     address: str  # the address whose mailboxes receive it
     tag: str | None
     catch_all: bool = False
+    registered: bool = True  # False: a catch-all address, created on first use
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ def route(recipient: str, settings: Settings, exists: Callable[[str], bool]) -> 
     catch_all = settings.inbound_catch_all.get(domain)
     if catch_all:
         # The catch-all address itself is not "caught": it just has not been registered yet.
-        return Destination(
-            recipient, f"{catch_all}@{domain}", tag or None, catch_all=address != f"{catch_all}@{domain}"
-        )
+        target = f"{catch_all}@{domain}"
+        return Destination(recipient, target, tag or None, catch_all=address != target, registered=False)
     return Rejection(recipient, "5.1.1", f"<{recipient}>: no such mailbox here")
