@@ -26,6 +26,10 @@ class Scope(StrEnum):
     SUPPRESSIONS_WRITE = "suppressions:write"
     WEBHOOKS_MANAGE = "webhooks:manage"
     DOMAINS_READ = "domains:read"  # GET /v1/domains/{domain}/doctor
+    # Inbound mailboxes; which addresses a key reaches is its ``mailboxes`` list (see Principal.may_access).
+    MAILBOX_READ = "mailbox:read"
+    MAILBOX_WRITE = "mailbox:write"
+    MAILBOX_ADMIN = "mailbox:admin"
 
 
 ALL_SCOPES = frozenset(Scope)
@@ -67,9 +71,16 @@ class Principal:
     key_id: str
     tenant: str
     scopes: frozenset[Scope]
+    # Addresses whose mailboxes the key may use: "support@shop.example", "*@shop.example" (a whole domain) or "*".
+    mailboxes: frozenset[str] = frozenset()
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
+
+    def may_access(self, address: str) -> bool:
+        address = address.lower()
+        domain = address.rpartition("@")[2]
+        return bool({"*", address, f"*@{domain}"} & self.mailboxes)
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -35,6 +35,14 @@ Postroom local stack is up.
         print(f"  outbound SMTP   MX via {params.get('DnsNameservers')}, port {params.get('SmtpPort')}")
     if stack.submission is not None:
         print(f"  SMTP submission 127.0.0.1:{stack.submission.port} (STARTTLS; user: anything, password: the API key)")
+    if getattr(stack, "inbound", None) is not None:
+        inbound = stack.parameters.get("InboundDomains", "").split(",")[0]
+        catch_all = stack.parameters.get("InboundCatchAll") or "none"
+        print(f"""  inbound domains {stack.parameters.get("InboundDomains")}  (catch-all: {catch_all})
+  inbound SMTP    {stack.inbound.host}:{stack.inbound.port}  (plays SES receiving; mail is filed into mailboxes)
+Receive a message and read the inbox:
+  swaks --server {stack.inbound.host}:{stack.inbound.port} --to support@{inbound} --from ann@example.org
+  curl -s '{stack.api_url}/v1/mailboxes/support@{inbound}:inbox/messages' -H 'Authorization: Bearer {stack.api_key}'""")
     print(
         f"""
 Send a message:
@@ -112,7 +120,8 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
     store = _keys_store(args.table)
-    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant)  # type: ignore[attr-defined]
+    mailboxes = frozenset(m.strip().lower() for m in (args.mailboxes or "").split(",") if m.strip())
+    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)  # type: ignore[attr-defined]
     # The key is shown once; only its hash is stored.
     print(key)
     print(
@@ -200,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--scopes", default="messages:send,messages:read", help="comma list, or 'all'")
     create.add_argument("--tenant", default="default", help="keys only see their own tenant's messages")
     create.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
+    create.add_argument(
+        "--mailboxes",
+        help="addresses whose mailboxes the key may use: support@shop.example, *@shop.example or *; comma list",
+    )
     create.set_defaults(func=_cmd_keys_create)
     disable = keys_sub.add_parser("disable", help="disable keys by id (the id shown in logs, a hash prefix)")
     disable.add_argument("key_id")
@@ -228,7 +241,27 @@ def build_parser() -> argparse.ArgumentParser:
     from postroom.deliverability import dkim_cli
 
     dkim_cli.register(sub)
+    addresses = sub.add_parser("addresses", help="manage inbound addresses (each gets Inbox, Archive and Trash)")
+    addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
+    add = addresses_sub.add_parser("create", help="register an inbound address")
+    add.add_argument("address")
+    add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
+    add.set_defaults(func=_cmd_addresses_create)
     return parser
+
+
+def _cmd_addresses_create(args: argparse.Namespace) -> int:
+    from postroom import aws
+    from postroom.mailbox.store import MailboxStore
+
+    table = args.table or os.environ.get("POSTROOM_TABLE")
+    if not table:
+        raise SystemExit("give --table (the stack's TableName output) or set POSTROOM_TABLE")
+    if "@" not in args.address or "+" in args.address.partition("@")[0]:
+        raise SystemExit("give a base address like support@shop.example (no +tag)")
+    created = MailboxStore(aws.client("dynamodb"), table).create_address(args.address)
+    print(f"{args.address.lower()}: {'created' if created else 'already registered'}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

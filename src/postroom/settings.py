@@ -141,6 +141,13 @@ class Settings(BaseModel):
             )
         return self
 
+    # Inbound mail (see postroom.inbound): the bucket SES stores received MIME in, the domains Postroom receives for,
+    # and per-domain catch-all mailboxes ("shop.example=support": unknown recipients at shop.example are filed into
+    # support@shop.example; a domain without one rejects unknown recipients).
+    inbound_bucket: str = ""
+    inbound_domains: frozenset[str] = Field(default_factory=frozenset)
+    inbound_catch_all: dict[str, str] = Field(default_factory=dict)
+
     @field_validator("sending_domains", mode="before")
     @classmethod
     def _parse_domains(cls, value: object) -> object:
@@ -159,6 +166,26 @@ class Settings(BaseModel):
     def relay_endpoint(self) -> tuple[str, int]:
         host, _, port = self.relay_host.rpartition(":")
         return (host, int(port)) if host and port.isdigit() else (self.relay_host, 587)
+
+    @field_validator("inbound_domains", mode="before")
+    @classmethod
+    def _parse_inbound_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(d.strip().lower().rstrip(".") for d in value.split(",") if d.strip())
+        return value
+
+    @field_validator("inbound_catch_all", mode="before")
+    @classmethod
+    def _parse_catch_all(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        catch_all: dict[str, str] = {}
+        for entry in filter(None, (e.strip() for e in value.split(","))):
+            domain, _, local = entry.partition("=")
+            if not domain.strip() or not local.strip() or "@" in local:
+                raise ValueError(f"catch-all entries are domain=localpart, not {entry!r}")
+            catch_all[domain.strip().lower().rstrip(".")] = local.strip().lower()
+        return catch_all
 
     @property
     def helo(self) -> str:
@@ -212,6 +239,9 @@ _ENV = {
     "ses_max_send_rate": "POSTROOM_SES_MAX_SEND_RATE",
     "domain_rate_per_second": "POSTROOM_DOMAIN_RATE_PER_SECOND",
     "smtp_egress_ips": "POSTROOM_SMTP_EGRESS_IPS",
+    "inbound_bucket": "POSTROOM_INBOUND_BUCKET",
+    "inbound_domains": "POSTROOM_INBOUND_DOMAINS",
+    "inbound_catch_all": "POSTROOM_INBOUND_CATCH_ALL",
 }
 
 

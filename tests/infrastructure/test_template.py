@@ -284,6 +284,10 @@ def test_unemulated_resources_are_listed_honestly(template):
         "TrackingFunctionLogGroup",
         "SesQuotaFunction",
         "SesQuotaFunctionLogGroup",
+        "InboundFunction",
+        "InboundFunctionLogGroup",
+        "MailboxApiFunction",
+        "MailboxApiFunctionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)
@@ -421,6 +425,9 @@ def test_function_environment_resolves_to_the_created_resources(template, resour
             "POSTROOM_WEBHOOK_QUEUE_URL": resources.ref("WebhookQueue"),
             "POSTROOM_SIGNING_SECRET_ARN": resources.ref("LinkSigningSecret"),
             "POSTROOM_PUBLIC_URL": "https://infra-test-publicapi.execute-api.us-east-1.amazonaws.com/public",
+            "POSTROOM_INBOUND_BUCKET": "infra-test-inboundbucket",
+            "POSTROOM_INBOUND_DOMAINS": "",
+            "POSTROOM_INBOUND_CATCH_ALL": "",
             "POSTROOM_SES_MAX_SEND_RATE": "0",
             "POSTROOM_DOMAIN_RATE_PER_SECOND": "10",
             "POSTROOM_SMTP_EGRESS_IPS": "",

@@ -9,7 +9,20 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from postroom.api import batch, doctor, events, me, messages, scheduled, suppressions, templates, webhooks
+from postroom.api import (
+    addresses,
+    batch,
+    doctor,
+    events,
+    mail,
+    mailboxes,
+    me,
+    messages,
+    scheduled,
+    suppressions,
+    templates,
+    webhooks,
+)
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.errors import NotFoundError, PostroomError
@@ -31,6 +44,9 @@ app.include_router(events.timeline_router, prefix="/v1/messages")
 app.include_router(suppressions.router, prefix="/v1/suppressions")
 app.include_router(webhooks.router, prefix="/v1/webhooks")
 app.include_router(doctor.router, prefix="/v1/domains")
+app.include_router(addresses.router, prefix="/v1/addresses")
+app.include_router(mailboxes.router, prefix="/v1/mailboxes")
+app.include_router(mail.router, prefix="/v1/mail")
 
 
 @app.exception_handler(PostroomError)

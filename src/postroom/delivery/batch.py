@@ -21,6 +21,7 @@ from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
 from postroom.events.hooks import delivery_hooks
+from postroom.inbound.handler import internal_delivery_agents
 from postroom.observability.delivery_log import DeliveryLog
 from postroom.observability.metrics import DeliveryMetrics
 from postroom.observability.records import with_record_context
@@ -113,6 +114,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             filters=[*hooks["filters"], pacing_filter(svc.settings)],
             observers=[*hooks["observers"], DeliveryLog(), DeliveryMetrics()],
             decorators=hooks["decorators"],
+            local=internal_delivery_agents(svc.settings),
         )
 
         def record_handler(record: SQSRecord) -> str:

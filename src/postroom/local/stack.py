@@ -22,6 +22,7 @@ from typing import Any
 
 from postroom.local.functions import LocalFunction
 from postroom.local.gateway import ApiGateway
+from postroom.local.inbound_smtp import start_inbound_listener
 from postroom.local.poller import SqsPoller
 
 log = logging.getLogger("postroom.local")
@@ -36,8 +37,12 @@ _PARAMETER_ENV = {
     "DnsNameservers": "POSTROOM_DNS_NAMESERVERS",
     "SmtpPort": "POSTROOM_SMTP_PORT",
     "HeloName": "POSTROOM_HELO_NAME",
+    "InboundDomains": "POSTROOM_INBOUND_DOMAINS",
+    "InboundCatchAll": "POSTROOM_INBOUND_CATCH_ALL",
 }
 LOCAL_PARAMETER_DEFAULTS = {"SendingDomains": "example.com", "DefaultDelivery": "smtp", "HeloName": "localhost"}
+# Receiving works out of the box: any address at example.com reaches support@example.com's Inbox.
+LOCAL_PARAMETER_DEFAULTS |= {"InboundDomains": "example.com", "InboundCatchAll": "example.com=support"}
 
 
 def repo_root() -> Path:
@@ -167,10 +172,13 @@ class LocalStack:
             self._start_submission(self.config.submission_port)
         self._start_schedule_firer()
         self._start_ses_events(session)
+        self.inbound = start_inbound_listener(self, template)  # SES's receiving side: SMTP on loopback
         self._write_local_info()
         return self
 
     def stop(self) -> None:
+        if getattr(self, "inbound", None) is not None:
+            self.inbound.stop()
         if self.submission is not None:
             self.submission.stop()
             self.submission = None
@@ -272,7 +280,11 @@ class LocalStack:
         from postroom.services import services
 
         self.api_key = services().keys.create(
-            name="local dev key", scopes=ALL_SCOPES, tenant="default", key=self.config.dev_api_key
+            name="local dev key",
+            scopes=ALL_SCOPES,
+            tenant="default",
+            key=self.config.dev_api_key,
+            mailboxes=frozenset({"*"}),  # every inbound address
         )
 
     def _start_submission(self, port: int) -> None:

@@ -16,7 +16,15 @@ class ApiKeyStore:
         self._ddb = dynamodb
         self._table = table
 
-    def create(self, *, name: str, scopes: frozenset[Scope], tenant: str = "default", key: str | None = None) -> str:
+    def create(
+        self,
+        *,
+        name: str,
+        scopes: frozenset[Scope],
+        tenant: str = "default",
+        key: str | None = None,
+        mailboxes: frozenset[str] = frozenset(),
+    ) -> str:
         """Store a new key (or import a given one, as the local stack does with its fixed dev key); returns it."""
         key = key or generate_key()
         digest = hash_key(key)
@@ -32,6 +40,7 @@ class ApiKeyStore:
                     "tenant": tenant,
                     "created_at": now_iso(),
                     "disabled": False,
+                    "mailboxes": sorted(m.lower() for m in mailboxes) or None,
                 }
             ),
         )
@@ -47,7 +56,8 @@ class ApiKeyStore:
         if item.get("disabled"):
             return None
         scopes = frozenset(Scope(s) for s in item.get("scopes", []) if s in _KNOWN_SCOPES)
-        return Principal(key_id=item["key_id"], tenant=item["tenant"], scopes=scopes)
+        mailboxes = frozenset(item.get("mailboxes") or ())
+        return Principal(key_id=item["key_id"], tenant=item["tenant"], scopes=scopes, mailboxes=mailboxes)
 
     def disable(self, key_id_prefix: str) -> int:
         """Disable every key whose id starts with the given prefix; returns how many (admin CLI)."""

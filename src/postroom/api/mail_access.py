@@ -1,0 +1,50 @@
+"""Which addresses a key reaches, checked the same way by every mailbox route.
+
+A key lists its addresses (``postroom keys create --mailboxes support@shop.example``). A mailbox of another address
+answers 403 (the address is in the mailbox id, so nothing is revealed); a message of another address answers 404, as
+if it did not exist.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import unquote
+
+from postroom.auth import Principal
+from postroom.errors import ForbiddenError, NotFoundError
+from postroom.mailbox.service import MailService
+from postroom.mailbox.store import Mailbox, MailboxNotFoundError, MailNotFoundError, split_mailbox_id
+
+MAILBOX_ID_PATTERN = r"^[^/\s]+@[^/\s]+:[a-z0-9]+$"
+# In a path the id may arrive percent-encoded (encodeURIComponent turns "@" into %40 and ":" into %3A).
+MAILBOX_PATH_PATTERN = r"^[^/\s]{3,400}$"
+MAIL_ID_PATTERN = r"^eml_[0-9a-z]{26}$"
+
+
+def check_address(principal: Principal, address: str) -> None:
+    if not principal.may_access(address):
+        raise ForbiddenError(f"this API key has no access to the mailboxes of {address}", field="mailboxes")
+
+
+def mailbox_for(service: MailService, principal: Principal, box_id: str) -> Mailbox:
+    box_id = unquote(box_id)
+    try:
+        address, _ = split_mailbox_id(box_id)
+    except MailboxNotFoundError:
+        raise NotFoundError(f"no mailbox {box_id}", field="mailbox") from None
+    check_address(principal, address)
+    try:
+        return service.store.mailbox(box_id)
+    except MailboxNotFoundError:
+        raise NotFoundError(f"no mailbox {box_id}", field="mailbox") from None
+
+
+def mail_for(service: MailService, principal: Principal, mail_id: str) -> dict[str, Any]:
+    """The message's index entry, wherever it is now; 404 for strangers."""
+    try:
+        where = service.store.locate(mail_id)
+        if not principal.may_access(where["address"]):
+            raise MailNotFoundError(mail_id)
+        return service.store.message(where["mailbox"], mail_id)
+    except MailNotFoundError:
+        raise NotFoundError(f"no message {mail_id}", field="id") from None

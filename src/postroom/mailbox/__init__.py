@@ -1,0 +1,1 @@
+"""Mailboxes: the DynamoDB index of received mail, its flags, moves and change log (IMAP CONDSTORE / JMAP changes)."""

@@ -1,0 +1,269 @@
+"""The mailbox API through the real handler against moto: paging, filters, keywords, moves, deletes, expunge, the
+change log after each, and keys scoped to addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from postroom.auth import Scope
+from postroom.mailbox.store import mail_ulid
+from tests.inbound.conftest import Inbound, at, mailbox_key, make_mail
+
+INBOX = "support@shop.example:inbox"
+
+
+def entry(n: int, **extra: object) -> dict:
+    """An index entry as the filer writes it (the store is exercised for real; parsing is not the point here)."""
+    received = at(n)
+    return {
+        "id": "eml_" + mail_ulid(int(received.timestamp() * 1000), "bulk", str(n)),
+        "receipt": f"bulk{n}",
+        "recipient": "support@shop.example",
+        "address": "support@shop.example",
+        "received_at": received.isoformat(),
+        "size": 100 + n,
+        "subject": f"Message {n}",
+        "from": [{"name": "Ann", "email": "ann@example.org"}],
+        "to": [{"name": "", "email": "support@shop.example"}],
+        "cc": [],
+        "has_attachments": n % 10 == 0,
+        "keywords": [],
+        "preview": f"text {n}",
+        "flags": [],
+        "origin": "ses",
+        "from_search": "ann <ann@example.org>",
+        "to_search": " <support@shop.example>",
+        "subject_search": f"message {n}",
+        **extra,
+    }
+
+
+def fill(inbound: Inbound, count: int, *, bulk: bool = False) -> list[str]:
+    """``count`` messages, one a minute: received through the inbound function (each filed in its own transaction),
+    or bulk-loaded (moto copies the whole table for every transaction, so thousands of transactional filings would
+    take minutes here - not on DynamoDB)."""
+    store = inbound.store
+    store.create_address("support@shop.example")
+    if bulk:
+        items = [entry(n) for n in range(count)]
+        store.import_messages(INBOX, items)
+        return [item["id"] for item in items]
+    ids = []
+    for n in range(count):
+        result = inbound.receive(make_mail(f"Message {n}"), ["support@shop.example"], received_at=at(n))
+        ids.append(result["messages"][0]["filed"][0]["id"])
+    return ids
+
+
+def page_all(inbound: Inbound, query: str = "", limit: int = 50) -> tuple[list[str], int]:
+    seen: list[str] = []
+    cursor = None
+    calls = 0
+    while True:
+        q = f"limit={limit}" + (f"&{query}" if query else "") + (f"&cursor={cursor}" if cursor else "")
+        status, page, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages", query=q)
+        assert status == 200, page
+        calls += 1
+        seen += [m["id"] for m in page["messages"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen, calls
+
+
+def changes(inbound: Inbound, since: str, box: str = INBOX) -> dict:
+    status, body, _ = inbound.call("GET", f"/v1/mailboxes/{box}/changes", query=f"since={since}")
+    assert status == 200, body
+    return body
+
+
+def test_paging_1050_messages_returns_each_exactly_once_newest_first(inbound: Inbound) -> None:
+    # GIVEN 1050 messages in one Inbox
+    ids = fill(inbound, 1050, bulk=True)
+    # WHEN it is paged 50 at a time
+    seen, calls = page_all(inbound)
+    # THEN every message comes exactly once, newest first, in 21 full pages and no empty trailing page
+    assert seen == list(reversed(ids))
+    assert calls == 21
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert (box["total"], box["unread"], box["state"]) == (1050, 1050, "1")  # a bulk load is one state step
+    # and a client that synced before the bulk load is told to list again instead of getting 1050 ids
+    status, body, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0")
+    assert status == 410
+    assert body["error"]["code"] == "cannot_calculate_changes"
+
+
+def test_filters_narrow_pages_and_every_match_comes_once(inbound: Inbound) -> None:
+    # GIVEN 120 messages: every 10th has an attachment, one has a distinctive subject, one another sender
+    ids = fill(inbound, 120, bulk=True)
+    inbound.store.set_keywords(ids[7], ["$flagged", "$seen"], [])
+    # WHEN filtering
+    with_files, _ = page_all(inbound, "has_attachment=true", limit=5)
+    flagged, _ = page_all(inbound, "flagged=true", limit=5)
+    unread, _ = page_all(inbound, "unread=true", limit=50)
+    by_subject, _ = page_all(inbound, "subject=MESSAGE%2011", limit=5)
+    window, _ = page_all(inbound, "since=2024-05-01T00:10:00Z&before=2024-05-01T00:20:00Z", limit=3)
+    nobody, _ = page_all(inbound, "from=bob@", limit=5)
+    # THEN each returns exactly the matching messages, newest first
+    assert with_files == [ids[n] for n in range(110, -1, -10)]
+    assert flagged == [ids[7]]
+    assert len(unread) == 119
+    assert ids[7] not in unread
+    assert by_subject == [
+        ids[119],
+        ids[118],
+        ids[117],
+        ids[116],
+        ids[115],
+        ids[114],
+        ids[113],
+        ids[112],
+        ids[111],
+        ids[110],
+        ids[11],
+    ]
+    assert window == [ids[n] for n in range(19, 9, -1)]
+    assert nobody == []
+
+
+def test_cursor_from_another_listing_is_refused(inbound: Inbound) -> None:
+    fill(inbound, 5)
+    _, page, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages", query="limit=2")
+    status, body, _ = inbound.call(
+        "GET", f"/v1/mailboxes/{INBOX}/messages", query=f"limit=2&unread=true&cursor={page['next_cursor']}"
+    )
+    assert status == 400
+    assert body["error"]["code"] == "invalid_cursor"
+
+
+def test_keywords_move_delete_expunge_and_the_changes_after_each(inbound: Inbound) -> None:
+    # GIVEN three messages and the state a client saw
+    a, b, c = fill(inbound, 3)
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert box["state"] == "3"
+    assert changes(inbound, "0")["created"] == [a, b, c]
+    # WHEN one is marked seen and flagged, with a custom keyword
+    status, updated, _ = inbound.call(
+        "PATCH", f"/v1/mail/{a}", {"keywords": {"$seen": True, "$flagged": True, "Invoiced": True}}
+    )
+    assert status == 200, updated
+    assert updated["keywords"] == ["$flagged", "$seen", "invoiced"]
+    # THEN the counts and the changes say so
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert (box["total"], box["unread"]) == (3, 2)
+    delta = changes(inbound, "3")
+    assert (delta["created"], delta["updated"], delta["destroyed"], delta["new_state"]) == ([], [a], [], "4")
+    # WHEN a keyword is cleared
+    inbound.call("PATCH", f"/v1/mail/{a}", {"keywords": {"$flagged": False}})
+    assert changes(inbound, "4")["updated"] == [a]
+    # WHEN one is moved to Archive
+    status, moved, _ = inbound.call("PATCH", f"/v1/mail/{b}", {"mailbox": "support@shop.example:archive"})
+    assert status == 200
+    assert moved["mailbox"] == "support@shop.example:archive"
+    assert changes(inbound, "5")["destroyed"] == [b]
+    assert changes(inbound, "0", "support@shop.example:archive")["created"] == [b]
+    # and its id still works
+    status, document, _ = inbound.call("GET", f"/v1/mail/{b}")
+    assert status == 200
+    assert document["mailbox"] == "support@shop.example:archive"
+    # WHEN one is deleted: it goes to Trash
+    status, trashed, _ = inbound.call("DELETE", f"/v1/mail/{c}")
+    assert status == 200
+    assert trashed["mailbox"] == "support@shop.example:trash"
+    assert changes(inbound, "6")["destroyed"] == [c]
+    # WHEN it is deleted again from Trash: expunged for good
+    status, body, _ = inbound.call("DELETE", f"/v1/mail/{c}")
+    assert status == 204, body
+    trash = changes(inbound, "0", "support@shop.example:trash")
+    assert (trash["created"], trash["destroyed"]) == ([], [])  # created and destroyed within the range: nothing
+    assert changes(inbound, "1", "support@shop.example:trash")["destroyed"] == [c]
+    status, _, _ = inbound.call("GET", f"/v1/mail/{c}")
+    assert status == 404
+    # WHEN a flagged-deleted message is expunged from the Inbox (IMAP: STORE +FLAGS \\Deleted, then EXPUNGE)
+    inbound.call("PATCH", f"/v1/mail/{a}", {"keywords": {"$deleted": True}})
+    status, result, _ = inbound.call("POST", f"/v1/mailboxes/{INBOX}/expunge", {})
+    assert status == 200, result
+    assert result["expunged"] == [a]
+    # THEN the whole history folds into one answer for a client that last synced at 3
+    delta = changes(inbound, "3")
+    assert (delta["created"], delta["updated"], delta["destroyed"]) == ([], [], [a, b, c])
+    assert delta["new_state"] == result["state"]
+    assert not delta["has_more"]
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert (box["total"], box["unread"]) == (0, 0)
+
+
+def test_changes_paged_and_states_that_cannot_be_computed(inbound: Inbound) -> None:
+    fill(inbound, 5)
+    _, first, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0&limit=2")
+    assert (first["created"], first["new_state"], first["has_more"]) == (first["created"], "2", True)
+    rest = changes(inbound, first["new_state"])
+    assert len(first["created"] + rest["created"]) == 5
+    assert not rest["has_more"]
+    status, body, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=99")
+    assert status == 410
+    assert body["error"]["code"] == "cannot_calculate_changes"
+
+
+def test_custom_mailboxes_are_listed_with_counts(inbound: Inbound) -> None:
+    (a,) = fill(inbound, 1)
+    status, custom, _ = inbound.call("POST", "/v1/mailboxes", {"address": "support@shop.example", "name": "Invoices"})
+    assert status == 201, custom
+    inbound.call("PATCH", f"/v1/mail/{a}", {"mailbox": custom["id"]})
+    _, listed, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
+    assert [(m["name"], m["role"], m["total"], m["unread"]) for m in listed["mailboxes"]] == [
+        ("Inbox", "inbox", 0, 0),
+        ("Archive", "archive", 0, 0),
+        ("Trash", "trash", 0, 0),
+        ("Invoices", None, 1, 1),
+    ]
+    status, _, _ = inbound.call("POST", "/v1/mailboxes", {"address": "support@shop.example", "name": "invoices"})
+    assert status == 409
+    status, _, _ = inbound.call("DELETE", f"/v1/mailboxes/{custom['id']}")
+    assert status == 409  # not empty
+
+
+def test_a_key_for_one_address_cannot_reach_another(inbound: Inbound) -> None:
+    # GIVEN mail for support@ and billing@, and a key that may read support@ only
+    for address in ("support@shop.example", "billing@shop.example"):
+        inbound.store.create_address(address)
+        inbound.receive(make_mail(f"for {address}", to=address), [address])
+    support_key = mailbox_key("support@shop.example", scopes=frozenset({Scope.MAILBOX_READ}))
+    _, billing, _ = inbound.call("GET", "/v1/mailboxes/billing@shop.example:inbox/messages")
+    billing_id = billing["messages"][0]["id"]
+    # THEN billing's mailboxes are 403, its message 404 (as if it did not exist), and listings leave it out
+    status, body, _ = inbound.call("GET", "/v1/mailboxes/billing@shop.example:inbox/messages", key=support_key)
+    assert status == 403
+    assert body["error"]["code"] == "forbidden"
+    status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}", key=support_key)
+    assert status == 404
+    status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}/raw", key=support_key)
+    assert status == 404
+    _, listed, _ = inbound.call("GET", "/v1/mailboxes", key=support_key)
+    assert {m["address"] for m in listed["mailboxes"]} == {"support@shop.example"}
+    # and support@ is readable, but not writable with a read-only key
+    status, own, _ = inbound.call("GET", "/v1/mailboxes/support@shop.example:inbox/messages", key=support_key)
+    assert status == 200
+    assert len(own["messages"]) == 1
+    status, body, _ = inbound.call(
+        "PATCH", f"/v1/mail/{own['messages'][0]['id']}", {"keywords": {"$seen": True}}, key=support_key
+    )
+    assert status == 403
+    assert "mailbox:write" in body["error"]["message"]
+    # and a domain-wide key reaches both
+    domain_key = mailbox_key("*@shop.example")
+    status, _, _ = inbound.call("GET", f"/v1/mail/{billing_id}", key=domain_key)
+    assert status == 200
+
+
+def test_percent_encoded_mailbox_ids_work(inbound: Inbound) -> None:
+    fill(inbound, 1)
+    status, page, _ = inbound.call("GET", "/v1/mailboxes/support%40shop.example%3Ainbox/messages")
+    assert status == 200, page
+    assert page["mailbox"] == INBOX
+    assert len(page["messages"]) == 1
+
+
+@pytest.mark.parametrize("path", ["/v1/mailboxes/not-a-mailbox/messages", "/v1/mail/eml_nope"])
+def test_malformed_ids_are_client_errors(inbound: Inbound, path: str) -> None:
+    status, body, _ = inbound.call("GET", path)
+    assert status in (404, 422), body
