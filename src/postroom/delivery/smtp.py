@@ -8,6 +8,7 @@ per-recipient DEFERRED or BOUNCED result with a human-readable reply; ``deliver`
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -341,6 +342,7 @@ def _quit_quietly(client: smtplib.SMTP) -> None:
         client.close()
 
 
+@functools.cache  # one per process: loading the CA store costs tens of ms, and an agent is made per worker batch
 def _client_tls_context(*, verify: bool) -> ssl.SSLContext:
     context = ssl.create_default_context()
     if not verify:

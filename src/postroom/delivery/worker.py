@@ -192,7 +192,9 @@ class Deliverer:
     def _give_up(self, record: MessageRecord, task: DeliveryTask, reason: str, now: datetime) -> AttemptResult:
         record.give_up(reason, isoformat(now))
         record.updated_at = isoformat(now)
-        self._store.save(record)
+        # Dead-letter first, then save: a crash in between leaves the record unfinished, so the redelivered pointer
+        # gives up again (a second DLQ entry at worst). The other order could leave a failed record with no DLQ entry.
         self._queue.dead_letter(task, reason)
+        self._store.save(record)
         logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
         return AttemptResult(record.id, record.status)
