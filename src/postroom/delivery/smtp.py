@@ -94,6 +94,7 @@ class _Session:
     tls_version: str | None
     transactions: int = 0
     broken: bool = False  # the server said 421 or the connection went away: never reuse
+    open_transaction: bool = False  # MAIL was sent and no reply to the end of data has closed the transaction yet
 
     def result(self, recipient: str, reply: SmtpReply, mx_host: str) -> RecipientResult:
         return RecipientResult.from_reply(
@@ -126,13 +127,18 @@ class SmtpDeliveryAgent:
         self._options = options
         self._tls_context = _client_tls_context(verify=options.tls_verify)
         self._sessions: dict[tuple[str, int, str], _Session] = {}
+        # MX hosts per domain for this agent's life (one worker batch, at most the function timeout): a batch of
+        # messages to one domain resolves it once instead of once per message.
+        self._hosts: dict[str, list[MxHost]] = {}
 
     def deliver(self, domain: str, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]:
         """One result per recipient, in order. All recipients must be at ``domain``."""
         if not recipients:
             return []
         try:
-            hosts = self._resolver.resolve(domain)
+            hosts = self._hosts.get(domain.lower())
+            if hosts is None:
+                hosts = self._hosts[domain.lower()] = self._resolver.resolve(domain)
         except DeliveryError as error:
             outcome = Outcome.BOUNCED if isinstance(error, PermanentDeliveryError) else Outcome.DEFERRED
             return [
@@ -243,6 +249,12 @@ class SmtpDeliveryAgent:
         if session.transactions >= self._options.max_transactions_per_connection:
             session.quit()
             return
+        if not session.open_transaction:
+            # RFC 5321 §4.1.1.4: the reply to the end of data completes the transaction and clears its state, so the
+            # session is ready for the next MAIL without an RSET round trip; a server that has meanwhile hung up is
+            # noticed at that MAIL (see _StaleSessionError).
+            self._sessions[key] = session
+            return
         try:
             # RFC 5321 §4.1.1.5: RSET discards whatever transaction state is left; its 250 also shows the session is
             # still alive.
@@ -267,6 +279,7 @@ class SmtpDeliveryAgent:
             return [session.diagnostic(r, Outcome.BOUNCED, STATUS_NOT_ASCII, text, mx_host) for r in mail.recipients]
 
         stage = "MAIL FROM"
+        session.open_transaction = True
         try:
             reply = _reply(*client.mail(mail.wire_sender, self._mail_options(client, mail)))
             if reused and reply.code == REPLY_CLOSING:  # the server timed the idle session out
@@ -295,6 +308,7 @@ class SmtpDeliveryAgent:
                 try:
                     # smtplib does the dot-stuffing (RFC 5321 §4.5.2) and sends the final "." line.
                     reply = _reply(*client.data(mail.message))
+                    session.open_transaction = False
                 except smtplib.SMTPDataError as error:  # DATA itself refused, no 354
                     reply = _reply(error.smtp_code, error.smtp_error)
                 session.broken = reply.code == REPLY_CLOSING
