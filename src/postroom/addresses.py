@@ -6,6 +6,7 @@ the local part as given, the domain in its IDNA A-label (ASCII) form, lower-case
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from email.headerregistry import Address as HeaderAddress
@@ -74,6 +75,7 @@ def check_display_name(name: str) -> str:
     return name.strip()
 
 
+@functools.lru_cache(maxsize=4096)  # pure; a request validates each mailbox twice, and senders repeat across requests
 def normalise_address(email: str, name: str = "") -> EmailAddress:
     if _CONTROL.search(email):
         raise AddressError("address must not contain control characters (CR, LF, tab, NUL…)")

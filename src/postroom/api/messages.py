@@ -1,7 +1,7 @@
 """``/v1/messages``: send a message, read its status."""
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations`` here: Powertools resolves the route's type hints on every request (for
+# ``Depends``), and string annotations would be compiled and evaluated each time (≈ 15 % of the accept path's CPU).
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
