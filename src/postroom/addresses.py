@@ -9,10 +9,13 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass
-from email.headerregistry import Address as HeaderAddress
 from email.utils import getaddresses
+from typing import TYPE_CHECKING
 
 from email_validator import EmailNotValidError, validate_email
+
+if TYPE_CHECKING:
+    from email.headerregistry import Address as HeaderAddress
 
 # C0 controls and DEL: never legitimate in a display name, and CR/LF are how header injection starts. C1 controls and
 # U+2028/U+2029 too: the email package ends header lines wherever str.splitlines() does (NEL, LS, PS included).
@@ -43,6 +46,10 @@ class EmailAddress:
 
     def header_value(self) -> HeaderAddress:
         """The email package's Address, which encodes non-ASCII display names per RFC 2047 on output."""
+        # Imported here: only the worker builds headers, and the email package's header machinery is a noticeable
+        # part of the send API's cold start.
+        from email.headerregistry import Address as HeaderAddress
+
         return HeaderAddress(display_name=self.name, username=self.local_part, domain=self.domain)
 
     def __str__(self) -> str:

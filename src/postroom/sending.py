@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 
 from postroom.clock import isoformat, utcnow
 from postroom.errors import PayloadTooLargeError, SenderNotAllowedError, ServiceUnavailableError
-from postroom.ids import message_id
-from postroom.mime import message_id_header
+from postroom.ids import message_id, message_id_header
 from postroom.queue import DeliveryTask
 from postroom.record import MessageRecord, RecipientState
 from postroom.status import MessageStatus

@@ -13,9 +13,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from postroom import aws
-from postroom.delivery.mx import MxResolver, parse_nameservers
 from postroom.delivery.ses import SesDeliveryAgent
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
 from postroom.queue import DeliveryTask
 from postroom.services import services
@@ -24,6 +22,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from postroom.delivery.mx import MxHost, MxResolver
+    from postroom.delivery.smtp import SmtpDeliveryAgent
     from postroom.settings import Settings
 
 logger = Logger(child=True)
@@ -38,6 +38,8 @@ class RetryLaterError(Exception):
 def _mx_resolver(settings: Settings) -> MxResolver:
     global _resolver
     if _resolver is None:
+        from postroom.delivery.mx import MxResolver, parse_nameservers
+
         nameservers = parse_nameservers(settings.dns_nameservers) if settings.dns_nameservers else None
         _resolver = MxResolver(nameservers=nameservers)
     return _resolver
@@ -48,14 +50,27 @@ def reset_resolver() -> None:
     _resolver = None
 
 
+class _DeferredResolver:
+    """The process's MX resolver, built (and dnspython imported) on the first SMTP delivery: a worker that only sends
+    through SES never pays for it at cold start."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def resolve(self, domain: str) -> list[MxHost]:
+        return _mx_resolver(self._settings).resolve(domain)
+
+
 def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
+    from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
+
     options = SmtpOptions(
         port=settings.smtp_port,
         helo_name=settings.helo,
         timeout=settings.smtp_timeout,
         tls_verify=settings.smtp_tls_verify,
     )
-    return SmtpDeliveryAgent(_mx_resolver(settings), options)
+    return SmtpDeliveryAgent(_DeferredResolver(settings), options)  # type: ignore[arg-type]
 
 
 def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from postroom.delivery.errors import DeliveryError, PermanentDeliveryError
-from postroom.delivery.mx import to_a_label
 from postroom.delivery.results import Outcome, RecipientResult, SmtpReply
 
 if TYPE_CHECKING:
@@ -390,6 +389,8 @@ def _wire_address(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
+    from postroom.delivery.mx import to_a_label  # dnspython's IDNA codec; only for internationalised domains
+
     try:
         return f"{local}@{to_a_label(domain)}"
     except ValueError:
