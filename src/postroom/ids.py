@@ -18,3 +18,10 @@ def ulid(now_ms: int | None = None) -> str:
 
 def message_id() -> str:
     return f"msg_{ulid()}"
+
+
+def message_id_header(message_id: str, domain: str) -> str:
+    """The RFC 5322 Message-ID for a message. The id part is Postroom's own id, so a Message-ID seen in a bounce or a
+    reply maps straight back to the record. (Here, not in postroom.mime, so the send API does not import the email
+    package's header machinery at start-up.)"""
+    return f"<{message_id.removeprefix('msg_')}@{domain}>"

@@ -22,10 +22,13 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 
 from postroom.htmltext import html_to_text
+from postroom.ids import message_id_header  # re-exported: it used to live here
 from postroom.mimeheaders import fold_address_field, fold_unstructured_field
 from postroom.models import Mailbox, SendRequest
 
 # policy.SMTP: CRLF line endings, RFC 2047 encoded words for non-ASCII headers, folding at 78 characters.
+__all__ = ["SMTP_POLICY", "build_message", "message_id_header", "render"]
+
 SMTP_POLICY = policy.SMTP.clone(max_line_length=78)
 _MAX_LINE = 998
 
@@ -52,11 +55,6 @@ def _text_cte(content: str) -> str:
 
 def _add_text(part: EmailMessage, content: str, subtype: str) -> None:
     part.set_content(content, subtype=subtype, charset="utf-8", cte=_text_cte(content))
-
-
-def message_id_header(message_id: str, domain: str) -> str:
-    # The id part is Postroom's own id, so a Message-ID seen in a bounce or a reply maps straight back to the record.
-    return f"<{message_id.removeprefix('msg_')}@{domain}>"
 
 
 # The id part of a Postroom Message-ID: the ULID of ``msg_<ulid>`` (Crockford base32, lower-case, 26 characters).

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from postroom.addresses import AddressError, EmailAddress, normalise_address, parse_mailbox
+from postroom.addresses import AddressError, EmailAddress, hides_control_characters, normalise_address, parse_mailbox
 
 MAX_RECIPIENTS = 50  # SES's own limit per SendEmail call, and a sane bound for one transactional message
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 §2.1.1: a header line must not exceed 998 characters
@@ -23,7 +23,9 @@ MAX_CUSTOM_HEADERS = 50
 
 # RFC 5322 §2.2: a field name is printable US-ASCII except colon.
 _HEADER_NAME = re.compile(r"^[!-9;-~]{1,76}$")
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # tab (0x09) is legal folding white space, CR/LF never
+# Tab (0x09) is legal folding white space; CR/LF never, nor anything else the email package breaks header lines at
+# (str.splitlines(): VT, FF, FS-RS, NEL, U+2028, U+2029), nor other C0/C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 _CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}$")
 _CONTENT_ID = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]{1,200}$")
 _TAG = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -51,6 +53,8 @@ class DeliveryChoice(StrEnum):
 def _no_control(value: str, what: str) -> str:
     if _CONTROL.search(value):
         raise ValueError(f"{what} must not contain control characters such as CR or LF")
+    if hides_control_characters(value):
+        raise ValueError(f"{what} must not contain an RFC 2047 encoded word that decodes to CR, LF or other controls")
     return value
 
 

@@ -25,8 +25,7 @@ from postroom.errors import (
     ServiceUnavailableError,
     ValidationFailedError,
 )
-from postroom.ids import message_id
-from postroom.mime import message_id_header
+from postroom.ids import message_id, message_id_header
 from postroom.observability.metrics import count_accepted
 from postroom.queue import DeliveryTask
 from postroom.raw import prepare_raw

@@ -88,7 +88,7 @@ def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
         for name, value in {
             "POSTROOM_RELAY_HOST": f"127.0.0.1:{port}",
             "POSTROOM_RELAY_AUTH": "xoauth2",
-            "POSTROOM_RELAY_SECRET": "/postroom/relay",
+            "POSTROOM_RELAY_SECRET": "/postroom/relay-xoauth2-e2e",
             "POSTROOM_RELAY_CA_FILE": str(ca),
             "POSTROOM_RETRY_BASE_SECONDS": "0",
         }.items():
@@ -102,7 +102,7 @@ def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
                 "refresh_token": "1//refresh",
             }
             boto3.client("ssm", endpoint_url=stack.aws_endpoint, region_name="us-east-1").put_parameter(
-                Name="/postroom/relay", Value=json.dumps(secret), Type="SecureString"
+                Name="/postroom/relay-xoauth2-e2e", Value=json.dumps(secret), Type="SecureString"
             )
             status, body = call(
                 stack,

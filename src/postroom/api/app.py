@@ -23,9 +23,11 @@ from postroom.api import (
     templates,
     webhooks,
 )
+from postroom.api.deps import required_scopes
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
-from postroom.errors import NotFoundError, PostroomError
+from postroom.auth import Principal
+from postroom.errors import ForbiddenError, NotFoundError, PostroomError
 from postroom.services import services
 
 if TYPE_CHECKING:
@@ -56,6 +58,14 @@ def _postroom_error(error: PostroomError) -> Response:
 
 @app.exception_handler(RequestValidationError)
 def _validation_error(error: RequestValidationError) -> Response:
+    # Powertools validates the request before it resolves the route's dependencies, so the scope check has not run
+    # yet: a key without the route's scope must get 403, not a description of what a valid body looks like.
+    route = app.context.get("_route")  # the matched Route, which Powertools keeps in the resolver's context
+    principal = app.context.get("principal")
+    if route is not None and isinstance(principal, Principal):
+        missing = sorted(scope.value for scope in required_scopes(route.func) if not principal.allows(scope))
+        if missing:
+            return error_response(ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization"))
     return error_response(validation_failure(list(error.errors())))
 
 

@@ -10,7 +10,7 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from postroom.auth import bearer_token
-from postroom.errors import PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
+from postroom.errors import InvalidJsonError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
 
 if TYPE_CHECKING:
     from postroom.auth import Principal
@@ -48,7 +48,8 @@ def screen(event: dict[str, Any], svc: Services) -> Principal:
     """Authenticate and check the body envelope; raises a PostroomError describing the first problem."""
     principal = authenticate(event, svc)
     if (event.get("httpMethod") or "").upper() in _BODY_METHODS:
-        size = len(body_bytes(event))
+        body = body_bytes(event)
+        size = len(body)
         limit = svc.settings.max_request_bytes
         if size > limit:
             raise PayloadTooLargeError(
@@ -62,4 +63,10 @@ def screen(event: dict[str, Any], svc: Services) -> Principal:
                 f"send the body as JSON with 'Content-Type: application/json' (got {content_type or 'none'!r})",
                 field="Content-Type",
             )
+        try:
+            body.decode("utf-8")  # RFC 8259 §8.1: JSON between systems is UTF-8; the resolver would crash on others
+        except UnicodeDecodeError as error:
+            raise InvalidJsonError(
+                f"the request body is not UTF-8 (invalid byte at offset {error.start})", field="body"
+            ) from None
     return principal

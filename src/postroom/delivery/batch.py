@@ -15,10 +15,9 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from postroom import aws
 from postroom.deliverability import wiring as deliverability
-from postroom.delivery.mx import MxResolver, parse_nameservers
+from postroom.delivery.mx import MxResolver
 from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
 from postroom.delivery.worker import Deliverer
 from postroom.events.hooks import delivery_hooks
 from postroom.inbound.handler import internal_delivery_agents
@@ -33,6 +32,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from postroom.delivery.mx import MxResolver
+    from postroom.delivery.smtp import SmtpDeliveryAgent
     from postroom.settings import Settings
 
 logger = Logger(child=True)
@@ -50,6 +51,8 @@ class RetryLaterError(Exception):
 def _mx_resolver(settings: Settings) -> MxResolver:
     global _resolver
     if _resolver is None:
+        from postroom.delivery.mx import MxResolver, parse_nameservers
+
         nameservers = parse_nameservers(settings.dns_nameservers) if settings.dns_nameservers else None
         _resolver = MxResolver(nameservers=nameservers)
     return _resolver
@@ -62,6 +65,8 @@ def reset_resolver() -> None:
 
 
 def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
+    from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
+
     options = SmtpOptions(
         port=settings.smtp_port,
         helo_name=settings.helo,
@@ -77,6 +82,7 @@ def relay_agent(settings: Settings) -> SmtpDeliveryAgent | None:
     if not settings.relay_host:
         return None
     from postroom.delivery.relay import RelayDeliveryAgent, secret_loader
+    from postroom.delivery.smtp import SmtpOptions
 
     host, port = settings.relay_endpoint
     options = SmtpOptions(

@@ -163,7 +163,10 @@ class RelayDeliveryAgent(SmtpDeliveryAgent):
 
         if self._credentials is None:
             raise _SetupError(STATUS_AUTH_FAILED, "relay credentials are not configured")
-        creds = self._credentials()
+        try:
+            creds = self._credentials()
+        except Exception as error:  # noqa: BLE001 - any unusable secret (missing, not JSON, incomplete) waits for an operator
+            raise _SetupError(STATUS_AUTH_FAILED, f"relay credentials unusable: {error}") from None
         client = session.client
         try:
             if self._auth == "plain":
@@ -189,14 +192,21 @@ class RelayDeliveryAgent(SmtpDeliveryAgent):
 def secret_loader(name: str, auth: str) -> Callable[[], RelayCredentials]:
     """Credentials from SSM (``/path``, SecureString) or Secrets Manager, cached 5 minutes by Powertools."""
 
-    def load() -> RelayCredentials:
-        from aws_lambda_powertools.utilities import parameters
+    from aws_lambda_powertools.utilities import parameters
 
-        raw = (
-            parameters.get_parameter(name, decrypt=True, max_age=300)
-            if name.startswith("/")
-            else parameters.get_secret(name, max_age=300)
-        )
+    from postroom import aws
+
+    # Providers bound to this process's clients (Powertools' module-level default providers keep the first endpoint
+    # they were created with); each caches the secret for 5 minutes.
+    in_ssm = name.startswith("/")
+    provider = (
+        parameters.SSMProvider(boto3_client=aws.client("ssm"))
+        if in_ssm
+        else parameters.SecretsProvider(boto3_client=aws.client("secretsmanager"))
+    )
+
+    def load() -> RelayCredentials:
+        raw = provider.get(name, decrypt=True, max_age=300) if in_ssm else provider.get(name, max_age=300)
         try:
             data = json.loads(raw if isinstance(raw, str) else base64.b64decode(raw))
         except ValueError:

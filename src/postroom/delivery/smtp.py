@@ -14,6 +14,7 @@ the opportunistic policy a handshake that fails outright costs one more that goe
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -25,7 +26,6 @@ from aws_lambda_powertools import Logger
 from postroom.deliverability.config import TlsLevel
 from postroom.deliverability.tls_policy import DomainTlsPolicy, StaticTlsPolicies
 from postroom.delivery.errors import DeliveryError, PermanentDeliveryError
-from postroom.delivery.mx import to_a_label
 from postroom.delivery.results import Outcome, RecipientResult, SmtpReply
 
 if TYPE_CHECKING:
@@ -124,6 +124,7 @@ class _Session:
     policy: DomainTlsPolicy
     transactions: int = 0
     broken: bool = False  # the server said 421 or the connection went away: never reuse
+    open_transaction: bool = False  # MAIL was sent and no reply to the end of data has closed the transaction yet
 
     def satisfies(self, level: TlsLevel) -> bool:
         if level is TlsLevel.VERIFY:
@@ -181,13 +182,18 @@ class SmtpDeliveryAgent:
         self._tls_context = _client_tls_context(verify=True, ca_file=options.ca_file)
         self._any_certificate_context = _client_tls_context(verify=False)
         self._sessions: dict[tuple[str, int, str], _Session] = {}
+        # MX hosts per domain for this agent's life (one worker batch, at most the function timeout): a batch of
+        # messages to one domain resolves it once instead of once per message.
+        self._hosts: dict[str, list[MxHost]] = {}
 
     def deliver(self, domain: str, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]:
         """One result per recipient, in order. All recipients must be at ``domain``."""
         if not recipients:
             return []
         try:
-            hosts = self._resolver.resolve(domain)
+            hosts = self._hosts.get(domain.lower())
+            if hosts is None:
+                hosts = self._hosts[domain.lower()] = self._resolver.resolve(domain)
         except DeliveryError as error:
             outcome = Outcome.BOUNCED if isinstance(error, PermanentDeliveryError) else Outcome.DEFERRED
             return [
@@ -353,6 +359,12 @@ class SmtpDeliveryAgent:
         if session.transactions >= self._options.max_transactions_per_connection:
             session.quit()
             return
+        if not session.open_transaction:
+            # RFC 5321 §4.1.1.4: the reply to the end of data completes the transaction and clears its state, so the
+            # session is ready for the next MAIL without an RSET round trip; a server that has meanwhile hung up is
+            # noticed at that MAIL (see _StaleSessionError).
+            self._sessions[key] = session
+            return
         try:
             # RFC 5321 §4.1.1.5: RSET discards whatever transaction state is left; its 250 also shows the session is
             # still alive.
@@ -377,6 +389,7 @@ class SmtpDeliveryAgent:
             return [session.diagnostic(r, Outcome.BOUNCED, STATUS_NOT_ASCII, text, mx_host) for r in mail.recipients]
 
         stage = "MAIL FROM"
+        session.open_transaction = True
         try:
             reply = _reply(*client.mail(mail.wire_sender, self._mail_options(client, mail)))
             if reused and reply.code == REPLY_CLOSING:  # the server timed the idle session out
@@ -405,6 +418,7 @@ class SmtpDeliveryAgent:
                 try:
                     # smtplib does the dot-stuffing (RFC 5321 §4.5.2) and sends the final "." line.
                     reply = _reply(*client.data(mail.message))
+                    session.open_transaction = False
                 except smtplib.SMTPDataError as error:  # DATA itself refused, no 354
                     reply = _reply(error.smtp_code, error.smtp_error)
                 session.broken = reply.code == REPLY_CLOSING
@@ -452,6 +466,7 @@ def _quit_quietly(client: smtplib.SMTP) -> None:
         client.close()
 
 
+@functools.cache  # one per process and setting: loading the CA store costs tens of ms, and an agent is made per batch
 def _client_tls_context(*, verify: bool, ca_file: str | None = None) -> ssl.SSLContext:
     context = ssl.create_default_context(cafile=ca_file if verify else None)
     if not verify:
@@ -485,6 +500,8 @@ def _wire_address(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at or domain.isascii():
         return address
+    from postroom.delivery.mx import to_a_label  # dnspython's IDNA codec; only for internationalised domains
+
     try:
         return f"{local}@{to_a_label(domain)}"
     except ValueError:

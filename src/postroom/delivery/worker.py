@@ -251,8 +251,10 @@ class Deliverer:
     ) -> AttemptResult:
         record.give_up(reason, isoformat(now))
         record.updated_at = isoformat(now)
-        self._store.save(record)
+        # Dead-letter first, then save: a crash in between leaves the record unfinished, so the redelivered pointer
+        # gives up again (a second DLQ entry at worst). The other order could leave a failed record with no DLQ entry.
         self._queue.dead_letter(task, reason)
+        self._store.save(record)
         # Failing is an outcome too: observers (metrics, events) see the failed recipients, and this attempt's
         # results when the give-up follows one.
         for observer in self._observers:

@@ -144,7 +144,8 @@ class EventStore:
         """Events after the cursor ``after`` (an event id), oldest first, up to ``limit``, none made after
         ``until_ms``. Walks the day partitions from the cursor's day to ``until_ms``'s day."""
         oldest_ms = int((datetime.now(UTC) - self._retention).timestamp() * 1000)
-        start_ms = max(event_time_ms(after), oldest_ms) if after else oldest_ms
+        # A cursor from the future (hand-made, or a clock far ahead) reads from until_ms's day: nothing is newer.
+        start_ms = min(max(event_time_ms(after), oldest_ms), until_ms) if after else oldest_ms
         lower = after or ""
         upper = boundary_id(until_ms)
         day = datetime.fromtimestamp(start_ms / 1000, UTC).date()

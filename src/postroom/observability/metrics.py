@@ -55,7 +55,8 @@ class Metric(StrEnum):
 
     MESSAGES_ACCEPTED = "MessagesAccepted"  # messages the send path acknowledged (202)
     RECIPIENTS_ACCEPTED = "RecipientsAccepted"  # their envelope recipients
-    DELIVERED = "Delivered"  # the receiving server (or SES) took the message
+    SENT = "Sent"  # handed to SES, which reports delivery later (its Delivery/Bounce events)
+    DELIVERED = "Delivered"  # the receiving server took the message (or SES reported delivery)
     DEFERRED = "Deferred"  # transient failure; retried later
     BOUNCED = "Bounced"  # permanent failure
     COMPLAINED = "Complained"  # the recipient reported it as spam (SES feedback)
@@ -72,6 +73,7 @@ class Metric(StrEnum):
 
 
 _OUTCOME_METRIC = {
+    Outcome.SENT: Metric.SENT,
     Outcome.DELIVERED: Metric.DELIVERED,
     Outcome.DEFERRED: Metric.DEFERRED,
     Outcome.BOUNCED: Metric.BOUNCED,
