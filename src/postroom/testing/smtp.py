@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import datetime
 import functools
-import ipaddress
 import os
 import shutil
 import ssl
@@ -30,17 +28,14 @@ from typing import Any, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import DATA_SIZE_DEFAULT, SMTP, Envelope, Session
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+
+from postroom.tlscert import write_self_signed
 
 __all__ = ["Action", "ReceivedMessage", "RecordingSink", "Stage", "self_signed_certificate"]
 
 SINK_HOSTNAME = "sink.postroom.test"
 STALL_SECONDS_DEFAULT = 30.0  # longer than any client timeout a test sets
 WAIT_TIMEOUT_DEFAULT = 5.0
-CERTIFICATE_DAYS = 30
 
 
 class Stage(StrEnum):
@@ -341,34 +336,9 @@ class _SinkController(Controller):
 @functools.cache
 def self_signed_certificate(hostname: str = SINK_HOSTNAME) -> tuple[Path, Path]:
     """``(certificate, key)`` PEM files for ``hostname`` (plus localhost and the loopback IPs), made once a process."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.UTC)
-    names: list[x509.GeneralName] = [
-        x509.DNSName(hostname),
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        x509.IPAddress(ipaddress.ip_address("::1")),
-    ]
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=CERTIFICATE_DAYS))
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .sign(key, hashes.SHA256())
-    )
     directory = Path(tempfile.mkdtemp(prefix="postroom-sink-tls-"))
     atexit.register(shutil.rmtree, directory, ignore_errors=True)
-    certificate_path, key_path = directory / "cert.pem", directory / "key.pem"
-    certificate_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return certificate_path, key_path
+    return write_self_signed(directory, hostname)
 
 
 def _server_tls_context(hostname: str) -> ssl.SSLContext:
