@@ -374,7 +374,12 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     assert result.returncode == 0, result.stderr[-3000:]
     resources = json.loads(result.stdout)["Resources"]
     # THEN the SQS event source keeps its settings ...
-    (mapping,) = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    (mapping,) = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        and r["Properties"]["FunctionName"] == {"Ref": "WorkerFunction"}
+    ]
     assert mapping["MaximumBatchingWindowInSeconds"] == 1
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "WorkerMaxConcurrency"}}
@@ -383,8 +388,8 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     assert "SendApiFunctionDomainDoctorPermissionapi" in resources
     # ... and a default deployment (no VPC, no customer key, no alarm email) creates this many resources
     deployed = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"])]
-    assert len(template["Resources"]) == 44
-    assert (len(resources), len(deployed)) == (55, 33)
+    assert len(template["Resources"]) == 82
+    assert (len(resources), len(deployed)) == (147, 122)
 
 
 def test_the_samconfig_example_names_real_parameters_with_valid_values(repo_root, template):
