@@ -4,9 +4,11 @@ from it (postroom.local.template) creates the same tables, queues and buckets an
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -491,3 +493,25 @@ Resources:
     assert [(r.logical_id, r.handled_by_harness) for r in tpl.unemulated_resources(template)] == [("Fn", True)]
     with_audit = tpl.create_resources(template, client, prefix="synthetic2", parameters={"WithAudit": "yes"})
     assert "AuditQueue" in with_audit
+
+
+def test_no_intrinsic_function_is_folded_into_a_plain_string(template):
+    # GIVEN every value of every resource (a stray "- !Ref X" line under a scalar folds into that scalar's text, which
+    # YAML accepts and some linters miss)
+    def strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield from strings(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                yield from strings(item, f"{path}[{index}]")
+        elif isinstance(value, str):
+            yield path, value
+
+    # THEN no plain string carries an intrinsic function's short form
+    folded = [
+        (path, text[:80])
+        for path, text in strings(template["Resources"], "Resources")
+        if re.search(r"!(Ref|Sub|GetAtt|If|Join|Select|Split)\b", text) and not path.endswith("DashboardBody")
+    ]
+    assert folded == []
