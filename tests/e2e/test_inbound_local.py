@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from postroom.local.stack import LocalStack, StackConfig
+from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
 
@@ -42,20 +43,6 @@ def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStac
     stack = LocalStack(config).start()
     yield stack
     stack.stop()
-
-
-def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(
-        stack.api_url + path,
-        method=method,
-        data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

@@ -76,9 +76,9 @@ def call(stack: LocalStack, method: str, path: str, body: Any = None) -> tuple[i
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
+            return response.status, json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+        return error.code, json.loads(error.read() or b"{}")
 
 
 def wait_for_status(stack: LocalStack, msg_id: str, wanted: set[str], timeout: float = 20) -> dict[str, Any]:
