@@ -126,9 +126,7 @@ def copy_mail(
         raise NotFoundError(f"no mailbox {body.mailbox}", field="mailbox") from None
     except mailstore.MailboxConflictError as error:
         raise ConflictError(str(error), field="mailbox") from None
-    return Response(
-        status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(copied)
-    )
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(copied))
 
 
 @router.delete("/<mail_id>", summary="Move to Trash; a message already in Trash is expunged")
