@@ -252,9 +252,9 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
     assert sum(sizes) == total
     _, uidl, _ = client.uidl()
     assert [line.split()[1].decode() for line in uidl] == [first, second]
-    status, doc = call(local, "GET", f"/v1/mail/{first}")
+    _, doc = call(local, "GET", f"/v1/mail/{first}")
     raw, _ = download(local, doc["raw_url"])
-    _, lines, octets = client.retr(1)
+    _, lines, _octets = client.retr(1)
     assert b"\r\n".join(lines) + b"\r\n" == raw
     assert sizes[0] == len(raw)
     _, top, _ = client.top(2, 0)
@@ -262,7 +262,7 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
     assert b"About Pop 2." not in top
     client.dele(1)
     assert client.quit().startswith(b"+OK")
-    status, trash = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:trash/messages")
+    _status, trash = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:trash/messages")
     assert [m["id"] for m in trash["messages"]] == [first]  # DELE moves to Trash: recoverable
     again = poplib.POP3("127.0.0.1", port, timeout=10)
     again.user(ADDRESS)
@@ -272,6 +272,43 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
 
 
 def test_imap_and_pop3_refuse_to_listen_beyond_loopback(local: LocalStack, tmp_path: Path) -> None:
-    config = BridgeConfig(api_url=local.api_url, host="0.0.0.0", smtp_port=None, smtps_port=None, state_dir=tmp_path)  # noqa: S104
+    config = BridgeConfig(api_url=local.api_url, host="0.0.0.0", smtp_port=None, smtps_port=None, state_dir=tmp_path)
     with pytest.raises(ValueError, match="loopback only"):
         Bridge(config).start()
+
+
+def test_repeated_failed_logins_lock_the_client_out_of_imap_and_pop3(local: LocalStack, bridge: Bridge) -> None:
+    from postroom.submission.server import FAILED_LOGINS_ALLOWED
+
+    client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
+    for _ in range(FAILED_LOGINS_ALLOWED):
+        with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
+            client.login(ADDRESS, "pr_guess")
+    # THEN even the right key is refused for the lockout window, without a round trip to the API
+    with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
+        client.login(ADDRESS, local.api_key)
+    client.shutdown()
+    pop = poplib.POP3("127.0.0.1", bridge.ports()["pop3"], timeout=10)
+    for _ in range(FAILED_LOGINS_ALLOWED):
+        pop.user(ADDRESS)
+        with pytest.raises(poplib.error_proto):
+            pop.pass_("pr_guess")
+    pop.user(ADDRESS)
+    with pytest.raises(poplib.error_proto):
+        pop.pass_(local.api_key)
+    pop.close()
+
+
+def test_a_client_dropping_mid_fetch_leaves_the_bridge_serving(local: LocalStack, bridge: Bridge) -> None:
+    for n in range(3):
+        receive(local, f"Drop {n}")
+    with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
+        raw.recv(1024)
+        raw.sendall(b"a LOGIN " + ADDRESS.encode() + b" " + local.api_key.encode() + b"\r\nb SELECT INBOX\r\n")
+        raw.sendall(b"c FETCH 1:* (BODY[])\r\n")  # and gone before reading the answer
+    client = imap(bridge, local)
+    typ, count = client.select("INBOX")
+    assert (typ, count) == ("OK", [b"3"])
+    typ, _data = client.fetch("1:3", "(FLAGS)")
+    assert typ == "OK"
+    client.logout()

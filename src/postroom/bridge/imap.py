@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +43,7 @@ from zope.interface import implementer
 from postroom.bridge.api import Listing, MailApi, MailApiError
 from postroom.bridge.mime_view import MimePart, header_fields, split_header
 from postroom.submission.client import PostroomClient
+from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
 FLAG_KEYWORDS = {
     "\\seen": "$seen",
@@ -65,6 +67,7 @@ _CONTENT_SEARCH = {b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT", b"HEADER", b"BODY"
 _CONTENT_SEARCH |= {b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
 # Fetch items answered without the message content.
 _LISTING_ITEMS = {"uid", "flags", "internaldate", "rfc822size"}
+log = logging.getLogger(__name__)
 DOWNLOADERS = 8  # raw messages fetched at once when a FETCH spans many
 
 
@@ -129,6 +132,26 @@ class ApiRealm:
 
 def api_portal(client: PostroomClient) -> portal.Portal:
     return portal.Portal(ApiRealm(client), [ApiKeyChecker(client)])
+
+
+class GuardedPortal:
+    """One connection's view of the portal: a client address with too many failed logins is refused without asking
+    the API (the same lockout as SMTP submission), so a password guesser gets nowhere and costs nothing."""
+
+    def __init__(self, inner: portal.Portal, failures: RateLimiter, peer: str) -> None:
+        self.inner, self.failures, self.peer = inner, failures, peer
+
+    def login(self, creds: Any, mind: Any, *interfaces: Any) -> defer.Deferred[Any]:
+        if self.failures.count(self.peer) >= FAILED_LOGINS_ALLOWED:
+            return defer.fail(UnauthorizedLogin("too many failed logins; try again later"))
+
+        def failed(failure: Any) -> Any:
+            if failure.check(UnauthorizedLogin):
+                self.failures.add(self.peer)
+                log.info("failed bridge login", extra={"peer": self.peer})  # never the password
+            return failure
+
+        return self.inner.login(creds, mind, *interfaces).addErrback(failed)
 
 
 # -- account ---------------------------------------------------------------------------------------------------------
@@ -822,6 +845,7 @@ def _atoms(query: Any) -> Iterable[bytes]:
 class ServerFactory(Factory):
     def __init__(self, client: PostroomClient, *, idle_poll_seconds: float = 30.0, tls: Any = None) -> None:
         self.portal = api_portal(client)
+        self.failures = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self.idle_poll_seconds = idle_poll_seconds
         self.tls = tls
 
@@ -829,7 +853,7 @@ class ServerFactory(Factory):
         server = Server(
             chal={b"PLAIN": imap4.PLAINCredentials, b"LOGIN": imap4.LOGINCredentials}, contextFactory=self.tls
         )
-        server.portal = self.portal
+        server.portal = GuardedPortal(self.portal, self.failures, getattr(addr, "host", "?"))
         server.idle_poll_seconds = self.idle_poll_seconds
         server.factory = self
         return server

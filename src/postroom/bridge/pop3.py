@@ -104,11 +104,15 @@ class Server(pop3.POP3):
 class ServerFactory(Factory):
     def __init__(self, client: PostroomClient) -> None:
         from postroom.bridge.imap import api_portal
+        from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
         self.portal = api_portal(client)
+        self.failures = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
 
     def buildProtocol(self, addr: Any) -> Server:
+        from postroom.bridge.imap import GuardedPortal
+
         server = Server()
-        server.portal = self.portal
+        server.portal = GuardedPortal(self.portal, self.failures, getattr(addr, "host", "?"))
         server.factory = self
         return server
