@@ -81,6 +81,8 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         smtps_port=args.smtps_port or None,
         imap_port=args.imap_port or None,
         pop3_port=args.pop3_port or None,
+        imaps_port=args.imaps_port or None,
+        pop3s_port=args.pop3s_port or None,
         certificate=Path(args.cert) if args.cert else None,
         key=Path(args.key) if args.key else None,
     )
@@ -99,6 +101,10 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         print(f"  incoming (IMAP)  {args.host}:{ports['imap']}  no encryption (loopback), user = the address")
     if "pop3" in ports:
         print(f"  incoming (POP3)  {args.host}:{ports['pop3']}  no encryption (loopback), user = the address")
+    if "imaps" in ports:
+        print(f"  incoming (IMAPS) {args.host}:{ports['imaps']}  SSL/TLS, user = the address")
+    if "pop3s" in ports:
+        print(f"  incoming (POP3S) {args.host}:{ports['pop3s']}  SSL/TLS, user = the address")
     print(f"  TLS certificate  {bridge.certificate} (self-signed unless --cert was given: trust it in your client)")
     print("Ctrl-C stops the bridge.", flush=True)
     stopped = threading.Event()
@@ -210,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--smtps-port", type=int, default=2465, help="submission with implicit TLS (0: off)")
     bridge.add_argument("--imap-port", type=int, default=2143, help="IMAP4rev1, loopback only (0: off)")
     bridge.add_argument("--pop3-port", type=int, default=2110, help="POP3, loopback only (0: off)")
+    bridge.add_argument("--imaps-port", type=int, default=2993, help="IMAP over SSL/TLS (0: off)")
+    bridge.add_argument("--pop3s-port", type=int, default=2995, help="POP3 over SSL/TLS (0: off)")
     bridge.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one in ~/.postroom/bridge")
     bridge.add_argument("--key", help="TLS private key (PEM) for --cert")
     bridge.set_defaults(func=_cmd_bridge)

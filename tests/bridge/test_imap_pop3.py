@@ -9,6 +9,7 @@ import poplib
 import re
 import smtplib
 import socket
+import ssl
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -51,6 +52,8 @@ def bridge(local: LocalStack, tmp_path: Path) -> Iterator[Bridge]:
         smtps_port=None,
         imap_port=0,
         pop3_port=0,
+        imaps_port=0,
+        pop3s_port=0,
         state_dir=tmp_path,
         idle_poll_seconds=0.2,
     )
@@ -272,7 +275,9 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
 
 
 def test_imap_and_pop3_refuse_to_listen_beyond_loopback(local: LocalStack, tmp_path: Path) -> None:
-    config = BridgeConfig(api_url=local.api_url, host="0.0.0.0", smtp_port=None, smtps_port=None, state_dir=tmp_path)
+    config = BridgeConfig(
+        api_url=local.api_url, host="0.0.0.0", smtp_port=None, smtps_port=None, imaps_port=None, state_dir=tmp_path
+    )
     with pytest.raises(ValueError, match="loopback only"):
         Bridge(config).start()
 
@@ -312,3 +317,22 @@ def test_a_client_dropping_mid_fetch_leaves_the_bridge_serving(local: LocalStack
     typ, _data = client.fetch("1:3", "(FLAGS)")
     assert typ == "OK"
     client.logout()
+
+
+def test_imaps_and_pop3s_speak_tls_from_the_first_byte(local: LocalStack, bridge: Bridge) -> None:
+    receive(local, "Over TLS")
+    context = ssl.create_default_context(cafile=str(bridge.certificate))
+    with imaplib.IMAP4_SSL("127.0.0.1", bridge.ports()["imaps"], ssl_context=context, timeout=10) as client:
+        client.login(ADDRESS, local.api_key)
+        typ, count = client.select("INBOX")
+        assert (typ, count) == ("OK", [b"1"])
+        typ, data = client.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert data[0][1] == b"Subject: Over TLS\r\n\r\n"
+    pop = poplib.POP3_SSL("127.0.0.1", bridge.ports()["pop3s"], context=context, timeout=10)
+    pop.user(ADDRESS)
+    pop.pass_(local.api_key)
+    assert pop.stat()[0] == 1
+    pop.quit()
+    # and a client that does not trust the certificate gets nowhere
+    with pytest.raises(ssl.SSLCertVerificationError):
+        imaplib.IMAP4_SSL("127.0.0.1", bridge.ports()["imaps"], ssl_context=ssl.create_default_context(), timeout=10)

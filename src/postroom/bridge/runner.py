@@ -28,14 +28,17 @@ def is_loopback(host: str) -> bool:
 class TwistedListener:
     """A Twisted protocol factory listening on the shared reactor, with the submission listeners' start/stop/port."""
 
-    def __init__(self, factory: Any, host: str, port: int) -> None:
-        self.factory, self.host, self.requested = factory, host, port
+    def __init__(self, factory: Any, host: str, port: int, tls: Any = None) -> None:
+        self.factory, self.host, self.requested, self.tls = factory, host, port, tls
         self._port: Any = None
 
     def start(self) -> TwistedListener:
         from twisted.internet import reactor
 
-        self._port = call(reactor.listenTCP, self.requested, self.factory, 50, self.host)  # type: ignore[attr-defined]
+        if self.tls is None:
+            self._port = call(reactor.listenTCP, self.requested, self.factory, 50, self.host)  # type: ignore[attr-defined]
+        else:  # implicit TLS (RFC 8314): the handshake comes first, nothing is ever said in the clear
+            self._port = call(reactor.listenSSL, self.requested, self.factory, self.tls, 50, self.host)  # type: ignore[attr-defined]
         return self
 
     def stop(self) -> None:
@@ -54,8 +57,10 @@ class BridgeConfig:
     host: str = "127.0.0.1"
     smtp_port: int | None = 2587  # submission with STARTTLS (what port 587 is on a server)
     smtps_port: int | None = 2465  # submission with implicit TLS (port 465)
-    imap_port: int | None = 2143  # IMAP4rev1 (port 143), loopback only
-    pop3_port: int | None = 2110  # POP3 (port 110), loopback only
+    imap_port: int | None = 2143  # IMAP4rev1 without TLS (port 143): loopback only
+    pop3_port: int | None = 2110  # POP3 without TLS (port 110): loopback only
+    imaps_port: int | None = 2993  # IMAP over implicit TLS (port 993)
+    pop3s_port: int | None = 2995  # POP3 over implicit TLS (port 995)
     idle_poll_seconds: float = 30.0  # how often IMAP IDLE asks the API for changes
     certificate: Path | None = None
     key: Path | None = None
@@ -70,10 +75,14 @@ class Bridge:
         self.listeners: dict[str, Any] = {}
 
     def start(self) -> Bridge:
-        reading = self.config.imap_port is not None or self.config.pop3_port is not None
-        if reading and not is_loopback(self.config.host):
-            # IMAP and POP3 here speak no TLS: the API key a client sends as its password must not cross a network.
-            raise ValueError(f"IMAP and POP3 listen on loopback only, not {self.config.host}")
+        plain = self.config.imap_port is not None or self.config.pop3_port is not None
+        if plain and not is_loopback(self.config.host):
+            # The plain IMAP and POP3 ports speak no TLS: the API key a client sends as its password must not cross a
+            # network in the clear. Off loopback, only the implicit-TLS ports may be on.
+            raise ValueError(
+                f"plain IMAP and POP3 listen on loopback only, not {self.config.host}: turn them off "
+                "(--imap-port 0 --pop3-port 0) and use IMAPS/POP3S"
+            )
         certificate, key = self.config.certificate, self.config.key
         if certificate is None or key is None:
             certificate, key = write_self_signed(self.config.state_dir / "tls")
@@ -101,6 +110,19 @@ class Bridge:
         if self.config.pop3_port is not None:
             factory = pop3.ServerFactory(self.api)
             self.listeners["pop3"] = TwistedListener(factory, self.config.host, self.config.pop3_port).start()
+        if self.config.imaps_port is not None or self.config.pop3s_port is not None:
+            from twisted.internet import ssl
+
+            twisted_tls = ssl.DefaultOpenSSLContextFactory(str(key), str(certificate))
+            if self.config.imaps_port is not None:
+                factory = imap.ServerFactory(self.api, idle_poll_seconds=self.config.idle_poll_seconds)
+                listener = TwistedListener(factory, self.config.host, self.config.imaps_port, twisted_tls)
+                self.listeners["imaps"] = listener.start()
+            if self.config.pop3s_port is not None:
+                listener = TwistedListener(
+                    pop3.ServerFactory(self.api), self.config.host, self.config.pop3s_port, twisted_tls
+                )
+                self.listeners["pop3s"] = listener.start()
         return self
 
     def stop(self) -> None:
