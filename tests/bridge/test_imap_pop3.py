@@ -263,7 +263,14 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
     _, top, _ = client.top(2, 0)
     assert b"Subject: Pop 2" in top
     assert b"About Pop 2." not in top
+    # malformed and out-of-range commands are refused, and the session goes on
+    for bad in (b"RETR abc", b"RETR 99", b"TOP 1", b"FROB"):
+        with pytest.raises(poplib.error_proto):
+            client._shortcmd(bad.decode())  # poplib has no public way to send a malformed command
+    assert client.noop().startswith(b"+OK")
     client.dele(1)
+    with pytest.raises(poplib.error_proto):
+        client.retr(1)  # deleted in this session
     assert client.quit().startswith(b"+OK")
     _status, trash = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:trash/messages")
     assert [m["id"] for m in trash["messages"]] == [first]  # DELE moves to Trash: recoverable

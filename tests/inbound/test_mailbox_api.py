@@ -284,6 +284,8 @@ def test_uids_grow_with_arrival_and_stay_put_while_flags_change(inbound: Inbound
     assert box["uidvalidity"] > 0
     # WHEN one is flagged, its modseq moves on and its uid does not
     _, flagged, _ = inbound.call("PATCH", f"/v1/mail/{second}", {"keywords": {"$flagged": True}})
+    _, after_flag, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert after_flag["uidnext"] == box["uidnext"]  # UIDNEXT moves only when a message comes in
     assert flagged["uid"] == uids[second]
     assert int(flagged["modseq"]) > uids[second]
     # WHEN it moves to Archive and back, it gets a new uid each time, above every uid the mailbox had given

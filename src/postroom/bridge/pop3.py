@@ -81,6 +81,16 @@ class Pop3Mailbox:
 
 
 class Server(pop3.POP3):
+    def state_COMMAND(self, line: bytes) -> Any:
+        # Twisted's own handler joins the error's arguments as bytes, which fails for most errors and drops the
+        # connection; a client's mistake gets a -ERR naming it and the session goes on.
+        try:
+            return self.processCommand(*line.split(b" "))
+        except (ValueError, AttributeError, pop3.POP3Error, TypeError) as error:
+            reason = " ".join(str(a.decode() if isinstance(a, bytes) else a) for a in error.args) or "bad arguments"
+            self.failResponse(b"bad command: " + reason.encode("ascii", "replace")[:200])
+            return None
+
     def do_QUIT(self) -> None:
         if self.mbox is None:
             super().do_QUIT()

@@ -25,7 +25,8 @@ kept change cannot be brought up to date and must resync (a gap in the numbers s
 message stays there (RFC 3501 2.3.1.1). The modseq a message is filed or moved in under is exactly that: the mailbox's
 modseq steps once per change and the filing transaction owns the step, so ``uid`` is that step, set once and never
 updated (``modseq`` on the message moves on with every flag change; ``uid`` does not). A message moved or copied
-elsewhere gets a new uid there, as IMAP MOVE and COPY do. ``uidvalidity`` is the mailbox's creation time in seconds:
+elsewhere gets a new uid there, as IMAP MOVE and COPY do; the mailbox's ``uidnext`` moves with each message that
+comes in (and only then). ``uidvalidity`` is the mailbox's creation time in seconds:
 a mailbox deleted and created again under the same name starts over with a new one.
 """
 
@@ -130,6 +131,7 @@ class Mailbox:
     unread: int
     modseq: int
     uidvalidity: int = 1
+    uidnext: int = 1
 
     def public(self) -> dict[str, Any]:
         return {
@@ -141,8 +143,7 @@ class Mailbox:
             "unread": self.unread,
             "state": str(self.modseq),
             "uidvalidity": self.uidvalidity,
-            # Every uid is a modseq step of this mailbox, so the next one is at least one more than the state.
-            "uidnext": self.modseq + 1,
+            "uidnext": self.uidnext,
         }
 
 
@@ -367,11 +368,17 @@ class MailboxStore:
                 self._ddb.update_item(
                     TableName=self._table,
                     Key=to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
-                    UpdateExpression="SET modseq = :n ADD #total :t, unread :u",
+                    UpdateExpression="SET modseq = :n, uidnext = :un ADD #total :t, unread :u",
                     ConditionExpression="modseq = :old",
                     ExpressionAttributeNames={"#total": "total"},
                     ExpressionAttributeValues=to_item(
-                        {":n": box.modseq + len(messages), ":old": box.modseq, ":t": len(messages), ":u": unread}
+                        {
+                            ":n": box.modseq + len(messages),
+                            ":un": box.modseq + len(messages) + 1,
+                            ":old": box.modseq,
+                            ":t": len(messages),
+                            ":u": unread,
+                        }
                     ),
                 )
             except self._ddb.exceptions.ConditionalCheckFailedException:
@@ -654,19 +661,23 @@ class MailboxStore:
             items = build(next_seq[list(counts)[-1]])
             own = len(items)
             expires = int(time.time()) + CHANGE_LOG_DAYS * 86400
+            receiving = {box_id for box_id, _, kind in changes if kind == "created"}
             for box_id, (total, unread) in counts.items():
                 address, key = split_mailbox_id(box_id)
+                values = {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
+                setting = "SET modseq = :n"
+                if box_id in receiving:  # the new message's uid is :n, so the next one is :n + 1
+                    setting += ", uidnext = :un"
+                    values[":un"] = next_seq[box_id] + 1
                 items.append(
                     {
                         "Update": {
                             "TableName": self._table,
                             "Key": to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
-                            "UpdateExpression": "SET modseq = :n ADD #total :t, unread :u",
+                            "UpdateExpression": setting + " ADD #total :t, unread :u",
                             "ConditionExpression": "modseq = :old",
                             "ExpressionAttributeNames": {"#total": "total"},
-                            "ExpressionAttributeValues": to_item(
-                                {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
-                            ),
+                            "ExpressionAttributeValues": to_item(values),
                         }
                     }
                 )
@@ -761,6 +772,9 @@ def _mailbox(item: dict[str, Any]) -> Mailbox:
         unread=int(item.get("unread", 0)),
         modseq=int(item.get("modseq", 0)),
         uidvalidity=int(item.get("uidvalidity", 1)),
+        # One more than the last uid given; it moves only when a message comes in (IMAP clients watch it for new
+        # mail), not with flag changes. Every uid is a modseq step, so modseq + 1 is a safe bound where it is unset.
+        uidnext=int(item.get("uidnext", int(item.get("modseq", 0)) + 1)),
     )
 
 
