@@ -343,3 +343,28 @@ def test_imaps_and_pop3s_speak_tls_from_the_first_byte(local: LocalStack, bridge
     # and a client that does not trust the certificate gets nowhere
     with pytest.raises(ssl.SSLCertVerificationError):
         imaplib.IMAP4_SSL("127.0.0.1", bridge.ports()["imaps"], ssl_context=ssl.create_default_context(), timeout=10)
+
+
+def test_the_local_stack_serves_imap_and_pop3_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `postroom local` starts the bridge's IMAP and POP3 listeners over its own API (ports 2143 and 2110 by default)
+    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
+    config = StackConfig(
+        api_port=0,
+        outbox=tmp_path / "outbox",
+        imap_port=0,
+        pop3_port=0,
+        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
+    )
+    with LocalStack(config) as stack:
+        call(stack, "POST", "/v1/addresses", {"address": ADDRESS})
+        receive(stack, "Local")
+        ports = stack.bridge.ports()
+        assert set(ports) == {"imap", "pop3"}
+        with imaplib.IMAP4("127.0.0.1", ports["imap"], timeout=10) as client:
+            client.login(ADDRESS, stack.api_key)
+            assert client.select("INBOX") == ("OK", [b"1"])
+        pop = poplib.POP3("127.0.0.1", ports["pop3"], timeout=10)
+        pop.user(ADDRESS)
+        pop.pass_(stack.api_key)
+        assert pop.stat()[0] == 1
+        pop.quit()
