@@ -111,7 +111,10 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     client = imap(bridge, local)
     # THEN the client sees the capabilities, the folders with their special use, and the Inbox's state
     typ, caps = client.capability()
-    assert {b"IMAP4rev1", b"IDLE", b"MOVE"} <= set(caps[0].split())
+    assert {b"IMAP4rev1", b"IDLE", b"MOVE", b"ID"} <= set(caps[0].split())
+    typ, data = client.xatom("ID", '("name" "imaplib")')
+    assert typ == "OK"
+    assert client.untagged_responses.pop("ID") == [b'("name" "Postroom bridge")']
     typ, folders = client.list()
     assert typ == "OK"
     listed = {line.split(b' "/" ')[-1].strip(b'"'): line for line in folders}

@@ -578,6 +578,7 @@ class Server(imap4.IMAP4Server):
     def capabilities(self) -> dict[bytes, Any]:
         caps = super().capabilities()
         caps[b"MOVE"] = None
+        caps[b"ID"] = None
         caps[b"SPECIAL-USE"] = None
         return caps
 
@@ -689,6 +690,11 @@ class Server(imap4.IMAP4Server):
 
     def search_UNKEYWORD(self, query: list[Any], _id: int, msg: Message) -> bool:
         return not self.search_KEYWORD(query, _id, msg)
+
+    def do_ID(self, tag: bytes, _line: bytes) -> None:
+        # RFC 2971: Apple Mail and iOS send ID right after connecting; answering keeps them from logging a BAD.
+        self.sendUntaggedResponse(b'ID ("name" "Postroom bridge")')
+        self.sendPositiveResponse(tag, b"ID completed")
 
     def do_APPEND(self, tag: bytes, *_: Any) -> None:
         # A client saving its sent mail (APPEND to Sent) or importing: mailboxes hold mail only as it was received.
@@ -822,6 +828,7 @@ class Server(imap4.IMAP4Server):
         imap4.IMAP4Server.opt_datetime,
         imap4.IMAP4Server.arg_literal,
     )
+    unauth_ID = auth_ID = select_ID = (do_ID, imap4.IMAP4Server.arg_line)
     select_UID = (do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
     auth_SELECT = select_SELECT = (_selectWork, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
