@@ -25,8 +25,15 @@ _once_lock = threading.Lock()
 # How long each kind of key is remembered (see postroom.idempotency). API keys: 24 h, as callers are told. A worker's
 # send result must outlive every redelivery of its message (SQS keeps it 14 days). Webhook deliveries: Shopify retries
 # for 48 h. Order mails: a WooCommerce order.updated can repeat a status weeks later.
-_ONCE_EXPIRY = {"send": DAY, "batch": DAY, "worker-send": 15 * DAY, "hook-delivery": 7 * DAY, "commerce-mail": 90 * DAY}
-_VALIDATED_SCOPES = frozenset({"send", "batch"})  # the same key with another body is a caller's mistake: 409
+_ONCE_EXPIRY = {
+    "send": DAY,
+    "batch": DAY,
+    "raw": DAY,
+    "worker-send": 15 * DAY,
+    "hook-delivery": 7 * DAY,
+    "commerce-mail": 90 * DAY,
+}
+_VALIDATED_SCOPES = frozenset({"send", "batch", "raw"})  # the same key with another body is a caller's mistake: 409
 
 
 @dataclass

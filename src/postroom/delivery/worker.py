@@ -2,7 +2,10 @@
 recipient to its agent, record per-recipient results, and decide what happens next.
 
 The worker never loses a message: every path ends with the record saved in a state that says what happened —
-delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt.
+delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt. A
+message whose processing keeps crashing the function never reaches such a save by itself; once SQS has handed it over
+``poison_receive_count`` times, the worker gives up on it without attempting it again. If that give-up crashes too, the
+exception leaves the pointer in the queue, for the next receive or, at last, the queue's redrive.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from aws_lambda_powertools import Logger
 
 from postroom.clock import isoformat, parse_iso, utcnow
-from postroom.delivery.policy import backoff_seconds, choose_path, give_up_reason
+from postroom.delivery.policy import backoff_seconds, choose_path, crash_give_up_reason, give_up_reason
 from postroom.delivery.results import RecipientResult
 from postroom.mime import build_message, render
 from postroom.models import SendRequest
@@ -124,7 +127,8 @@ class Deliverer:
         self._guard: SendGuard = send_guard or _send_directly
         self._decorators = decorators or []
 
-    def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
+    def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
+        """``received``: how many times SQS has handed this pointer over, this time included."""
         now = now or utcnow()
         try:
             record = self._store.get(task.message_id)
@@ -139,6 +143,12 @@ class Deliverer:
             # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
             logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
             return AttemptResult(record.id, record.status)
+
+        # A message whose processing keeps crashing the function is not attempted again: the crash is likely in the
+        # attempt itself, and the queue's redrive would soon park it with no reason and its record left "sending".
+        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
+        if crashed:
+            return self._give_up(record, task, crashed, now)
 
         # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
         started = parse_iso(record.send_at or record.created_at)
