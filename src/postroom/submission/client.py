@@ -6,11 +6,14 @@ stdlib ``urllib`` on purpose: the bridge runs on users' machines and needs nothi
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
+
+_KEY_SHAPE = re.compile(r"[\x21-\x7e]{1,512}")  # printable ASCII, no spaces: what an API key can look like
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class PostroomClient:
         content_type: str = "application/json",
         query: list[tuple[str, str]] | None = None,
     ) -> ApiAnswer:
+        if not _KEY_SHAPE.fullmatch(key):
+            # A password typed into a mail client can hold anything; only a key-shaped one is worth a request (and a
+            # CR or LF in it would otherwise become a header injection attempt that urllib refuses with an error).
+            return ApiAnswer(401, {"error": {"code": "unauthorized", "message": "not an API key"}})
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         headers = {"Authorization": f"Bearer {key}", "Accept": "application/json"}
         if body is not None:
