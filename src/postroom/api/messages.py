@@ -21,7 +21,6 @@ from postroom.auth import Principal, Scope
 from postroom.compose import MessageInput
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.models import DeliveryChoice
-from postroom.sending import accept, accept_raw
 from postroom.services import services
 from postroom.store.messages import MessageNotFoundError
 
@@ -42,15 +41,7 @@ def send_message(
     svc = services()
 
     def work() -> dict[str, object]:
-        accepted = accept(
-            body,
-            principal,
-            settings=svc.settings,
-            store=svc.messages,
-            queue=svc.queue,
-            templates=svc.templates,
-            scheduler=svc.scheduler,
-        )
+        accepted = svc.accept(body, principal)
         return {
             "status": 202,
             "body": {"id": accepted.id, "status": accepted.status.value},
@@ -132,16 +123,7 @@ def send_raw_message(
     svc = services()
 
     def work() -> dict[str, object]:
-        accepted = accept_raw(
-            data,
-            principal,
-            settings=svc.settings,
-            store=svc.messages,
-            queue=svc.queue,
-            mail_from=mail_from,
-            recipients=recipients,
-            delivery=delivery,
-        )
+        accepted = svc.accept_raw(data, principal, mail_from=mail_from, recipients=recipients, delivery=delivery)
         return {
             "status": 202,
             "body": {"id": accepted.id, "status": accepted.status.value},
