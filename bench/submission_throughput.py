@@ -45,6 +45,7 @@ import shutil
 import smtplib
 import ssl
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -184,8 +185,6 @@ def client_process(conn: Any) -> None:
 
 
 def run_smtp_source(messages: int, concurrency: int, payload: int, port: int) -> Outcome:
-    import subprocess
-
     command = [
         shutil.which("smtp-source") or "/usr/sbin/smtp-source",
         "-d",
@@ -293,8 +292,6 @@ class Bench:
 
         workdir = Path(tempfile.mkdtemp(prefix="postroom-subbench-"))
         if self.api == "stub":
-            import subprocess
-
             stub = subprocess.Popen([sys.executable, __file__, "--serve-stub"], stdout=subprocess.PIPE)
             self._closers.append(lambda: (stub.terminate(), stub.wait(5)))
             self.api_url, self.key = f"http://127.0.0.1:{int(stub.stdout.readline())}", "pr_bench_stub"
