@@ -479,6 +479,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fill", choices=["bulk", "smtp"], default="bulk")
     parser.add_argument("--no-dovecot", action="store_true", help="skip the Dovecot reference")
+    parser.add_argument("--save-as", default="imap_fetch", help="results file name under bench/results/")
     args = parser.parse_args()
 
     import logging
@@ -523,6 +524,7 @@ def main() -> None:
             print(f"Dovecot reference skipped: {skipped}", flush=True)
 
         samples: dict[str, list[float]] = {}
+        loads: list[float] = []
         checks: dict[str, Any] = {}
 
         def record(name: str, seconds: float) -> None:
@@ -565,14 +567,15 @@ def main() -> None:
             steps.append(dovecot_round)
         try:
             for n in range(args.rounds):
-                print(f"round {n + 1}/{args.rounds} (load average {os.getloadavg()[0]:.2f})", flush=True)
+                loads.append(round(os.getloadavg()[0], 2))
+                print(f"round {n + 1}/{args.rounds} (load average {loads[-1]:.2f})", flush=True)
                 for step in steps if n % 2 == 0 else reversed(steps):
                     step(n)
         finally:
             if dovecot is not None:
                 dovecot.stop()
 
-    report(args, samples, checks, fill_s, total_bytes, skipped)
+    report(args, samples, checks, fill_s, total_bytes, skipped, loads)
 
 
 def report(
@@ -582,6 +585,7 @@ def report(
     fill_s: float,
     total_bytes: int,
     skipped: str | None,
+    loads: list[float],
 ) -> None:
     medians = {name: statistics.median(values) for name, values in samples.items()}
 
@@ -603,6 +607,13 @@ def report(
         "bridge_envelope / dovecot_envelope": ratio("bridge_envelope", "dovecot_envelope"),
     }
     ratios = {name: value for name, value in ratios.items() if value is not None}
+    second = ratio("bridge_headers_second", "bridge_headers_first")
+    if second is not None:
+        ratios["bridge_second / bridge_first"] = second
+        kept = second["median"] < 0.5
+        second_session = "warm: the bridge kept the messages" if kept else "cold again: nothing kept across sessions"
+    else:
+        second_session = None
     same = None
     if "bridge_headers" in checks and "dovecot_headers" in checks:
         bridge, dovecot = checks["bridge_headers"], checks["dovecot_headers"]
@@ -616,8 +627,10 @@ def report(
         "seconds_median": {name: round(value, 3) for name, value in medians.items()},
         "seconds_all": {name: [round(v, 3) for v in values] for name, values in samples.items()},
         "ratios": ratios,
+        "second_session": second_session,
         "header_fetch_identical_to_dovecot": same,
         "dovecot": skipped or "dovecot " + _dovecot_version(),
+        "load_average_per_round": loads,
         "load_average_end": round(os.getloadavg()[0], 2),
     }
     print()
@@ -625,9 +638,11 @@ def report(
         print(f"{name:>24}: {value:7.2f} s  (median of {len(samples[name])})")
     for name, value in ratios.items():
         print(f"{name:>36}: {value['median']:.2f} (min {value['min']:.2f}, max {value['max']:.2f})")
+    if second_session:
+        print(f"second session: {second_session}")
     if same is not None:
         print(f"header FETCH answers identical to Dovecot's: {same} of {len(checks['dovecot_headers'])}")
-    path = save("imap_fetch", summary)
+    path = save(args.save_as, summary)
     print(json.dumps(summary, indent=2))
     print(f"saved {path}")
 
