@@ -42,7 +42,7 @@ from zope.interface import implementer
 
 from postroom.bridge.api import Listing, MailApi, MailApiError
 from postroom.bridge.mime_view import MimePart, header_fields, split_header
-from postroom.submission.client import PostroomClient
+from postroom.submission.client import PostroomClient, looks_like_key
 from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
 FLAG_KEYWORDS = {
@@ -97,7 +97,7 @@ class ApiKeyChecker:
         return threads.deferToThread(self._check, address, key)
 
     def _check(self, address: str, key: str) -> tuple[str, str]:
-        if "@" not in address or not key:
+        if "@" not in address or not looks_like_key(key):
             raise UnauthorizedLogin("the user name is the mailbox address, the password an API key")
         try:
             boxes = MailApi(self.client, key).mailboxes(address)

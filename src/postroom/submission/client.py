@@ -52,7 +52,7 @@ class PostroomClient:
         query: list[tuple[str, str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> ApiAnswer:
-        if not _KEY_SHAPE.fullmatch(key):
+        if not looks_like_key(key):
             # A password typed into a mail client can hold anything; only a key-shaped one is worth a request (and a
             # CR or LF in it would otherwise become a header injection attempt that urllib refuses with an error).
             return ApiAnswer(401, {"error": {"code": "unauthorized", "message": "not an API key"}})
@@ -83,6 +83,11 @@ class PostroomClient:
             query=query,
             headers=retry_key(message, mail_from, recipients),
         )
+
+
+def looks_like_key(value: str) -> bool:
+    """Printable ASCII without spaces: anything else typed as a password is refused before it becomes a header."""
+    return bool(_KEY_SHAPE.fullmatch(value))
 
 
 def retry_key(message: bytes, mail_from: str, recipients: list[str]) -> dict[str, str]:
