@@ -157,6 +157,10 @@ class Settings(BaseModel):
     inbound_bucket: str = ""
     inbound_domains: frozenset[str] = Field(default_factory=frozenset)
     inbound_catch_all: dict[str, str] = Field(default_factory=dict)
+    # The return-path (bounce) domain: direct SMTP and relay deliveries use the envelope sender
+    # bounces+<message id>[.<tag>]@<domain> (VERP), so asynchronous bounces come back to Postroom instead of the
+    # sender's own mailbox (postroom.deliverability.return_path). Empty: the envelope sender is the From address.
+    return_path_domain: str = ""
 
     @field_validator("sending_domains", mode="before")
     @classmethod
@@ -181,6 +185,27 @@ class Settings(BaseModel):
         )
         if wants_relay and not self.relay_host:
             raise ValueError("delivery 'relay' is configured but POSTROOM_RELAY_HOST is empty")
+        return self
+
+    @field_validator("return_path_domain", mode="before")
+    @classmethod
+    def _parse_return_path_domain(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        domain = value.strip().lower().rstrip(".")
+        if domain and ("@" in domain or " " in domain or "." not in domain):
+            raise ValueError(f"not a domain: {value!r}")
+        return domain
+
+    @model_validator(mode="after")
+    def _return_path_received(self) -> Settings:
+        # Bounces to the return path arrive through the inbound path (the SES receipt rule takes InboundDomains): a
+        # domain that is not received would send every DSN into the void while the sender's own mailbox got nothing.
+        if self.return_path_domain and self.return_path_domain not in self.inbound_domains:
+            raise ValueError(
+                f"POSTROOM_RETURN_PATH_DOMAIN {self.return_path_domain} is not in POSTROOM_INBOUND_DOMAINS: Postroom "
+                "would not receive the bounces sent to it (add it to InboundDomains)"
+            )
         return self
 
     @property
@@ -264,6 +289,7 @@ _ENV = {
     "inbound_bucket": "POSTROOM_INBOUND_BUCKET",
     "inbound_domains": "POSTROOM_INBOUND_DOMAINS",
     "inbound_catch_all": "POSTROOM_INBOUND_CATCH_ALL",
+    "return_path_domain": "POSTROOM_RETURN_PATH_DOMAIN",
 }
 
 

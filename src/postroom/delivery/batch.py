@@ -24,6 +24,7 @@ from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.worker import Deliverer
 from postroom.events.hooks import delivery_hooks
+from postroom.events.services import event_services
 from postroom.inbound.handler import internal_delivery_agents
 from postroom.observability.delivery_log import DeliveryLog
 from postroom.observability.metrics import DeliveryMetrics
@@ -133,6 +134,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             observers=[*hooks["observers"], DeliveryLog(), DeliveryMetrics()],
             decorators=hooks["decorators"],
             local=internal_delivery_agents(svc.settings),
+            return_path=event_services().return_path(),
         )
 
         def record_handler(record: SQSRecord) -> str:

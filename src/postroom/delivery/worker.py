@@ -32,6 +32,7 @@ from postroom.store.messages import MessageNotFoundError
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
+    from postroom.deliverability.return_path import ReturnPath
     from postroom.queue import DeliveryQueue
     from postroom.record import MessageRecord
     from postroom.settings import Settings
@@ -114,6 +115,7 @@ class Deliverer:
         relay: SmtpAgent | None = None,
         send_guard: SendGuard | None = None,
         decorators: list[MessageDecorator] | None = None,
+        return_path: ReturnPath | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -126,6 +128,7 @@ class Deliverer:
         self._relay = relay
         self._guard: SendGuard = send_guard or _send_directly
         self._decorators = decorators or []
+        self._return_path = return_path
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
         """``received``: how many times SQS has handed this pointer over, this time included."""
@@ -224,6 +227,7 @@ class Deliverer:
                 pending = [address for address in pending if address not in mine]
         if not pending:
             return results
+        sender = self._envelope_sender(record)
         if path is DeliveryPath.SES:
             sent = self._guard(
                 record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
@@ -233,9 +237,7 @@ class Deliverer:
         if path is DeliveryPath.RELAY and self._relay is not None:
             # One smart host takes every domain: one transaction for all pending recipients.
             relay = self._relay
-            sent = self._guard(
-                record, path.value, pending, lambda: relay.deliver("relay", record.from_address, pending, mime)
-            )
+            sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
             results.extend((r, path.value) for r in sent)
             return results
         by_domain: dict[str, list[str]] = defaultdict(list)
@@ -246,10 +248,18 @@ class Deliverer:
                 record,
                 path.value,
                 recipients,
-                lambda d=domain, r=recipients: self._smtp.deliver(d, record.from_address, r, mime),  # type: ignore[misc]
+                lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
             )
             results.extend((r, path.value) for r in delivered)
         return results
+
+    def _envelope_sender(self, record: MessageRecord) -> str:
+        """MAIL FROM for direct SMTP and the relay: the message's VERP bounce address when the stack has a return-path
+        domain, so asynchronous bounces reach Postroom; else the sender's own address. (SES is not asked to use it:
+        SES sends with its own MAIL FROM and reports bounces through its events.)"""
+        if self._return_path is None:
+            return record.from_address
+        return self._return_path.address_for(record.id)
 
     def _give_up(
         self,
