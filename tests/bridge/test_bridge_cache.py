@@ -65,9 +65,12 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert typ == "OK"
         first = fetch_map(data)
         client.logout()
-        downloads = [url for url in requests if url.endswith("/raw")]
-        # THEN both were downloaded once, and both are kept under the state directory
+        downloads = [url for url in requests if "/v1/" not in url]
+        # THEN both were downloaded once, straight from the presigned URLs the listing carried (no API call per
+        # message), and both are kept under the state directory
         assert len(downloads) == 2
+        assert not [url for url in requests if url.endswith("/raw")]
+        assert any("raw_urls=true" in url for url in requests)
         assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
         # WHEN a new session lists them again
         requests.clear()
@@ -123,5 +126,5 @@ def test_no_cache_means_nothing_on_disk(stack: LocalStack, tmp_path: Path, reque
             assert typ == "OK"
             client.logout()
     # THEN each session downloaded it and no message was written
-    assert len([url for url in requests if url.endswith("/raw")]) == 2
+    assert len([url for url in requests if "/v1/" not in url]) == 2  # the S3 downloads
     assert not (tmp_path / "mail").exists()

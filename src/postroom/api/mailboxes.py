@@ -22,7 +22,7 @@ from postroom.auth import Principal, Scope
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.mailbox import store as mailstore
 from postroom.mailbox.errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
-from postroom.mailbox.service import mail_service
+from postroom.mailbox.service import URL_SECONDS, mail_service
 
 router = Router()
 
@@ -112,6 +112,9 @@ def list_messages(
     since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")] = None,
     before: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
     has_attachment: Annotated[bool | None, Query()] = None,
+    raw_urls: Annotated[
+        bool, Query(description="Add each message's presigned raw_url (valid raw_urls_expire_in seconds)")
+    ] = False,
 ) -> dict[str, object]:
     service = mail_service()
     box = mailbox_for(service, principal, mailbox_id)  # read first: its state covers whatever changes while paging
@@ -129,7 +132,16 @@ def list_messages(
         page = service.store.page(box.id, limit=limit, cursor=cursor, filters=filters)
     except mailstore.InvalidCursorError as error:
         raise InvalidCursorError(str(error), field="cursor") from None
-    return {"mailbox": box.id, "state": str(box.modseq), "messages": page.items, "next_cursor": page.cursor}
+    answer: dict[str, object] = {
+        "mailbox": box.id,
+        "state": str(box.modseq),
+        "messages": page.items,
+        "next_cursor": page.cursor,
+    }
+    if raw_urls:
+        service.raw_urls(page.items, page.receipts)
+        answer["raw_urls_expire_in"] = URL_SECONDS
+    return answer
 
 
 @router.get("/<mailbox_id>/changes", summary="Created, updated and destroyed message ids since a state")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from postroom.bridge.connections import Connections, Response
 from postroom.submission.client import ApiAnswer, PostroomClient
 
 PAGE = 200  # the API's largest page
+URL_MARGIN_SECONDS = 30.0  # a listed download URL is used only while it has this long left
 MAX_LISTINGS = 64  # mailboxes whose last listing is kept (a user has a few)
 
 
@@ -110,6 +112,7 @@ class MailApi:
         self.client = client
         self.key = key
         self.listings: Listings | None = None
+        self._urls: dict[str, tuple[str, float]] = {}  # mail id -> presigned raw URL from a listing, usable until
         if isinstance(client, BridgeClient):
             self.connections, self.cache, self.listings = client.connections, client.raw_cache, client.listings
         else:  # a plain client: no connection outlives a call, nothing is kept
@@ -160,10 +163,16 @@ class MailApi:
         found: dict[str, Listing] = {}
         cursor: str | None = None
         while True:
-            query = [("limit", str(PAGE))] + ([("cursor", cursor)] if cursor else [])
+            # raw_urls: each page carries the messages' presigned download URLs, so reading them after a fresh
+            # listing costs S3 downloads only, not one API call per message first.
+            query = [("limit", str(PAGE)), ("raw_urls", "true")] + ([("cursor", cursor)] if cursor else [])
+            asked = time.monotonic()
             page = self._call("list messages", "GET", f"/v1/mailboxes/{_quote(box_id)}/messages", query=query)
+            usable_until = asked + float(page.get("raw_urls_expire_in") or 0) - URL_MARGIN_SECONDS
             for item in page["messages"]:
                 found[item["id"]] = Listing.of(item)
+                if item.get("raw_url"):
+                    self._urls[item["id"]] = (str(item["raw_url"]), usable_until)
             cursor = page.get("next_cursor")
             if not cursor:
                 break
@@ -179,6 +188,12 @@ class MailApi:
             if cached is not None:
                 return cached
         doing = f"read {mail_id}"
+        url, usable_until = self._urls.pop(mail_id, ("", 0.0))
+        if url and time.monotonic() < usable_until:
+            download = self._send(doing, "GET", url)
+            if download.status == 200:
+                return self._keep(mail_id, download.body)
+            # Expired early, or the message moved on (an expunge removes the object): ask the API as below.
         url = self.client.base_url + f"/v1/mail/{_quote(mail_id)}/raw"
         answer = self._send(doing, "GET", url, headers={"Authorization": f"Bearer {self.key}"})
         # The route redirects to S3. Not followed with the request's headers: the key has no business leaving for
@@ -194,9 +209,12 @@ class MailApi:
         download = self._send(doing, "GET", str(location))
         if download.status != 200:
             raise MailApiError(ApiAnswer(download.status, {}), f"{doing}: download failed")
+        return self._keep(mail_id, download.body)
+
+    def _keep(self, mail_id: str, raw: bytes) -> bytes:
         if self.cache is not None:
-            self.cache.put(self._cached_as(mail_id), download.body)
-        return download.body
+            self.cache.put(self._cached_as(mail_id), raw)
+        return raw
 
     def _cached_as(self, mail_id: str) -> str:
         # Ids are unique within one deployment; a bridge pointed at another one (staging, a local stack) keeps apart.

@@ -62,6 +62,12 @@ class MailService:
     def raw_url(self, item: dict[str, Any]) -> str:
         return self._presign(raw_key(item["receipt"]), "message/rfc822", f"{item['id']}.eml")
 
+    def raw_urls(self, items: list[dict[str, Any]], receipts: list[str]) -> None:
+        """Add each listed message's presigned raw URL (``raw_url``): a mail client syncing a mailbox downloads
+        straight from S3 instead of asking the API once per message. Presigning is local computation, no call."""
+        for item, receipt in zip(items, receipts, strict=True):
+            item["raw_url"] = self.raw_url({"id": item["id"], "receipt": receipt})
+
     def part_url(self, item: dict[str, Any], part: dict[str, Any]) -> str:
         filename = part.get("filename") or f"part-{part['part']}"
         return self._presign(part_key(item["receipt"], part["part"]), part["content_type"], filename)

@@ -152,6 +152,7 @@ class Page:
     items: list[dict[str, Any]]
     cursor: str | None
     scanned: int
+    receipts: list[str] = field(default_factory=list)  # each item's receipt id (its stored MIME), in the same order
 
 
 @dataclass
@@ -478,7 +479,8 @@ class MailboxStore:
             next_cursor = encode_cursor(from_item(start), box_id, filters)
         else:
             next_cursor = None
-        return Page([public_message(item) for item in found], next_cursor, scanned)
+        receipts = [str(item.get("receipt", "")) for item in found]
+        return Page([public_message(item) for item in found], next_cursor, scanned, receipts)
 
     def changes(self, box_id: str, since: int, limit: int) -> Changes:
         box = self.mailbox(box_id)
