@@ -102,6 +102,12 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_submission_server(_: argparse.Namespace) -> int:
+    from postroom.submission.service import main
+
+    return main(os.environ)
+
+
 def _keys_store(table: str | None) -> object:
     from postroom import aws
     from postroom.store.keys import ApiKeyStore
@@ -201,6 +207,13 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one in ~/.postroom/bridge")
     bridge.add_argument("--key", help="TLS private key (PEM) for --cert")
     bridge.set_defaults(func=_cmd_bridge)
+
+    submission = sub.add_parser(
+        "submission-server",
+        help="run the SMTP submission listeners in the foreground, configured by POSTROOM_* environment variables "
+        "(the container entry point of the optional AWS service; see infrastructure/README.md)",
+    )
+    submission.set_defaults(func=_cmd_submission_server)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
