@@ -26,6 +26,7 @@ from moto import mock_aws
 from postroom import aws
 from postroom.local.stack import LocalStack
 from postroom.submission import service as svc
+from postroom.submission.server import SWEEP_EVERY, RateLimiter
 from postroom.submission.service import (
     CertificateInfo,
     ServiceSettings,
@@ -432,3 +433,22 @@ def test_an_api_that_does_not_answer_is_a_temporary_failure_not_a_lockout(pem: t
         assert service.handler.failed_logins.count("127.0.0.1") == 0
     finally:
         service.stop()
+
+
+def test_the_rate_limiters_forget_keys_whose_window_has_passed() -> None:
+    # GIVEN many client addresses that each failed a login once (a scan from many addresses)
+    limiter = RateLimiter(limit=5, window=0.05)
+    for number in range(2000):
+        limiter.add(f"198.51.100.{number}")
+    assert len(limiter) == 2000
+    # WHEN their window has passed and the limiter keeps being used
+    time.sleep(0.1)
+    for _ in range(SWEEP_EVERY):
+        limiter.count("203.0.113.7")
+    # THEN it no longer holds them (a service running for months would otherwise grow without bound)
+    assert len(limiter) == 1
+    # ... and what is still inside its window is kept
+    limiter.add("203.0.113.7")
+    for _ in range(SWEEP_EVERY):
+        limiter.count("192.0.2.1")
+    assert limiter.count("203.0.113.7") == 1

@@ -31,6 +31,8 @@ MAX_RECIPIENTS = 50  # the API's own limit; refusing at RCPT tells the client wh
 FAILED_LOGINS_ALLOWED = 5  # per client address within FAILED_LOGIN_WINDOW, then AUTH is refused for that window
 FAILED_LOGIN_WINDOW = 300.0
 KEY_CACHE_SECONDS = 60.0  # a key checked against the API is trusted this long without asking again
+SWEEP_EVERY = 1024  # rate-limiter operations between sweeps of keys whose window has passed
+QUEUED_KEPT = 1000  # message ids remembered per handler (a listener may run for months)
 SEND_SCOPE = "messages:send"
 
 
@@ -50,8 +52,20 @@ class RateLimiter:
         self.window = window
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._operations = 0
+
+    def __len__(self) -> int:
+        """Keys tracked now."""
+        with self._lock:
+            return len(self._events)
 
     def _trim(self, key: str, now: float) -> deque[float]:
+        self._operations += 1
+        if self._operations % SWEEP_EVERY == 0:
+            # Every client address that ever failed a login would otherwise stay forever, and an internet-facing
+            # listener meets very many.
+            for stale in [k for k, events in self._events.items() if not events or now - events[-1] > self.window]:
+                del self._events[stale]
         events = self._events[key]
         while events and now - events[0] > self.window:
             events.popleft()
@@ -105,7 +119,8 @@ class SubmissionHandler:
         self.rates = RateLimiter(options.rate_per_minute, 60.0)
         self.failed_logins = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self._keys: dict[str, float] = {}
-        self.queued: list[str] = []  # ids answered 250, in order (status line and tests)
+        self.queued: deque[str] = deque(maxlen=QUEUED_KEPT)  # the latest ids answered 250, in order
+        self.queued_total = 0
         # Open connections (the SMTP protocol objects), counted so a stopping service can wait for them to end.
         # Listeners sharing this handler each run their own event loop thread, hence the lock.
         self._connections: set[SMTP] = set()
@@ -192,6 +207,7 @@ class SubmissionHandler:
         reply = smtp_reply(answer)
         if answer.status == 202:
             self.queued.append(str(answer.body.get("id")))
+            self.queued_total += 1
         return reply
 
 

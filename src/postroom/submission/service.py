@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from postroom.submission.client import PostroomClient
-from postroom.submission.server import SubmissionHandler, SubmissionOptions, submission_server
+from postroom.submission.server import SubmissionController, SubmissionHandler, SubmissionOptions, submission_server
 from postroom.tlscert import server_context
 
 log = logging.getLogger("postroom.submission")
@@ -278,8 +278,7 @@ class SubmissionService:
                 handler=self.handler,
             ),
         }
-
-        self._started: list[Any] = []
+        self._started: list[SubmissionController] = []
 
     def start(self) -> SubmissionService:
         try:
@@ -358,7 +357,7 @@ def serve(settings: ServiceSettings, stop: threading.Event) -> int:
     log.info("stopping: draining SMTP sessions", extra={"open_connections": service.handler.open_connections})
     cut = service.drain(settings.drain_seconds)
     log.info(
-        "SMTP submission stopped", extra={"connections_closed_at_deadline": cut, "queued": len(service.handler.queued)}
+        "SMTP submission stopped", extra={"connections_closed_at_deadline": cut, "queued": service.handler.queued_total}
     )
     return 0
 
