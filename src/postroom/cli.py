@@ -35,6 +35,9 @@ Postroom local stack is up.
         print(f"  outbound SMTP   MX via {params.get('DnsNameservers')}, port {params.get('SmtpPort')}")
     if stack.submission is not None:
         print(f"  SMTP submission 127.0.0.1:{stack.submission.port} (STARTTLS; user: anything, password: the API key)")
+    if stack.bridge is not None:
+        for name, port in stack.bridge.ports().items():
+            print(f"  {name.upper():<15} 127.0.0.1:{port} (user: an inbound address, password: the API key)")
     if getattr(stack, "inbound", None) is not None:
         inbound = stack.parameters.get("InboundDomains", "").split(",")[0]
         catch_all = stack.parameters.get("InboundCatchAll") or "none"
@@ -79,16 +82,32 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         host=args.host,
         smtp_port=args.smtp_port or None,
         smtps_port=args.smtps_port or None,
+        imap_port=args.imap_port or None,
+        pop3_port=args.pop3_port or None,
+        imaps_port=args.imaps_port or None,
+        pop3s_port=args.pop3s_port or None,
         certificate=Path(args.cert) if args.cert else None,
         key=Path(args.key) if args.key else None,
     )
-    bridge = Bridge(config).start()
+    try:
+        bridge = Bridge(config).start()
+    except (ValueError, OSError) as error:
+        print(f"postroom bridge: {error}", file=sys.stderr)
+        return 2
     ports = bridge.ports()
     print(f"Postroom bridge → {args.api}")
     if "smtp" in ports:
         print(f"  outgoing (SMTP)  {args.host}:{ports['smtp']}  STARTTLS, password = your API key")
     if "smtps" in ports:
         print(f"  outgoing (SMTPS) {args.host}:{ports['smtps']}  SSL/TLS, password = your API key")
+    if "imap" in ports:
+        print(f"  incoming (IMAP)  {args.host}:{ports['imap']}  no encryption (loopback), user = the address")
+    if "pop3" in ports:
+        print(f"  incoming (POP3)  {args.host}:{ports['pop3']}  no encryption (loopback), user = the address")
+    if "imaps" in ports:
+        print(f"  incoming (IMAPS) {args.host}:{ports['imaps']}  SSL/TLS, user = the address")
+    if "pop3s" in ports:
+        print(f"  incoming (POP3S) {args.host}:{ports['pop3s']}  SSL/TLS, user = the address")
     print(f"  TLS certificate  {bridge.certificate} (self-signed unless --cert was given: trust it in your client)")
     print("Ctrl-C stops the bridge.", flush=True)
     stopped = threading.Event()
@@ -199,11 +218,15 @@ def build_parser() -> argparse.ArgumentParser:
     local = sub.add_parser("local", help="run the whole stack locally on loopback (no AWS account, no Docker)")
     local.set_defaults(func=_cmd_local)
 
-    bridge = sub.add_parser("bridge", help="serve SMTP submission on this machine, over a Postroom API")
+    bridge = sub.add_parser("bridge", help="serve SMTP submission, IMAP and POP3 on this machine, over a Postroom API")
     bridge.add_argument("--api", required=True, help="the Postroom API URL (the stack's ApiUrl output)")
     bridge.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     bridge.add_argument("--smtp-port", type=int, default=2587, help="submission with STARTTLS (0: off)")
     bridge.add_argument("--smtps-port", type=int, default=2465, help="submission with implicit TLS (0: off)")
+    bridge.add_argument("--imap-port", type=int, default=2143, help="IMAP4rev1, loopback only (0: off)")
+    bridge.add_argument("--pop3-port", type=int, default=2110, help="POP3, loopback only (0: off)")
+    bridge.add_argument("--imaps-port", type=int, default=2993, help="IMAP over SSL/TLS (0: off)")
+    bridge.add_argument("--pop3s-port", type=int, default=2995, help="POP3 over SSL/TLS (0: off)")
     bridge.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one in ~/.postroom/bridge")
     bridge.add_argument("--key", help="TLS private key (PEM) for --cert")
     bridge.set_defaults(func=_cmd_bridge)

@@ -85,7 +85,10 @@ def test_paging_1050_messages_returns_each_exactly_once_newest_first(inbound: In
     assert seen == list(reversed(ids))
     assert calls == 21
     _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
-    assert (box["total"], box["unread"], box["state"]) == (1050, 1050, "1")  # a bulk load is one state step
+    # a bulk load reserves one state step per message: each is a message's uid, in received order
+    assert (box["total"], box["unread"], box["state"], box["uidnext"]) == (1050, 1050, "1050", 1051)
+    status, first, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages", query="limit=3")
+    assert [m["uid"] for m in first["messages"]] == [1050, 1049, 1048]
     # and a client that synced before the bulk load is told to list again instead of getting 1050 ids
     status, body, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/changes", query="since=0")
     assert status == 410
@@ -267,3 +270,67 @@ def test_percent_encoded_mailbox_ids_work(inbound: Inbound) -> None:
 def test_malformed_ids_are_client_errors(inbound: Inbound, path: str) -> None:
     status, body, _ = inbound.call("GET", path)
     assert status in (404, 422), body
+
+
+def test_uids_grow_with_arrival_and_stay_put_while_flags_change(inbound: Inbound) -> None:
+    # GIVEN three messages received one after another
+    first, second, third = fill(inbound, 3)
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    _, page, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages")
+    uids = {m["id"]: m["uid"] for m in page["messages"]}
+    # THEN each has a uid, growing with arrival, and UIDNEXT is above them all
+    assert uids[first] < uids[second] < uids[third]
+    assert box["uidnext"] > uids[third]
+    assert box["uidvalidity"] > 0
+    # WHEN one is flagged, its modseq moves on and its uid does not
+    _, flagged, _ = inbound.call("PATCH", f"/v1/mail/{second}", {"keywords": {"$flagged": True}})
+    _, after_flag, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert after_flag["uidnext"] == box["uidnext"]  # UIDNEXT moves only when a message comes in
+    assert flagged["uid"] == uids[second]
+    assert int(flagged["modseq"]) > uids[second]
+    # WHEN it moves to Archive and back, it gets a new uid each time, above every uid the mailbox had given
+    inbound.call("PATCH", f"/v1/mail/{second}", {"mailbox": "support@shop.example:archive"})
+    _, back, _ = inbound.call("PATCH", f"/v1/mail/{second}", {"mailbox": INBOX})
+    assert back["uid"] > uids[third]
+    _, again, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    assert again["uidvalidity"] == box["uidvalidity"]
+    assert again["uidnext"] > back["uid"]
+
+
+def test_copy_files_a_second_message_sharing_the_stored_mime(inbound: Inbound) -> None:
+    # GIVEN a message in the Inbox with a keyword
+    (original,) = fill(inbound, 1)
+    inbound.call("PATCH", f"/v1/mail/{original}", {"keywords": {"$seen": True}})
+    _, before, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages")
+    # WHEN it is copied to Archive
+    status, copy, _ = inbound.call("POST", f"/v1/mail/{original}/copy", {"mailbox": "support@shop.example:archive"})
+    # THEN the copy is a new message there, with the same received time, keywords and content
+    assert status == 201, copy
+    assert copy["id"] != original
+    assert copy["mailbox"] == "support@shop.example:archive"
+    assert copy["received_at"] == before["messages"][0]["received_at"]
+    assert copy["keywords"] == ["$seen"]
+    assert copy["id"][4:14] == original[4:14]  # the ULID's time part: it sorts where the original does
+    _, original_doc, _ = inbound.call("GET", f"/v1/mail/{original}")
+    _, copy_doc, _ = inbound.call("GET", f"/v1/mail/{copy['id']}")
+    assert copy_doc["text"] == original_doc["text"]
+    # and expunging the original leaves the copy readable: the stored MIME is shared, counted by references
+    inbound.call("DELETE", f"/v1/mail/{original}")  # to Trash
+    status, _, _ = inbound.call("DELETE", f"/v1/mail/{original}")  # expunged
+    assert status == 204
+    _, still, _ = inbound.call("GET", f"/v1/mail/{copy['id']}")
+    assert still["text"] == original_doc["text"]
+    receipt = inbound.store.message("support@shop.example:archive", copy["id"])["receipt"]
+    assert inbound.store.receipt(receipt)["refs"] == 1
+
+
+@pytest.mark.parametrize(
+    ("target", "status", "code"),
+    [("support@shop.example:nosuch", 404, "not_found"), ("desk@help.example:inbox", 409, "conflict")],
+)
+def test_copy_refuses_unknown_and_foreign_mailboxes(inbound: Inbound, target: str, status: int, code: str) -> None:
+    (original,) = fill(inbound, 1)
+    inbound.store.create_address("desk@help.example")
+    answer, body, _ = inbound.call("POST", f"/v1/mail/{original}/copy", {"mailbox": target})
+    assert answer == status, body
+    assert body["error"]["code"] == code

@@ -213,7 +213,16 @@ def test_bridge_serves_submission_over_the_api(local: LocalStack, peers, tmp_pat
     from postroom.bridge.runner import Bridge, BridgeConfig
 
     sink, _ = peers
-    config = BridgeConfig(api_url=local.api_url, smtp_port=0, smtps_port=0, state_dir=tmp_path)
+    config = BridgeConfig(
+        api_url=local.api_url,
+        smtp_port=0,
+        smtps_port=0,
+        imap_port=None,
+        pop3_port=None,
+        imaps_port=None,
+        pop3s_port=None,
+        state_dir=tmp_path,
+    )
     with Bridge(config) as bridge:
         ports = bridge.ports()
         context = client_context(bridge.certificate)

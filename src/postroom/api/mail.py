@@ -105,6 +105,30 @@ def update_mail(
     return mailstore.public_message(item)
 
 
+class MailCopy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mailbox: str = Field(pattern=MAILBOX_ID_PATTERN, description="The mailbox (of the same address) to copy into")
+
+
+@router.post("/<mail_id>/copy", summary="Copy into another mailbox of the same address (IMAP COPY): a new message id")
+def copy_mail(
+    mail_id: MailId,
+    body: Annotated[MailCopy, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
+) -> Response[dict[str, object]]:
+    service = mail_service()
+    mail_for(service, principal, mail_id)
+    check_address(principal, mailstore.split_mailbox_id(body.mailbox)[0])
+    try:
+        copied = service.store.copy(mail_id, body.mailbox)
+    except mailstore.MailboxNotFoundError:
+        raise NotFoundError(f"no mailbox {body.mailbox}", field="mailbox") from None
+    except mailstore.MailboxConflictError as error:
+        raise ConflictError(str(error), field="mailbox") from None
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(copied))
+
+
 @router.delete("/<mail_id>", summary="Move to Trash; a message already in Trash is expunged")
 def delete_mail(
     mail_id: MailId,

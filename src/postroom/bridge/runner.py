@@ -6,13 +6,49 @@ client's key to the API, which decides what that key may do.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from postroom.bridge import imap, pop3
+from postroom.bridge.reactor import call
 from postroom.submission.client import PostroomClient
 from postroom.submission.server import SubmissionOptions, submission_server
 from postroom.tlscert import server_context, write_self_signed
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+class TwistedListener:
+    """A Twisted protocol factory listening on the shared reactor, with the submission listeners' start/stop/port."""
+
+    def __init__(self, factory: Any, host: str, port: int, tls: Any = None) -> None:
+        self.factory, self.host, self.requested, self.tls = factory, host, port, tls
+        self._port: Any = None
+
+    def start(self) -> TwistedListener:
+        from twisted.internet import reactor
+
+        if self.tls is None:
+            self._port = call(reactor.listenTCP, self.requested, self.factory, 50, self.host)  # type: ignore[attr-defined]
+        else:  # implicit TLS (RFC 8314): the handshake comes first, nothing is ever said in the clear
+            self._port = call(reactor.listenSSL, self.requested, self.factory, self.tls, 50, self.host)  # type: ignore[attr-defined]
+        return self
+
+    def stop(self) -> None:
+        if self._port is not None:
+            call(self._port.stopListening)
+            self._port = None
+
+    @property
+    def port(self) -> int:
+        return int(self._port.getHost().port)
 
 
 @dataclass
@@ -21,6 +57,11 @@ class BridgeConfig:
     host: str = "127.0.0.1"
     smtp_port: int | None = 2587  # submission with STARTTLS (what port 587 is on a server)
     smtps_port: int | None = 2465  # submission with implicit TLS (port 465)
+    imap_port: int | None = 2143  # IMAP4rev1 without TLS (port 143): loopback only
+    pop3_port: int | None = 2110  # POP3 without TLS (port 110): loopback only
+    imaps_port: int | None = 2993  # IMAP over implicit TLS (port 993)
+    pop3s_port: int | None = 2995  # POP3 over implicit TLS (port 995)
+    idle_poll_seconds: float = 30.0  # how often IMAP IDLE asks the API for changes
     certificate: Path | None = None
     key: Path | None = None
     state_dir: Path = field(default_factory=lambda: Path.home() / ".postroom" / "bridge")
@@ -34,6 +75,14 @@ class Bridge:
         self.listeners: dict[str, Any] = {}
 
     def start(self) -> Bridge:
+        plain = self.config.imap_port is not None or self.config.pop3_port is not None
+        if plain and not is_loopback(self.config.host):
+            # The plain IMAP and POP3 ports speak no TLS: the API key a client sends as its password must not cross a
+            # network in the clear. Off loopback, only the implicit-TLS ports may be on.
+            raise ValueError(
+                f"plain IMAP and POP3 listen on loopback only, not {self.config.host}: turn them off "
+                "(--imap-port 0 --pop3-port 0) and use IMAPS/POP3S"
+            )
         certificate, key = self.config.certificate, self.config.key
         if certificate is None or key is None:
             certificate, key = write_self_signed(self.config.state_dir / "tls")
@@ -55,6 +104,25 @@ class Bridge:
             )
         for listener in self.listeners.values():
             listener.start()
+        if self.config.imap_port is not None:
+            factory = imap.ServerFactory(self.api, idle_poll_seconds=self.config.idle_poll_seconds)
+            self.listeners["imap"] = TwistedListener(factory, self.config.host, self.config.imap_port).start()
+        if self.config.pop3_port is not None:
+            factory = pop3.ServerFactory(self.api)
+            self.listeners["pop3"] = TwistedListener(factory, self.config.host, self.config.pop3_port).start()
+        if self.config.imaps_port is not None or self.config.pop3s_port is not None:
+            from twisted.internet import ssl
+
+            twisted_tls = ssl.DefaultOpenSSLContextFactory(str(key), str(certificate))
+            if self.config.imaps_port is not None:
+                factory = imap.ServerFactory(self.api, idle_poll_seconds=self.config.idle_poll_seconds)
+                listener = TwistedListener(factory, self.config.host, self.config.imaps_port, twisted_tls)
+                self.listeners["imaps"] = listener.start()
+            if self.config.pop3s_port is not None:
+                listener = TwistedListener(
+                    pop3.ServerFactory(self.api), self.config.host, self.config.pop3s_port, twisted_tls
+                )
+                self.listeners["pop3s"] = listener.start()
         return self
 
     def stop(self) -> None:

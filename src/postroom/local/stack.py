@@ -70,6 +70,8 @@ class StackConfig:
     parameters: dict[str, str] = field(default_factory=dict)
     poll_wait_seconds: int = 1
     submission_port: int | None = None  # SMTP submission listener (STARTTLS, AUTH with an API key); None: off
+    imap_port: int | None = None  # the bridge's IMAP listener (loopback, user: an address, password: a key); None: off
+    pop3_port: int | None = None  # the bridge's POP3 listener; None: off
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -83,6 +85,8 @@ class StackConfig:
             outbox=Path(env["POSTROOM_OUTBOX"]) if env.get("POSTROOM_OUTBOX") else None,
             parameters=params,
             submission_port=int(env.get("POSTROOM_SUBMISSION_PORT", "2587")),
+            imap_port=int(env.get("POSTROOM_IMAP_PORT", "2143")) or None,
+            pop3_port=int(env.get("POSTROOM_POP3_PORT", "2110")) or None,
         )
 
 
@@ -103,6 +107,7 @@ class LocalStack:
         self._gateway_thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] = {}
         self.submission: Any = None
+        self.bridge: Any = None
         self.firer: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
@@ -170,6 +175,8 @@ class LocalStack:
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
         if self.config.submission_port is not None:
             self._start_submission(self.config.submission_port)
+        if self.config.imap_port is not None or self.config.pop3_port is not None:
+            self._start_mail_client_listeners()
         self._start_schedule_firer()
         self._start_ses_events(session)
         self.inbound = start_inbound_listener(self, template)  # SES's receiving side: SMTP on loopback
@@ -182,6 +189,9 @@ class LocalStack:
         if self.submission is not None:
             self.submission.stop()
             self.submission = None
+        if self.bridge is not None:
+            self.bridge.stop()
+            self.bridge = None
         if self.firer is not None:
             self.firer.stop()
             self.firer.join(timeout=5)
@@ -298,6 +308,23 @@ class LocalStack:
             PostroomClient(self.api_url), host="127.0.0.1", port=port, tls_context=server_context(certificate, key)
         )
         self.submission.start()
+
+    def _start_mail_client_listeners(self) -> None:
+        """IMAP and POP3 as `postroom bridge` serves them, over this stack's mailbox API (plain, loopback only)."""
+        from postroom.bridge.runner import Bridge, BridgeConfig
+
+        config = BridgeConfig(
+            api_url=self.api_url,
+            smtp_port=None,
+            smtps_port=None,
+            imaps_port=None,
+            pop3s_port=None,
+            imap_port=self.config.imap_port,
+            pop3_port=self.config.pop3_port,
+            state_dir=self.root / ".postroom" / "bridge",
+            idle_poll_seconds=5.0,
+        )
+        self.bridge = Bridge(config).start()
 
     def _start_gateway(self, routes: list[Any]) -> None:
         from postroom.local.template import match_route

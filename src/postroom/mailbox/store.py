@@ -3,8 +3,8 @@
 Items (see also the comment above ``Table`` in template.yaml):
 
     address   pk=ADDR#<address>            sk=ADDR                 gsi1pk=ADDR, gsi1sk=<address>
-    mailbox   pk=ADDR#<address>            sk=MBX#<key>            name, role, total, unread, modseq
-    message   pk=MBX#<mailbox id>          sk=MSG#<ulid>           the listing fields, keywords, modseq
+    mailbox   pk=ADDR#<address>            sk=MBX#<key>            name, role, total, unread, modseq, uidvalidity
+    message   pk=MBX#<mailbox id>          sk=MSG#<ulid>           the listing fields, keywords, modseq, uid
     pointer   pk=MAIL#<mail id>            sk=MAIL                 mailbox id, address, receipt
     change    pk=MBX#<mailbox id>#CHG      sk=<modseq, 20 digits>  id, kind, expires_at
     receipt   pk=RCV#<receipt id>          sk=RCV                  refs (mailbox copies still using the S3 objects)
@@ -20,6 +20,14 @@ mailbox are therefore serialised, every modseq has exactly one change item, and 
 modseq is committed: a client holding state n reads the changes n+1.. and is complete (IMAP CONDSTORE, RFC 7162;
 JMAP ``Email/changes``, RFC 8621). Change items expire after :data:`CHANGE_LOG_DAYS`; a state older than the oldest
 kept change cannot be brought up to date and must resync (a gap in the numbers shows it).
+
+**UIDs.** IMAP needs a number per message that only grows with arrival in its mailbox and never changes while the
+message stays there (RFC 3501 2.3.1.1). The modseq a message is filed or moved in under is exactly that: the mailbox's
+modseq steps once per change and the filing transaction owns the step, so ``uid`` is that step, set once and never
+updated (``modseq`` on the message moves on with every flag change; ``uid`` does not). A message moved or copied
+elsewhere gets a new uid there, as IMAP MOVE and COPY do; the mailbox's ``uidnext`` moves with each message that
+comes in (and only then). ``uidvalidity`` is the mailbox's creation time in seconds:
+a mailbox deleted and created again under the same name starts over with a new one.
 """
 
 from __future__ import annotations
@@ -122,6 +130,8 @@ class Mailbox:
     total: int
     unread: int
     modseq: int
+    uidvalidity: int = 1
+    uidnext: int = 1
 
     def public(self) -> dict[str, Any]:
         return {
@@ -132,6 +142,8 @@ class Mailbox:
             "total": self.total,
             "unread": self.unread,
             "state": str(self.modseq),
+            "uidvalidity": self.uidvalidity,
+            "uidnext": self.uidnext,
         }
 
 
@@ -201,6 +213,7 @@ def public_message(item: dict[str, Any]) -> dict[str, Any]:
     result = {name: item.get(name) for name in PUBLIC_FIELDS}
     result["size"] = int(item.get("size", 0))
     result["modseq"] = str(item.get("modseq", 0))
+    result["uid"] = int(item.get("uid", 0))
     return result
 
 
@@ -321,6 +334,7 @@ class MailboxStore:
                 "keywords": keywords,
                 "mailbox": box_id,
                 "modseq": n,
+                "uid": n,
                 "pk": f"MBX#{box_id}",
                 "sk": f"MSG#{_ulid_of(mail_id)}",
             }
@@ -338,17 +352,46 @@ class MailboxStore:
 
     def import_messages(self, box_id: str, messages: list[dict[str, Any]]) -> int:
         """Bulk-load index entries (a mailbox migration, a benchmark fill): batch writes instead of one transaction
-        per message, then one modseq step recorded as a ``reset`` change, so a client syncing across it is told to
-        list the mailbox again instead of being handed thousands of ids. Entries must be new. Returns the count."""
-        self.mailbox(box_id)  # must exist
-        unread = 0
+        per message. The mailbox's modseq steps once per entry in one conditional update (each entry's uid is one of
+        those steps, in received order), and the last step is recorded as a ``reset`` change, so a client syncing
+        across it is told to list the mailbox again instead of being handed thousands of ids. Entries must be new.
+        Returns the count."""
+        messages = sorted(messages, key=lambda m: _ulid_of(m["id"]))
+        unread = sum(SEEN not in (m.get("keywords") or []) for m in messages)
+        address, key = split_mailbox_id(box_id)
+        # The uid range is reserved first, so no message filed meanwhile can take one of its numbers. Should the
+        # writes below fail part-way, the counts overstate until the entries are written again (the call is
+        # repeatable: the same entries land on the same keys).
+        for _ in range(MAX_TRANSACTION_ATTEMPTS):
+            box = self.mailbox(box_id)
+            try:
+                self._ddb.update_item(
+                    TableName=self._table,
+                    Key=to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
+                    UpdateExpression="SET modseq = :n, uidnext = :un ADD #total :t, unread :u",
+                    ConditionExpression="modseq = :old",
+                    ExpressionAttributeNames={"#total": "total"},
+                    ExpressionAttributeValues=to_item(
+                        {
+                            ":n": box.modseq + len(messages),
+                            ":un": box.modseq + len(messages) + 1,
+                            ":old": box.modseq,
+                            ":t": len(messages),
+                            ":u": unread,
+                        }
+                    ),
+                )
+            except self._ddb.exceptions.ConditionalCheckFailedException:
+                continue
+            break
+        else:
+            raise MailboxConflictError("the mailbox is too busy right now; try again")
         receipts: dict[str, int] = {}
         writes: list[dict[str, Any]] = []
-        for message in messages:
+        for uid, message in enumerate(messages, start=box.modseq + 1):
             keywords = sorted(set(message.get("keywords") or []))
-            unread += SEEN not in keywords
             receipts[message["receipt"]] = receipts.get(message["receipt"], 0) + 1
-            item = {**message, "keywords": keywords, "mailbox": box_id, "modseq": 0}
+            item = {**message, "keywords": keywords, "mailbox": box_id, "modseq": uid, "uid": uid}
             item |= {"pk": f"MBX#{box_id}", "sk": f"MSG#{_ulid_of(message['id'])}"}
             writes += [item, self._pointer(message["id"], box_id, message)]
         for start in range(0, len(writes), 25):  # BatchWriteItem takes at most 25 items
@@ -357,29 +400,26 @@ class MailboxStore:
                 pending = self._ddb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
         for receipt_id, count in receipts.items():
             self._ddb.update_item(**self._receipt_refs(receipt_id, count)["Update"])
-        # Not a transaction: the state step first, then its reset entry. Should the second write never happen, the
-        # missing change number reads as "cannot calculate changes" - the same answer the reset entry gives.
-        for _ in range(MAX_TRANSACTION_ATTEMPTS):
-            box = self.mailbox(box_id)
-            address, key = split_mailbox_id(box_id)
-            try:
-                self._ddb.update_item(
-                    TableName=self._table,
-                    Key=to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
-                    UpdateExpression="SET modseq = :n ADD #total :t, unread :u",
-                    ConditionExpression="modseq = :old",
-                    ExpressionAttributeNames={"#total": "total"},
-                    ExpressionAttributeValues=to_item(
-                        {":n": box.modseq + 1, ":old": box.modseq, ":t": len(messages), ":u": unread}
-                    ),
-                )
-            except self._ddb.exceptions.ConditionalCheckFailedException:
-                continue
-            change = {"pk": f"MBX#{box_id}#CHG", "sk": pad(box.modseq + 1), "modseq": box.modseq + 1}
-            change |= {"id": "*", "kind": "reset", "at": now_iso()}
-            self._ddb.put_item(TableName=self._table, Item=to_item(change))
-            return len(messages)
-        raise MailboxConflictError("the mailbox is too busy right now; try again")
+        # Changes after the old state now start at the reset entry's number, not at old + 1: "cannot calculate
+        # changes", which is the answer a bulk load deserves. Should this write never happen, the gap says the same.
+        last = box.modseq + len(messages)
+        change = {"pk": f"MBX#{box_id}#CHG", "sk": pad(last), "modseq": last, "id": "*", "kind": "reset"}
+        self._ddb.put_item(TableName=self._table, Item=to_item({**change, "at": now_iso()}))
+        return len(messages)
+
+    def copy(self, mail_id: str, target: str) -> dict[str, Any]:
+        """File a copy of a message in another mailbox of the same address (IMAP COPY): a new id with the same
+        received time, the same receipt (its S3 objects gain a reference) and keywords, and a new uid there."""
+        target_box = self.mailbox(target)
+        where = self.locate(mail_id)
+        if split_mailbox_id(where["mailbox"])[0] != target_box.address:
+            raise MailboxConflictError("messages are copied only between mailboxes of the same address")
+        current = self.message(where["mailbox"], mail_id)
+        fields = {k: v for k, v in current.items() if k not in ("pk", "sk", "mailbox", "modseq", "uid")}
+        # A random suffix, not a derived one: copying the same message twice makes two copies, as IMAP expects.
+        copy_id = "eml_" + _ulid_of(mail_id)[:10] + mail_ulid(0)[10:]
+        self.file(target, {**fields, "id": copy_id})
+        return self.message(target, copy_id)
 
     # -- reading -------------------------------------------------------------------------------------------------
     def locate(self, mail_id: str) -> dict[str, Any]:
@@ -525,7 +565,7 @@ class MailboxStore:
             unread = 0 if SEEN in (current.get("keywords") or []) else 1
 
             def build(n: int, current: dict[str, Any] = current, source: str = source) -> list[dict[str, Any]]:
-                moved = {**current, "pk": f"MBX#{target}", "mailbox": target, "modseq": n}
+                moved = {**current, "pk": f"MBX#{target}", "mailbox": target, "modseq": n, "uid": n}
                 return [
                     {
                         "Delete": {
@@ -621,19 +661,23 @@ class MailboxStore:
             items = build(next_seq[list(counts)[-1]])
             own = len(items)
             expires = int(time.time()) + CHANGE_LOG_DAYS * 86400
+            receiving = {box_id for box_id, _, kind in changes if kind == "created"}
             for box_id, (total, unread) in counts.items():
                 address, key = split_mailbox_id(box_id)
+                values = {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
+                setting = "SET modseq = :n"
+                if box_id in receiving:  # the new message's uid is :n, so the next one is :n + 1
+                    setting += ", uidnext = :un"
+                    values[":un"] = next_seq[box_id] + 1
                 items.append(
                     {
                         "Update": {
                             "TableName": self._table,
                             "Key": to_item({"pk": f"ADDR#{address}", "sk": f"MBX#{key}"}),
-                            "UpdateExpression": "SET modseq = :n ADD #total :t, unread :u",
+                            "UpdateExpression": setting + " ADD #total :t, unread :u",
                             "ConditionExpression": "modseq = :old",
                             "ExpressionAttributeNames": {"#total": "total"},
-                            "ExpressionAttributeValues": to_item(
-                                {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
-                            ),
+                            "ExpressionAttributeValues": to_item(values),
                         }
                     }
                 )
@@ -704,6 +748,7 @@ class MailboxStore:
             "total": 0,
             "unread": 0,
             "modseq": 0,
+            "uidvalidity": int(time.time()),
             "created_at": now_iso(),
         }
 
@@ -726,6 +771,10 @@ def _mailbox(item: dict[str, Any]) -> Mailbox:
         total=int(item.get("total", 0)),
         unread=int(item.get("unread", 0)),
         modseq=int(item.get("modseq", 0)),
+        uidvalidity=int(item.get("uidvalidity", 1)),
+        # One more than the last uid given; it moves only when a message comes in (IMAP clients watch it for new
+        # mail), not with flag changes. Every uid is a modseq step, so modseq + 1 is a safe bound where it is unset.
+        uidnext=int(item.get("uidnext", int(item.get("modseq", 0)) + 1)),
     )
 
 
