@@ -218,7 +218,8 @@ def tls_context(material: TlsMaterial, source: str) -> ssl.SSLContext:
             return server_context(certificate_path, key_path)
         except ssl.SSLError as error:
             # e.g. KEY_VALUES_MISMATCH: OpenSSL's reason names the problem, not the key.
-            raise TlsSetupError(f"{source}: the certificate and key cannot be used together ({error.reason})") from None
+            reason = error.reason or type(error).__name__
+            raise TlsSetupError(f"{source}: the certificate and key cannot be used together ({reason})") from None
 
 
 @dataclass(frozen=True)
