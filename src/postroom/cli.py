@@ -88,6 +88,7 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         pop3s_port=args.pop3s_port or None,
         certificate=Path(args.cert) if args.cert else None,
         key=Path(args.key) if args.key else None,
+        cache_bytes=max(0, args.cache_mb) * 1024 * 1024,
     )
     try:
         bridge = Bridge(config).start()
@@ -229,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     bridge.add_argument("--pop3s-port", type=int, default=2995, help="POP3 over SSL/TLS (0: off)")
     bridge.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one in ~/.postroom/bridge")
     bridge.add_argument("--key", help="TLS private key (PEM) for --cert")
+    bridge.add_argument(
+        "--cache-mb", type=int, default=512, help="received messages kept in ~/.postroom/bridge/mail (0: none)"
+    )
     bridge.set_defaults(func=_cmd_bridge)
 
     submission = sub.add_parser(

@@ -5,6 +5,7 @@ keep the first function's key prefix) and its own key prefix, so keys of differe
 
     ``send``            ``Idempotency-Key`` on POST /v1/messages, per tenant; the body must match (else 409)
     ``batch``           the same for POST /v1/messages/batch
+    ``raw``             the same for POST /v1/messages/raw (checked against the message's digest and its envelope)
     ``worker-send``     one recipient group of one delivery attempt: a redelivered SQS message replays the result
     ``hook-delivery``   a platform's webhook delivery id: a redelivered webhook is answered as a duplicate
     ``commerce-mail``   (store, mail kind, order id): a shop's order mail is sent once however its hooks arrive

@@ -19,11 +19,14 @@ class DeliveryTask:
     # (the message was rescheduled meanwhile) is stale and is dropped by the worker.
     send_at: str | None = None
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"v": QUEUE_BODY_VERSION, "id": self.message_id}
         if self.send_at is not None:
             body["send_at"] = self.send_at
-        return json.dumps(body)
+        return body
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, body: str) -> DeliveryTask:
@@ -69,9 +72,15 @@ class DeliveryQueue:
 
     def dead_letter(self, task: DeliveryTask | str, reason: str) -> None:
         """Park a message the worker gave up on (or a queue body it cannot read), with the reason, where operators
-        and the DLQ alarm see it."""
+        and the DLQ alarm see it.
+
+        The reason is a message attribute (consoles list it), and for a task also a field of the body, so it travels
+        with the body through tools that keep only bodies; the body stays a readable task, so a redrive to the
+        delivery queue still works. An unreadable body is parked exactly as it came.
+        """
+        body = json.dumps({**task.to_dict(), "reason": reason[:1000]}) if isinstance(task, DeliveryTask) else task
         self._sqs.send_message(
             QueueUrl=self._dlq_url,
-            MessageBody=task.to_json() if isinstance(task, DeliveryTask) else task,
+            MessageBody=body,
             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
         )

@@ -7,10 +7,12 @@ environment, so nothing is read at import time.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
-from postroom import aws
+from postroom import aws, sending
 from postroom.commerce.registry import CommerceServices
 from postroom.idempotency import DAY, Once
 from postroom.mailtemplates.store import TemplateStore
@@ -20,13 +22,26 @@ from postroom.settings import Settings, settings_from_env
 from postroom.store.keys import ApiKeyStore
 from postroom.store.messages import MessageStore
 
+if TYPE_CHECKING:
+    from postroom.auth import Principal
+    from postroom.errors import PostroomError
+    from postroom.models import SendRequest
+    from postroom.sending import Accepted
+
 _once_lock = threading.Lock()
 
 # How long each kind of key is remembered (see postroom.idempotency). API keys: 24 h, as callers are told. A worker's
 # send result must outlive every redelivery of its message (SQS keeps it 14 days). Webhook deliveries: Shopify retries
 # for 48 h. Order mails: a WooCommerce order.updated can repeat a status weeks later.
-_ONCE_EXPIRY = {"send": DAY, "batch": DAY, "worker-send": 15 * DAY, "hook-delivery": 7 * DAY, "commerce-mail": 90 * DAY}
-_VALIDATED_SCOPES = frozenset({"send", "batch"})  # the same key with another body is a caller's mistake: 409
+_ONCE_EXPIRY = {
+    "send": DAY,
+    "batch": DAY,
+    "raw": DAY,
+    "worker-send": 15 * DAY,
+    "hook-delivery": 7 * DAY,
+    "commerce-mail": 90 * DAY,
+}
+_VALIDATED_SCOPES = frozenset({"send", "batch", "raw"})  # the same key with another body is a caller's mistake: 409
 
 
 @dataclass
@@ -70,6 +85,37 @@ class Services:
             s3=aws.client("s3"),
             sqs=aws.client("sqs"),
             secretsmanager=aws.client("secretsmanager"),
+        )
+
+    # -- accepting mail: the same stores, queue, templates and scheduler for every entry point --------------------
+    def accept(self, request: SendRequest, principal: Principal) -> Accepted:
+        return sending.accept(
+            request,
+            principal,
+            settings=self.settings,
+            store=self.messages,
+            queue=self.queue,
+            templates=self.templates,
+            scheduler=self.scheduler,
+        )
+
+    def accept_many(
+        self, requests: Sequence[SendRequest | PostroomError], principal: Principal
+    ) -> list[Accepted | PostroomError]:
+        return sending.accept_many(
+            requests,
+            principal,
+            settings=self.settings,
+            store=self.messages,
+            queue=self.queue,
+            templates=self.templates,
+            scheduler=self.scheduler,
+        )
+
+    def accept_raw(self, data: bytes, principal: Principal, **envelope: Any) -> Accepted:
+        """``envelope``: mail_from, recipients, delivery (see :func:`postroom.sending.accept_raw`)."""
+        return sending.accept_raw(
+            data, principal, settings=self.settings, store=self.messages, queue=self.queue, **envelope
         )
 
     def once(self, scope: str) -> Once | None:

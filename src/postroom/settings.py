@@ -34,6 +34,9 @@ DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES - 1024 * 1024
 # A synchronous Lambda invocation carries at most 6 MB of request payload (API Gateway itself allows 10 MB), so the
 # JSON send API cannot accept more than this on AWS; the local stack enforces the same figure so behaviour matches.
 DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
+# The delivery queue's redrive maxReceiveCount in template.yaml (a test keeps the two equal). SQS moves a message to
+# the dead-letter queue after this many receives, with no reason and without touching its record.
+DELIVERY_QUEUE_MAX_RECEIVE_COUNT = 40
 
 
 class SendingDomain(BaseModel):
@@ -85,8 +88,15 @@ class Settings(BaseModel):
     # default here because transactional mail (password resets) is worthless long before that.
     retry_base_seconds: int = Field(default=60, ge=0)
     retry_max_seconds: int = Field(default=3600, ge=0, le=43200)
-    max_attempts: int = Field(default=25, ge=1, le=35)  # the queue's redrive maxReceiveCount (40) stays above this
+    max_attempts: int = Field(default=25, ge=1, le=35)  # below poison_receive_count (checked below)
     max_age_seconds: int = Field(default=3 * 24 * 3600, gt=0)
+    # A queued pointer SQS has handed to the worker this many times without an outcome (its processing keeps crashing
+    # or timing out the function) is not attempted again: the worker gives up on it with a reason, as after
+    # max_attempts. Just below the redrive's maxReceiveCount, so the worker - not the redrive, which gives no reason
+    # and leaves the record "sending" - has the last word, and the receives in between retry a give-up that crashed.
+    poison_receive_count: int = Field(
+        default=DELIVERY_QUEUE_MAX_RECEIVE_COUNT - 2, ge=2, le=DELIVERY_QUEUE_MAX_RECEIVE_COUNT
+    )
     # Smart-host relay (delivery "relay"): "host:port", AUTH mechanism, and the SSM/Secrets Manager name of its
     # JSON secret. TLS to the relay is mandatory and verified unless relay_tls_verify is false.
     relay_host: str = ""
@@ -147,11 +157,26 @@ class Settings(BaseModel):
     inbound_bucket: str = ""
     inbound_domains: frozenset[str] = Field(default_factory=frozenset)
     inbound_catch_all: dict[str, str] = Field(default_factory=dict)
+    # The return-path (bounce) domain: direct SMTP and relay deliveries use the envelope sender
+    # bounces+<message id>[.<tag>]@<domain> (VERP), so asynchronous bounces come back to Postroom instead of the
+    # sender's own mailbox (postroom.deliverability.return_path). Empty: the envelope sender is the From address.
+    return_path_domain: str = ""
 
     @field_validator("sending_domains", mode="before")
     @classmethod
     def _parse_domains(cls, value: object) -> object:
         return parse_sending_domains(value) if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _poison_above_attempts(self) -> Settings:
+        # Each deferral is one receive too: at or below max_attempts, a message that is only being retried would be
+        # given up as crashing.
+        if self.poison_receive_count <= self.max_attempts:
+            raise ValueError(
+                f"POSTROOM_POISON_RECEIVE_COUNT ({self.poison_receive_count}) must be above POSTROOM_MAX_ATTEMPTS "
+                f"({self.max_attempts}): every retry is a receive too"
+            )
+        return self
 
     @model_validator(mode="after")
     def _relay_configured(self) -> Settings:
@@ -160,6 +185,27 @@ class Settings(BaseModel):
         )
         if wants_relay and not self.relay_host:
             raise ValueError("delivery 'relay' is configured but POSTROOM_RELAY_HOST is empty")
+        return self
+
+    @field_validator("return_path_domain", mode="before")
+    @classmethod
+    def _parse_return_path_domain(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        domain = value.strip().lower().rstrip(".")
+        if domain and ("@" in domain or " " in domain or "." not in domain):
+            raise ValueError(f"not a domain: {value!r}")
+        return domain
+
+    @model_validator(mode="after")
+    def _return_path_received(self) -> Settings:
+        # Bounces to the return path arrive through the inbound path (the SES receipt rule takes InboundDomains): a
+        # domain that is not received would send every DSN into the void while the sender's own mailbox got nothing.
+        if self.return_path_domain and self.return_path_domain not in self.inbound_domains:
+            raise ValueError(
+                f"POSTROOM_RETURN_PATH_DOMAIN {self.return_path_domain} is not in POSTROOM_INBOUND_DOMAINS: Postroom "
+                "would not receive the bounces sent to it (add it to InboundDomains)"
+            )
         return self
 
     @property
@@ -217,6 +263,7 @@ _ENV = {
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
+    "poison_receive_count": "POSTROOM_POISON_RECEIVE_COUNT",
     "dkim_selectors": "POSTROOM_DKIM_SELECTORS",
     "dkim_key_source": "POSTROOM_DKIM_KEY_SOURCE",
     "dkim_key_prefix": "POSTROOM_DKIM_KEY_PREFIX",
@@ -242,6 +289,7 @@ _ENV = {
     "inbound_bucket": "POSTROOM_INBOUND_BUCKET",
     "inbound_domains": "POSTROOM_INBOUND_DOMAINS",
     "inbound_catch_all": "POSTROOM_INBOUND_CATCH_ALL",
+    "return_path_domain": "POSTROOM_RETURN_PATH_DOMAIN",
 }
 
 

@@ -8,6 +8,7 @@ from email import message_from_bytes, policy
 import boto3
 import pytest
 
+from tests.api.test_idempotency_batch import all_queued
 from tests.conftest import Stack
 
 RAW = (
@@ -125,3 +126,78 @@ def test_raw_base64_and_envelope_errors(stack: Stack) -> None:
     status, body = stack.request("POST", "/v1/messages/raw", {"raw": 1, "extra": True})
     assert status == 422
     assert body["error"]["code"] == "validation_error"
+
+
+def send_rfc822(stack: Stack, raw: bytes, query: str = "", key: str | None = None) -> tuple[int, dict]:
+    headers = {"Content-Type": "message/rfc822", **({"Idempotency-Key": key} if key else {})}
+    return stack.request("POST", "/v1/messages/raw", raw=raw, headers=headers, query=query)
+
+
+def send_json_with_key(stack: Stack, raw: bytes, key: str, **extra: object) -> tuple[int, dict]:
+    body = {"raw": base64.b64encode(raw).decode(), **extra}
+    return stack.request("POST", "/v1/messages/raw", body, headers={"Idempotency-Key": key})
+
+
+def assert_key_reused(status: int, body: dict) -> None:
+    assert status == 409, body
+    assert body["error"]["code"] == "idempotency_key_reused"
+    assert body["error"]["field"] == "Idempotency-Key"
+    assert "different request body" in body["error"]["message"]
+
+
+def test_json_retry_with_idempotency_key_answers_the_first_id_and_queues_once(stack: Stack) -> None:
+    # GIVEN a raw JSON submission with an Idempotency-Key  WHEN the client retries it with the same key and body
+    first = send_json_with_key(stack, RAW, "raw-order-42")
+    second = send_json_with_key(stack, RAW, "raw-order-42")
+    # THEN the retry answers the first response and only one message was queued
+    assert first[0] == 202, first
+    assert second == first
+    assert all_queued(stack) == [first[1]["id"]]
+    # WHEN the same key comes with another message, or the same message with another envelope  THEN 409, nothing queued
+    assert_key_reused(*send_json_with_key(stack, RAW.replace(b"X-Order: 42", b"X-Order: 43"), "raw-order-42"))
+    assert_key_reused(*send_json_with_key(stack, RAW, "raw-order-42", recipients=["ann@example.org"]))
+    assert_key_reused(*send_json_with_key(stack, RAW, "raw-order-42", delivery="smtp"))
+    assert all_queued(stack) == []
+
+
+def test_rfc822_retry_with_idempotency_key_answers_the_first_id_and_queues_once(stack: Stack) -> None:
+    query = "rcpt=one%40example.org&rcpt=two%40example.org"
+    first = send_rfc822(stack, RAW, query, key="eml-1")
+    second = send_rfc822(stack, RAW, query, key="eml-1")
+    assert first[0] == 202, first
+    assert second == first
+    assert all_queued(stack) == [first[1]["id"]]
+    # the envelope in the query string is part of the request: another recipient list or sender is another request
+    assert_key_reused(*send_rfc822(stack, RAW, "rcpt=one%40example.org", key="eml-1"))
+    assert_key_reused(*send_rfc822(stack, RAW, query + "&mail_from=bounces%40shop.example", key="eml-1"))
+    assert_key_reused(*send_rfc822(stack, RAW + b"P.S.\r\n", query, key="eml-1"))
+    assert all_queued(stack) == []
+    # and a refused request is not remembered: the key still answers the first message
+    assert send_rfc822(stack, RAW, query, key="eml-1") == first
+
+
+def test_idempotency_on_raw_is_per_message_bytes_not_per_form_and_keeps_no_mime(stack: Stack) -> None:
+    # GIVEN a message sent as message/rfc822 with a key  WHEN the same bytes and envelope come again as JSON
+    first = send_rfc822(stack, RAW, key="either-form")
+    again = send_json_with_key(stack, RAW, "either-form")
+    # THEN it is the same request (the fingerprint is over the decoded message, not the request's encoding)
+    assert first[0] == 202, first
+    assert again == first
+    assert all_queued(stack) == [first[1]["id"]]
+    # and the idempotency record holds a digest of the message, never the message itself
+    items = boto3.client("dynamodb").scan(TableName=stack.resources["IdempotencyTable"]["Ref"])["Items"]
+    raw_records = [item for item in items if item["id"]["S"].startswith("raw")]
+    assert len(raw_records) == 1
+    stored = repr(raw_records[0])
+    assert "Raw order mail" not in stored
+    assert base64.b64encode(RAW).decode()[:40] not in stored
+    # the same key on another route is another key: scopes never meet
+    assert (
+        stack.request(
+            "POST",
+            "/v1/messages",
+            {"from": "orders@shop.example", "to": "a@example.org", "subject": "x", "text": "y"},
+            headers={"Idempotency-Key": "either-form"},
+        )[0]
+        == 202
+    )

@@ -371,3 +371,15 @@ def test_the_local_stack_serves_imap_and_pop3_itself(tmp_path: Path, monkeypatch
         pop.pass_(stack.api_key)
         assert pop.stat()[0] == 1
         pop.quit()
+
+
+def test_a_password_with_line_breaks_is_a_failed_login_not_a_server_error(local: LocalStack, bridge: Bridge) -> None:
+    # A literal lets a client send any bytes as the password; CR/LF must not reach an HTTP header
+    bad = (local.api_key + "\r\nX-Injected: 1").encode()
+    with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()
+        raw.sendall(b"a LOGIN " + ADDRESS.encode() + b" {%d}\r\n" % len(bad))
+        assert reader.readline().startswith(b"+")
+        raw.sendall(bad + b"\r\n")
+        assert reader.readline().startswith(b"a NO LOGIN failed")

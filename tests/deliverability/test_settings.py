@@ -75,3 +75,36 @@ def test_the_worker_may_read_dkim_keys_only_below_the_prefix() -> None:
     environment = worker["Environment"]["Variables"]
     assert environment["POSTROOM_DKIM_SELECTORS"] == {"Ref": "DkimSelectors"}
     assert environment["POSTROOM_TLS_POLICY"] == {"Ref": "TlsPolicy"}
+
+
+def test_a_return_path_domain_must_be_received() -> None:
+    # GIVEN a return-path domain that is one of the inbound domains: accepted, normalised
+    settings = settings_from_env(
+        {
+            **BASE,
+            "POSTROOM_INBOUND_DOMAINS": "shop.example,bounces.shop.example",
+            "POSTROOM_RETURN_PATH_DOMAIN": "Bounces.Shop.Example.",
+        }
+    )
+    assert settings.return_path_domain == "bounces.shop.example"
+    # WHEN it is not received (bounces to it would go nowhere) THEN the cold start fails, naming both variables
+    with pytest.raises(
+        SettingsError, match=r"POSTROOM_RETURN_PATH_DOMAIN bounces\.shop\.example is not in POSTROOM_INBOUND"
+    ):
+        settings_from_env({**BASE, "POSTROOM_RETURN_PATH_DOMAIN": "bounces.shop.example"})
+    with pytest.raises(SettingsError, match="POSTROOM_RETURN_PATH_DOMAIN: Value error, not a domain"):
+        settings_from_env({**BASE, "POSTROOM_RETURN_PATH_DOMAIN": "bounces@shop.example"})
+    # AND empty (the template's default) keeps today's behaviour
+    assert settings_from_env(BASE).return_path_domain == ""
+
+
+def test_the_template_gives_the_return_path_to_every_function_and_the_inbound_function_its_key() -> None:
+    template = tpl.load_template(ROOT / "template.yaml")
+    assert template["Parameters"]["ReturnPathDomain"]["Default"] == ""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POSTROOM_RETURN_PATH_DOMAIN"] == {"Ref": "ReturnPathDomain"}
+    inbound = template["Resources"]["InboundFunction"]["Properties"]
+    assert inbound["Environment"]["Variables"]["POSTROOM_SIGNING_SECRET_ARN"] == {"Ref": "LinkSigningSecret"}
+    statements = [s for p in inbound["Policies"] if isinstance(p, dict) for s in p.get("Statement", [])]
+    reads = [s for s in statements if s.get("Action") == ["secretsmanager:GetSecretValue"]]
+    assert [s["Resource"] for s in reads] == [{"Ref": "LinkSigningSecret"}]

@@ -152,6 +152,24 @@ def test_direct_smtp_needs_spf_to_authorise_the_egress_address(doctor: Doctor) -
     assert "EnableSmtpVpc=true" in unknown.summary
 
 
+def test_with_a_return_path_spf_is_checked_at_the_return_path_domain(doctor: Doctor) -> None:
+    # GIVEN a sending domain without SPF for the NAT's address, and a return-path domain that has it
+    zone = {
+        "shop.example": {"TXT": ["v=spf1 include:amazonses.com -all"]},
+        "bounces.shop.example": {"TXT": ["v=spf1 ip4:198.51.100.1 ~all"]},
+    }
+    options = {"delivery": DeliveryPath.SMTP, "egress_ips": (EGRESS_IP,), "return_path_domain": "bounces.shop.example"}
+    # WHEN direct SMTP is checked with that return path
+    spf = check(doctor(zone, "shop.example", **options), "spf")
+    # THEN SPF is judged where MAIL FROM is, and the fix goes there
+    assert spf.status is CheckStatus.FAIL
+    assert spf.fixes == [Fix("bounces.shop.example", "TXT", f"v=spf1 ip4:198.51.100.1 ip4:{EGRESS_IP} ~all")]
+    assert any("the return path" in line for line in spf.details)
+    # AND once it authorises the address, SPF passes though the sending domain's own record does not name it
+    zone["bounces.shop.example"] = {"TXT": [f"v=spf1 ip4:{EGRESS_IP} -all"]}
+    assert check(doctor(zone, "shop.example", **options), "spf").status is CheckStatus.OK
+
+
 @pytest.mark.parametrize(
     ("records", "extra", "status", "phrase"),
     [

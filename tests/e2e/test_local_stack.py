@@ -214,8 +214,8 @@ def test_dead_host_is_retried_then_failed_into_the_dlq(
         sqs = boto3.client("sqs", endpoint_url=stack.aws_endpoint, region_name="us-east-1")
         dlq = stack.resources["DeliveryDeadLetterQueue"]["Ref"]
         parked = sqs.receive_message(QueueUrl=dlq, MessageAttributeNames=["All"], WaitTimeSeconds=1)["Messages"]
-        assert json.loads(parked[0]["Body"])["id"] == body["id"]
-        assert "gave up" in parked[0]["MessageAttributes"]["reason"]["StringValue"]
+        assert json.loads(parked[0]["Body"]) == {"v": 1, "id": body["id"], "reason": record["reason"]}
+        assert parked[0]["MessageAttributes"]["reason"]["StringValue"] == record["reason"]
     finally:
         stack.stop()
 

@@ -81,8 +81,9 @@ def test_relay_without_starttls_is_never_used_in_clear(tmp_path: Path) -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("return_path", ["", "bounces.shop.example"])
 def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, return_path: str
 ) -> None:
     with upstream_server(tmp_path) as (upstream, port, ca), token_endpoint("1//refresh", upstream) as tokens:
         for name, value in {
@@ -93,7 +94,11 @@ def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
             "POSTROOM_RETRY_BASE_SECONDS": "0",
         }.items():
             monkeypatch.setenv(name, value)
-        config = StackConfig(api_port=0, sandbox=False, parameters={"SendingDomains": "shop.example=relay"})
+        monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
+        parameters = {"SendingDomains": "shop.example=relay"}
+        if return_path:
+            parameters |= {"InboundDomains": f"shop.example,{return_path}", "ReturnPathDomain": return_path}
+        config = StackConfig(api_port=0, sandbox=False, parameters=parameters)
         with LocalStack(config) as stack:
             secret = {
                 "username": "shop@gmail.example",
@@ -116,6 +121,14 @@ def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
             assert record["recipients"][0]["mx_host"] == "127.0.0.1"
             assert len(upstream.received) == 1
             assert upstream.logins == ["ok:xoauth2"]
+            # The relay is handed the message's bounce address as MAIL FROM when there is a return path, so the
+            # relay's own bounces come back to Postroom; otherwise the From address, as before.
+            mail_from = upstream.received[0][0]
+            if return_path:
+                assert mail_from.startswith(f"bounces+{body['id']}.")
+                assert mail_from.endswith(f"@{return_path}")
+            else:
+                assert mail_from == "orders@shop.example"
 
 
 def test_relay_without_a_host_is_a_settings_error() -> None:

@@ -235,3 +235,25 @@ def test_bridge_serves_submission_over_the_api(local: LocalStack, peers, tmp_pat
             client.send_message(message(subject="bridge implicit"))
     wait_for(sink, "bridge starttls")
     wait_for(sink, "bridge implicit")
+
+
+def test_a_retried_transaction_is_queued_once_and_a_bare_repeat_twice(local: LocalStack) -> None:
+    server = submission_server(PostroomClient(local.api_url))
+    server.start()
+    # GIVEN a message with a Message-ID, sent twice as a client does when the answer to DATA was lost
+    with_id = message(subject="retried")
+    with_id["Message-ID"] = "<retry-1@crm.example>"
+    try:
+        with smtplib.SMTP("127.0.0.1", server.port, timeout=10) as client:
+            client.login("apikey", local.api_key)
+            client.send_message(with_id)
+            client.send_message(with_id)
+            # AND a bare message (no Message-ID) sent twice on purpose, as a script's hourly notice is
+            client.send_message(message(subject="hourly notice"))
+            client.send_message(message(subject="hourly notice"))
+    finally:
+        server.stop()
+    queued = server.handler.queued
+    # THEN the retry is answered with the first message's id, and both bare messages are queued
+    assert queued[0] == queued[1]
+    assert len(set(queued[2:])) == 2

@@ -15,7 +15,7 @@ from postroom.api.responses import field_path
 from postroom.auth import Principal, Scope
 from postroom.compose import MessageInput
 from postroom.errors import PostroomError, ValidationFailedError
-from postroom.sending import Accepted, accept_many
+from postroom.sending import Accepted
 from postroom.services import services
 
 MAX_BATCH = 500
@@ -64,15 +64,7 @@ def send_batch(
                 rows.append(MessageInput.model_validate(raw))
             except ValidationError as exc:
                 rows.append(_row_error(index, exc))
-        outcomes = accept_many(
-            rows,
-            principal,
-            settings=svc.settings,
-            store=svc.messages,
-            queue=svc.queue,
-            templates=svc.templates,
-            scheduler=svc.scheduler,
-        )
+        outcomes = svc.accept_many(rows, principal)
         results = [_row(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for outcome in outcomes if isinstance(outcome, Accepted))
         return {

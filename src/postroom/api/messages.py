@@ -4,9 +4,10 @@
 # ``Depends``), and string annotations would be compiled and evaluated each time (≈ 15 % of the accept path's CPU).
 
 import binascii
+import hashlib
 from typing import Annotated
 
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
@@ -20,7 +21,6 @@ from postroom.auth import Principal, Scope
 from postroom.compose import MessageInput
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.models import DeliveryChoice
-from postroom.sending import accept, accept_raw
 from postroom.services import services
 from postroom.store.messages import MessageNotFoundError
 
@@ -41,15 +41,7 @@ def send_message(
     svc = services()
 
     def work() -> dict[str, object]:
-        accepted = accept(
-            body,
-            principal,
-            settings=svc.settings,
-            store=svc.messages,
-            queue=svc.queue,
-            templates=svc.templates,
-            scheduler=svc.scheduler,
-        )
+        accepted = svc.accept(body, principal)
         return {
             "status": 202,
             "body": {"id": accepted.id, "status": accepted.status.value},
@@ -83,7 +75,33 @@ def _raw_submission() -> RawSendRequest | tuple[bytes, dict[str, list[str]]]:
         raise validation_failure(list(exc.errors())) from None
 
 
-@router.post("/raw", summary="Send a complete RFC 5322 message", responses={202: {"description": "Accepted"}})
+def _raw_fingerprint(
+    data: bytes, mail_from: str | None, recipients: list[str] | None, delivery: str
+) -> dict[str, object]:
+    """What an Idempotency-Key on the raw route is checked against: the message's digest and its envelope.
+
+    The digest stands in for the MIME so a message of megabytes is neither kept in the idempotency record nor
+    serialised again to be hashed. It is taken over the decoded bytes, so the JSON and message/rfc822 forms of one
+    submission are the same request.
+    """
+    return {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mail_from": mail_from,
+        "recipients": recipients,
+        "delivery": delivery,
+    }
+
+
+@router.post(
+    "/raw",
+    summary="Send a complete RFC 5322 message",
+    description="Takes the message as JSON ({raw: base64, mail_from?, recipients?, delivery?}) or as a "
+    "message/rfc822 body with the envelope in the query string (mail_from, repeated rcpt, delivery); cleans it up, "
+    "stores and queues it, and answers 202 once it is durable. With an Idempotency-Key header, a retry with the same "
+    "key, the same message bytes and the same envelope answers the first response again; the same key with another "
+    "message or envelope is 409 idempotency_key_reused.",
+    responses={202: {"description": "Accepted: stored and queued for delivery"}},
+)
 def send_raw_message(
     principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
 ) -> Response[dict[str, str]]:
@@ -103,22 +121,17 @@ def send_raw_message(
         except ValueError:
             raise ValidationFailedError("delivery must be auto, ses, smtp or relay", field="delivery") from None
     svc = services()
-    accepted = accept_raw(
-        data,
-        principal,
-        settings=svc.settings,
-        store=svc.messages,
-        queue=svc.queue,
-        mail_from=mail_from,
-        recipients=recipients,
-        delivery=delivery,
-    )
-    return Response(
-        status_code=202,
-        content_type=content_types.APPLICATION_JSON,
-        body={"id": accepted.id, "status": accepted.status.value},
-        headers={"Location": f"/v1/messages/{accepted.id}"},
-    )
+
+    def work() -> dict[str, object]:
+        accepted = svc.accept_raw(data, principal, mail_from=mail_from, recipients=recipients, delivery=delivery)
+        return {
+            "status": 202,
+            "body": {"id": accepted.id, "status": accepted.status.value},
+            "headers": {"Location": f"/v1/messages/{accepted.id}"},
+        }
+
+    fingerprint = _raw_fingerprint(data, mail_from, recipients, delivery)
+    return idempotent.respond(router, "raw", principal, fingerprint, work)
 
 
 @router.get("/<message_id>", summary="A message's status and per-recipient results")

@@ -1,21 +1,29 @@
 """The mailbox HTTP API as the IMAP and POP3 listeners need it: blocking calls, one client key each.
 
 Everything a mail client does goes back through the API (flags, moves, copies, expunges), so the bridge holds no mail
-state of its own beyond what a session has listed, and the API's scopes decide what a key may do.
+state of its own beyond what a session has listed, the last listing of each mailbox (reused while the mailbox's state
+is unchanged) and the received messages it keeps on disk (``cache.py``: their bytes never change), and the API's
+scopes decide what a key may do. Calls go over kept-alive connections (``connections.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
+from http.client import HTTPException
+from pathlib import Path
 from typing import Any
 
+from postroom.bridge.cache import RawCache
+from postroom.bridge.connections import Connections, Response
 from postroom.submission.client import ApiAnswer, PostroomClient
 
 PAGE = 200  # the API's largest page
+MAX_LISTINGS = 64  # mailboxes whose last listing is kept (a user has a few)
 
 
 class MailApiError(Exception):
@@ -48,25 +56,83 @@ class Listing:
         )
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # urllib re-sends every request header on a redirect, Authorization included. The raw and attachment routes
-    # redirect to presigned S3 URLs, which must be fetched without the key (S3 refuses a second credential, and the
-    # key has no business leaving for another host).
-    def redirect_request(self, *_: Any, **__: Any) -> None:
-        return None
+class Listings:
+    """The last listing of each mailbox, per API key, with the mailbox state it was read at. Every change to a mailbox
+    (filing, flags, moves, copies, expunges, bulk loads) advances its state, so while the state is the same the
+    listing is too, and a client's next SELECT needs no pages. In memory only: a few entries, gone with the bridge."""
+
+    def __init__(self, max_entries: int = MAX_LISTINGS) -> None:
+        self.max_entries = max_entries
+        self._kept: OrderedDict[tuple[str, str], tuple[int, list[Listing]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, box_id: str, state: int) -> list[Listing] | None:
+        with self._lock:
+            kept = self._kept.get((_digest(key), box_id))
+            if kept is None or kept[0] != state:
+                return None
+            self._kept.move_to_end((_digest(key), box_id))
+        return _copies(kept[1])  # sessions change a listing's keywords in place
+
+    def put(self, key: str, box_id: str, state: int, messages: list[Listing]) -> None:
+        with self._lock:
+            self._kept[(_digest(key), box_id)] = (state, _copies(messages))
+            self._kept.move_to_end((_digest(key), box_id))
+            while len(self._kept) > self.max_entries:
+                self._kept.popitem(last=False)
 
 
-_no_redirect = urllib.request.build_opener(_NoRedirect)
+class BridgeClient(PostroomClient):
+    """The API endpoint as the mailbox listeners reach it, shared by every session: one pool of kept-alive
+    connections, the last listing of each mailbox, and the received messages kept on disk (``raw_cache``; None keeps
+    nothing)."""
+
+    def __init__(self, base_url: str, *, raw_cache: RawCache | None = None, timeout: float = 30.0) -> None:
+        super().__init__(base_url, timeout=timeout)
+        self.connections = Connections(timeout=timeout)
+        self.listings = Listings()
+        self.raw_cache = raw_cache
+
+    @classmethod
+    def for_state_dir(cls, base_url: str, state_dir: Path, cache_bytes: int) -> BridgeClient:
+        cache = RawCache(state_dir / "mail", max_bytes=cache_bytes) if cache_bytes > 0 else None
+        return cls(base_url, raw_cache=cache)
+
+    def close(self) -> None:
+        self.connections.close()
+
+
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
 class MailApi:
     def __init__(self, client: PostroomClient, key: str) -> None:
         self.client = client
         self.key = key
+        self.listings: Listings | None = None
+        if isinstance(client, BridgeClient):
+            self.connections, self.cache, self.listings = client.connections, client.raw_cache, client.listings
+        else:  # a plain client: no connection outlives a call, nothing is kept
+            self.connections, self.cache = Connections(timeout=client.timeout, max_idle_per_host=0), None
 
-    def _call(self, doing: str, method: str, path: str, body: Any = None, **kwargs: Any) -> dict[str, Any]:
-        data = json.dumps(body).encode() if body is not None else None
-        answer = self.client.request(self.key, method, path, body=data, **kwargs)
+    def _send(self, doing: str, method: str, url: str, **kwargs: Any) -> Response:
+        try:
+            return self.connections.request(method, url, **kwargs)
+        except (OSError, HTTPException) as error:
+            message = f"Postroom API unreachable: {error or type(error).__name__}"
+            raise MailApiError(ApiAnswer(0, {"error": {"code": "unreachable", "message": message}}), doing) from None
+
+    def _call(
+        self, doing: str, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None
+    ) -> dict[str, Any]:
+        url = self.client.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        headers = {"Authorization": f"Bearer {self.key}", "Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        response = self._send(doing, method, url, headers=headers, body=data)
+        answer = ApiAnswer(response.status, _json(response.body))
         if not 200 <= answer.status < 300:
             raise MailApiError(answer, doing)
         return answer.body
@@ -86,6 +152,11 @@ class MailApi:
     def listing(self, box_id: str) -> tuple[int, list[Listing]]:
         """Every message of the mailbox, oldest uid first, and the state the listing is at least as new as."""
         box = self.mailbox(box_id)  # first: its state is then no newer than what the pages show
+        state = int(box["state"])
+        if self.listings is not None:
+            kept = self.listings.get(self.key, box_id, state)
+            if kept is not None:
+                return state, kept
         found: dict[str, Listing] = {}
         cursor: str | None = None
         while True:
@@ -96,27 +167,40 @@ class MailApi:
             cursor = page.get("next_cursor")
             if not cursor:
                 break
-        return int(box["state"]), sorted(found.values(), key=lambda m: m.uid)
+        messages = sorted(found.values(), key=lambda m: m.uid)
+        if self.listings is not None:
+            self.listings.put(self.key, box_id, state, messages)
+        return state, messages
 
     def raw(self, mail_id: str) -> bytes:
-        """The message as received: the API answers with a presigned URL, fetched without the key."""
+        """The message as received: from the disk cache, or the API's presigned URL, fetched without the key."""
+        if self.cache is not None:
+            cached = self.cache.get(self._cached_as(mail_id))
+            if cached is not None:
+                return cached
+        doing = f"read {mail_id}"
         url = self.client.base_url + f"/v1/mail/{_quote(mail_id)}/raw"
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.key}"})  # noqa: S310
-        try:
-            with _no_redirect.open(request, timeout=self.client.timeout) as response:
-                location = json.loads(response.read()).get("url")
-        except urllib.error.HTTPError as error:
-            if error.code not in (301, 302, 303, 307):
-                raise MailApiError(ApiAnswer(error.code, _json(error.read())), f"read {mail_id}") from None
-            location = error.headers.get("Location")
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise MailApiError(
-                ApiAnswer(0, {"error": {"code": "unreachable", "message": str(error)}}), "read"
-            ) from None
+        answer = self._send(doing, "GET", url, headers={"Authorization": f"Bearer {self.key}"})
+        # The route redirects to S3. Not followed with the request's headers: the key has no business leaving for
+        # another host (and S3 refuses a second credential).
+        if answer.status in _REDIRECTS:
+            location = answer.headers.get("location")
+        elif 200 <= answer.status < 300:
+            location = _json(answer.body).get("url")
+        else:
+            raise MailApiError(ApiAnswer(answer.status, _json(answer.body)), doing)
         if not location or not str(location).startswith(("http://", "https://")):
-            raise MailApiError(ApiAnswer(502, {}), f"read {mail_id}: no download URL")
-        with urllib.request.urlopen(location, timeout=self.client.timeout) as response:  # noqa: S310 - http(s) only
-            return bytes(response.read())
+            raise MailApiError(ApiAnswer(502, {}), f"{doing}: no download URL")
+        download = self._send(doing, "GET", str(location))
+        if download.status != 200:
+            raise MailApiError(ApiAnswer(download.status, {}), f"{doing}: download failed")
+        if self.cache is not None:
+            self.cache.put(self._cached_as(mail_id), download.body)
+        return download.body
+
+    def _cached_as(self, mail_id: str) -> str:
+        # Ids are unique within one deployment; a bridge pointed at another one (staging, a local stack) keeps apart.
+        return f"{self.client.base_url} {mail_id}"
 
     def set_keywords(self, mail_id: str, changes: dict[str, bool]) -> Listing:
         item = self._call("set flags", "PATCH", f"/v1/mail/{_quote(mail_id)}", {"keywords": changes})
@@ -133,11 +217,21 @@ class MailApi:
         for start in range(0, len(ids), 500):  # the API takes at most 500 ids per call
             body = {"ids": ids[start : start + 500]}
             expunged += self._call("expunge", "POST", f"/v1/mailboxes/{_quote(box_id)}/expunge", body)["expunged"]
+        if self.cache is not None:
+            self.cache.discard([self._cached_as(mail_id) for mail_id in expunged])
         return expunged
 
     def delete(self, mail_id: str) -> None:
         """What POP3 DELE means: to Trash (a message already in Trash is expunged)."""
         self._call("delete", "DELETE", f"/v1/mail/{_quote(mail_id)}")
+
+
+def _copies(messages: list[Listing]) -> list[Listing]:
+    return [replace(m, keywords=list(m.keywords)) for m in messages]
+
+
+def _digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def _quote(value: str) -> str:

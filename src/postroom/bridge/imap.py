@@ -42,7 +42,7 @@ from zope.interface import implementer
 
 from postroom.bridge.api import Listing, MailApi, MailApiError
 from postroom.bridge.mime_view import MimePart, header_fields, split_header
-from postroom.submission.client import PostroomClient
+from postroom.submission.client import PostroomClient, looks_like_key
 from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
 FLAG_KEYWORDS = {
@@ -97,7 +97,7 @@ class ApiKeyChecker:
         return threads.deferToThread(self._check, address, key)
 
     def _check(self, address: str, key: str) -> tuple[str, str]:
-        if "@" not in address or not key:
+        if "@" not in address or not looks_like_key(key):
             raise UnauthorizedLogin("the user name is the mailbox address, the password an API key")
         try:
             boxes = MailApi(self.client, key).mailboxes(address)
@@ -488,6 +488,7 @@ class Message:
         self.mailbox = mailbox
         self.listing = listing
         self._part: MimePart | None = None
+        self._head: MimePart | None = None
 
     def raw(self) -> bytes:
         return self.mailbox.raw(self.listing.id)
@@ -521,7 +522,15 @@ class Message:
         return header if not names and not negate else header_fields(header, names, negate=negate)
 
     def getHeaders(self, negate: bool, *names: str | bytes) -> dict[str, str]:
-        return self.part().getHeaders(negate, *names)
+        return self.header_part().getHeaders(negate, *names)
+
+    def header_part(self) -> MimePart:
+        """The header alone, parsed: what ENVELOPE and header searches read, without parsing every attachment."""
+        if self._part is not None:
+            return self._part
+        if self._head is None:
+            self._head = MimePart.parse(split_header(self.raw())[0])
+        return self._head
 
     def getBodyFile(self) -> BytesIO:
         return BytesIO(split_header(self.raw())[1])

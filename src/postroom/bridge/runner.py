@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from postroom.bridge import imap, pop3
+from postroom.bridge.api import BridgeClient
+from postroom.bridge.cache import DEFAULT_MAX_BYTES
 from postroom.bridge.reactor import call
 from postroom.submission.client import PostroomClient
 from postroom.submission.server import SubmissionOptions, submission_server
@@ -66,12 +68,15 @@ class BridgeConfig:
     key: Path | None = None
     state_dir: Path = field(default_factory=lambda: Path.home() / ".postroom" / "bridge")
     rate_per_minute: int = 600
+    cache_bytes: int = DEFAULT_MAX_BYTES  # received messages kept under state_dir/mail for the next session; 0: none
 
 
 class Bridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self.api = PostroomClient(config.api_url)
+        # IMAP and POP3 share kept-alive connections and the messages already downloaded (see bridge/api.py).
+        self.mail_api = BridgeClient.for_state_dir(config.api_url, config.state_dir, config.cache_bytes)
         self.listeners: dict[str, Any] = {}
 
     def start(self) -> Bridge:
@@ -105,22 +110,22 @@ class Bridge:
         for listener in self.listeners.values():
             listener.start()
         if self.config.imap_port is not None:
-            factory = imap.ServerFactory(self.api, idle_poll_seconds=self.config.idle_poll_seconds)
+            factory = imap.ServerFactory(self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds)
             self.listeners["imap"] = TwistedListener(factory, self.config.host, self.config.imap_port).start()
         if self.config.pop3_port is not None:
-            factory = pop3.ServerFactory(self.api)
+            factory = pop3.ServerFactory(self.mail_api)
             self.listeners["pop3"] = TwistedListener(factory, self.config.host, self.config.pop3_port).start()
         if self.config.imaps_port is not None or self.config.pop3s_port is not None:
             from twisted.internet import ssl
 
             twisted_tls = ssl.DefaultOpenSSLContextFactory(str(key), str(certificate))
             if self.config.imaps_port is not None:
-                factory = imap.ServerFactory(self.api, idle_poll_seconds=self.config.idle_poll_seconds)
+                factory = imap.ServerFactory(self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds)
                 listener = TwistedListener(factory, self.config.host, self.config.imaps_port, twisted_tls)
                 self.listeners["imaps"] = listener.start()
             if self.config.pop3s_port is not None:
                 listener = TwistedListener(
-                    pop3.ServerFactory(self.api), self.config.host, self.config.pop3s_port, twisted_tls
+                    pop3.ServerFactory(self.mail_api), self.config.host, self.config.pop3s_port, twisted_tls
                 )
                 self.listeners["pop3s"] = listener.start()
         return self
@@ -129,6 +134,7 @@ class Bridge:
         for listener in self.listeners.values():
             listener.stop()
         self.listeners.clear()
+        self.mail_api.close()
 
     def ports(self) -> dict[str, int]:
         return {name: listener.port for name, listener in self.listeners.items()}

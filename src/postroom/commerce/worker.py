@@ -33,7 +33,6 @@ from postroom.commerce.orders import (
 from postroom.commerce.stores import Platform, Store
 from postroom.compose import MessageInput
 from postroom.errors import ConflictError, PostroomError, ServiceUnavailableError
-from postroom.sending import accept
 from postroom.status import MessageStatus
 from postroom.store.messages import MessageNotFoundError
 
@@ -121,15 +120,7 @@ class CommerceWorker:
         svc = self._svc
 
         def work() -> dict[str, str]:
-            accepted = accept(
-                request,
-                principal,
-                settings=svc.settings,
-                store=svc.messages,
-                queue=svc.queue,
-                templates=svc.templates,
-                scheduler=svc.scheduler,
-            )
+            accepted = svc.accept(request, principal)
             return {"id": accepted.id, "status": accepted.status.value}
 
         return once.run(key, work, context=self._context)

@@ -6,7 +6,10 @@ is the Postroom id without ``msg_``, see :func:`postroom.mime.message_id_header`
 bounced. :func:`apply_report` does the same for an already parsed report, :func:`bounce_recipient` for one record.
 
 A report is only applied when the Message-ID it quotes is exactly the one Postroom wrote into that message, so a
-forged or misdirected DSN naming some id cannot bounce another tenant's recipients.
+forged or misdirected DSN naming some id cannot bounce another tenant's recipients. A DSN that arrived at a message's
+VERP bounce address (``verp_id``, :mod:`postroom.deliverability.return_path`) is about that message: a Message-ID it
+quotes must be that message's too, and one that quotes none (many MTAs return nothing of the original) is tied to the
+message by the address alone, whose signature the inbound path has checked.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from postroom.record import MessageRecord
     from postroom.store.messages import MessageStore
 
-__all__ = ["BounceEvent", "apply_report", "bounce_recipient", "handle_bounce"]
+__all__ = ["BounceEvent", "apply_report", "bounce_recipient", "handle_bounce", "locate", "matches_record", "settle"]
 
 logger = Logger(child=True)
 
@@ -55,32 +58,54 @@ class BounceEvent:
     reason: str = ""
 
 
-def handle_bounce(raw: bytes, store: MessageStore, now: datetime | None = None) -> list[BounceEvent]:
+def handle_bounce(
+    raw: bytes, store: MessageStore, now: datetime | None = None, *, verp_id: str | None = None
+) -> list[BounceEvent]:
     """Parse a DSN and apply it. Raises :class:`~postroom.deliverability.dsn.DsnParseError` for anything else."""
-    return apply_report(parse_dsn(raw), store, now)
+    return apply_report(parse_dsn(raw), store, now, verp_id=verp_id)
 
 
-def apply_report(report: DeliveryStatusReport, store: MessageStore, now: datetime | None = None) -> list[BounceEvent]:
-    at = isoformat(now or utcnow())
+def locate(report: DeliveryStatusReport, verp_id: str | None = None) -> tuple[str | None, str]:
+    """The Postroom id the report is about, or None and the reason it cannot be told."""
     original = report.original_message_id
-    message_id = postroom_id_from_message_id(original) if original else None
-    if original is None or message_id is None:
-        reason = "the report quotes no Message-ID" if not original else f"{original} is not a Postroom Message-ID"
+    quoted = postroom_id_from_message_id(original) if original else None
+    if verp_id is not None:
+        if original is not None and quoted != verp_id:
+            # The address and the quoted message disagree: one of them is not what Postroom sent.
+            return None, f"{original} is not the Message-ID of {verp_id}, whose bounce address it was sent to"
+        return verp_id, ""
+    if original is None or quoted is None:
+        return None, "the report quotes no Message-ID" if not original else f"{original} is not a Postroom Message-ID"
+    return quoted, ""
+
+
+def matches_record(report: DeliveryStatusReport, record: MessageRecord) -> str:
+    """Why the report is not about ``record`` ("" when it is): a quoted Message-ID must be exactly the one written."""
+    original = report.original_message_id
+    if original is not None and record.message_id_header.lower() != original.lower():
+        return f"{original} does not match the message's Message-ID"
+    return ""
+
+
+def apply_report(
+    report: DeliveryStatusReport, store: MessageStore, now: datetime | None = None, *, verp_id: str | None = None
+) -> list[BounceEvent]:
+    at = isoformat(now or utcnow())
+    message_id, reason = locate(report, verp_id)
+    if message_id is None:
         return [_event(r, None, applied=False, reason=reason) for r in report.recipients]
     for _ in range(SAVE_ATTEMPTS):
         try:
             record = store.get(message_id)
         except MessageNotFoundError:
             return [_event(r, message_id, applied=False, reason="no such message") for r in report.recipients]
-        if record.message_id_header.lower() != original.lower():
-            reason = f"{original} does not match the message's Message-ID"
+        reason = matches_record(report, record)
+        if reason:
             return [_event(r, message_id, applied=False, reason=reason) for r in report.recipients]
         events = [bounce_recipient(record, recipient, at) for recipient in report.recipients]
         if not any(event.applied for event in events):
             return events
-        if record.status not in _WORKER_OWNED:
-            record.settle()
-        record.updated_at = at
+        settle(record, at)
         try:
             store.save(record)
         except ConcurrentUpdateError:
@@ -93,6 +118,13 @@ def apply_report(report: DeliveryStatusReport, store: MessageStore, now: datetim
                 )
         return events
     raise ConcurrentUpdateError(message_id)
+
+
+def settle(record: MessageRecord, at: str) -> None:
+    """After bouncing recipients in memory: derive the message status, unless the worker owns the message now."""
+    if record.status not in _WORKER_OWNED:
+        record.settle()
+    record.updated_at = at
 
 
 def bounce_recipient(record: MessageRecord, recipient: DsnRecipient, at: str) -> BounceEvent:

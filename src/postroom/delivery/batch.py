@@ -3,6 +3,10 @@
 One SMTP agent per batch, so messages of a batch going to the same MX host share one connection. A deferred message
 gets its visibility timeout set to the backoff delay and is reported as a batch item failure: SQS keeps it and hands
 it back when the delay is over, while the rest of the batch is deleted as done.
+
+Each record's ``ApproximateReceiveCount`` goes to the worker, which gives up on a message whose processing keeps
+crashing (see ``Settings.poison_receive_count``). A record whose handling raises is never reported done, whatever the
+count, so SQS keeps it: at worst the queue's redrive moves it to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from postroom.delivery.once import send_guard
 from postroom.delivery.ses import SesDeliveryAgent
 from postroom.delivery.worker import Deliverer
 from postroom.events.hooks import delivery_hooks
+from postroom.events.services import event_services
 from postroom.inbound.handler import internal_delivery_agents
 from postroom.observability.delivery_log import DeliveryLog
 from postroom.observability.metrics import DeliveryMetrics
@@ -98,6 +103,14 @@ def relay_agent(settings: Settings) -> SmtpDeliveryAgent | None:
     )
 
 
+def _receive_count(record: SQSRecord) -> int:
+    """How many times SQS has handed this record over, this time included (1 when the attribute is missing)."""
+    try:
+        return max(1, int(record.attributes.approximate_receive_count or 1))
+    except ValueError:
+        return 1
+
+
 def pacing_filter(settings: Settings) -> PacingFilter:
     windows = PaceWindows(aws.client("dynamodb"), settings.table)
     return PacingFilter(settings, windows, AccountSendRate(aws.client("sesv2")))
@@ -121,6 +134,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
             observers=[*hooks["observers"], DeliveryLog(), DeliveryMetrics()],
             decorators=hooks["decorators"],
             local=internal_delivery_agents(svc.settings),
+            return_path=event_services().return_path(),
         )
 
         def record_handler(record: SQSRecord) -> str:
@@ -131,7 +145,18 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
                 svc.queue.dead_letter(record.body, "unreadable queue body: not a Postroom delivery task")
                 logger.error("unreadable queue body dead-lettered", extra={"sqs_message_id": record.message_id})
                 return "dead-lettered"
-            result = deliverer.attempt(task)
+            received = _receive_count(record)
+            try:
+                result = deliverer.attempt(task, received=received)
+            except Exception:
+                if received >= svc.settings.poison_receive_count:
+                    # The give-up itself crashed (or the record cannot even be read): the exception keeps the pointer
+                    # in the queue, and this line is the only reason an operator will find for a redriven message.
+                    logger.exception(
+                        "could not give up on a message whose processing keeps crashing; SQS keeps it for redrive",
+                        extra={"message_id": task.message_id, "receive_count": received},
+                    )
+                raise
             if result.retry_in is not None:
                 svc.queue.retry_later(record.receipt_handle, result.retry_in)
                 raise RetryLaterError(f"{task.message_id} deferred for {result.retry_in} s")

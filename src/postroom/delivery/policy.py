@@ -39,3 +39,17 @@ def give_up_reason(*, attempts: int, created_at: datetime, now: datetime, settin
     if age >= timedelta(seconds=settings.max_age_seconds):
         return f"gave up: still undelivered {int(age.total_seconds())} s after it was accepted"
     return None
+
+
+def crash_give_up_reason(*, received: int, attempts: int, settings: Settings) -> str | None:
+    """Why to give up on a pointer SQS has handed over ``received`` times (its ``ApproximateReceiveCount``).
+
+    Every deferral is one receive, but the worker gives up on deferrals after ``max_attempts``, below this threshold;
+    so a count this high means receives that ended without an outcome: the function crashed or timed out on them.
+    """
+    if received >= settings.poison_receive_count:
+        return (
+            f"gave up: processing crashed or timed out repeatedly (received {received} times from the delivery queue, "
+            f"{attempts} delivery attempts recorded)"
+        )
+    return None

@@ -2,7 +2,10 @@
 recipient to its agent, record per-recipient results, and decide what happens next.
 
 The worker never loses a message: every path ends with the record saved in a state that says what happened —
-delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt.
+delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt. A
+message whose processing keeps crashing the function never reaches such a save by itself; once SQS has handed it over
+``poison_receive_count`` times, the worker gives up on it without attempting it again. If that give-up crashes too, the
+exception leaves the pointer in the queue, for the next receive or, at last, the queue's redrive.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from aws_lambda_powertools import Logger
 
 from postroom.clock import isoformat, parse_iso, utcnow
-from postroom.delivery.policy import backoff_seconds, choose_path, give_up_reason
+from postroom.delivery.policy import backoff_seconds, choose_path, crash_give_up_reason, give_up_reason
 from postroom.delivery.results import RecipientResult
 from postroom.mime import build_message, render
 from postroom.models import SendRequest
@@ -29,6 +32,7 @@ from postroom.store.messages import MessageNotFoundError
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
+    from postroom.deliverability.return_path import ReturnPath
     from postroom.queue import DeliveryQueue
     from postroom.record import MessageRecord
     from postroom.settings import Settings
@@ -111,6 +115,7 @@ class Deliverer:
         relay: SmtpAgent | None = None,
         send_guard: SendGuard | None = None,
         decorators: list[MessageDecorator] | None = None,
+        return_path: ReturnPath | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -123,8 +128,10 @@ class Deliverer:
         self._relay = relay
         self._guard: SendGuard = send_guard or _send_directly
         self._decorators = decorators or []
+        self._return_path = return_path
 
-    def attempt(self, task: DeliveryTask, now: datetime | None = None) -> AttemptResult:
+    def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
+        """``received``: how many times SQS has handed this pointer over, this time included."""
         now = now or utcnow()
         try:
             record = self._store.get(task.message_id)
@@ -139,6 +146,12 @@ class Deliverer:
             # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
             logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
             return AttemptResult(record.id, record.status)
+
+        # A message whose processing keeps crashing the function is not attempted again: the crash is likely in the
+        # attempt itself, and the queue's redrive would soon park it with no reason and its record left "sending".
+        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
+        if crashed:
+            return self._give_up(record, task, crashed, now)
 
         # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
         started = parse_iso(record.send_at or record.created_at)
@@ -214,6 +227,7 @@ class Deliverer:
                 pending = [address for address in pending if address not in mine]
         if not pending:
             return results
+        sender = self._envelope_sender(record)
         if path is DeliveryPath.SES:
             sent = self._guard(
                 record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
@@ -223,9 +237,7 @@ class Deliverer:
         if path is DeliveryPath.RELAY and self._relay is not None:
             # One smart host takes every domain: one transaction for all pending recipients.
             relay = self._relay
-            sent = self._guard(
-                record, path.value, pending, lambda: relay.deliver("relay", record.from_address, pending, mime)
-            )
+            sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
             results.extend((r, path.value) for r in sent)
             return results
         by_domain: dict[str, list[str]] = defaultdict(list)
@@ -236,10 +248,18 @@ class Deliverer:
                 record,
                 path.value,
                 recipients,
-                lambda d=domain, r=recipients: self._smtp.deliver(d, record.from_address, r, mime),  # type: ignore[misc]
+                lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
             )
             results.extend((r, path.value) for r in delivered)
         return results
+
+    def _envelope_sender(self, record: MessageRecord) -> str:
+        """MAIL FROM for direct SMTP and the relay: the message's VERP bounce address when the stack has a return-path
+        domain, so asynchronous bounces reach Postroom; else the sender's own address. (SES is not asked to use it:
+        SES sends with its own MAIL FROM and reports bounces through its events.)"""
+        if self._return_path is None:
+            return record.from_address
+        return self._return_path.address_for(record.id)
 
     def _give_up(
         self,

@@ -7,7 +7,8 @@ What is checked depends on how the domain sends:
   on DKIM: the Easy DKIM CNAMEs must be published. SPF must include amazonses.com on the custom MAIL FROM domain (and
   it does no harm on the domain itself).
 - **Direct SMTP**: the envelope sender is the From address, so the domain's SPF must authorise the address Postroom
-  sends from (the NAT gateway's Elastic IP); DKIM is checked for the selectors given.
+  sends from (the NAT gateway's Elastic IP); DKIM is checked for the selectors given. With a return-path domain the
+  envelope sender is ``bounces+…@<return-path domain>`` instead, so SPF is checked there.
 - Every domain: DMARC; with ``inbound``, MX; and MTA-STS (with TLS-RPT), which protects mail *to* the domain.
 """
 
@@ -81,6 +82,7 @@ class DoctorOptions:
     dkim_selectors: tuple[str, ...] = ()  # selectors of keys published as TXT (BYODKIM, Postroom's own signer)
     inbound: bool = False
     expected_mx: str | None = None
+    return_path_domain: str | None = None  # direct SMTP's MAIL FROM domain (ReturnPathDomain), when set
 
 
 def diagnose(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Report:
@@ -102,7 +104,8 @@ def diagnose(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Report:
 def _spf(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Check:
     ses = options.delivery is DeliveryPath.SES
     custom_mail_from = options.ses.mail_from_domain if (ses and options.ses) else None
-    target = custom_mail_from or domain
+    return_path = options.return_path_domain if not ses else None
+    target = custom_mail_from or return_path or domain
     # With SES's default MAIL FROM, receivers check SPF against amazonses.com, not this domain: a missing include is
     # worth fixing but does not stop DMARC from passing (DKIM carries it). Everywhere else SPF decides.
     missing_status = CheckStatus.WARN if ses and not custom_mail_from else CheckStatus.FAIL
@@ -116,6 +119,12 @@ def _spf(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Check:
     details = [f"{target} TXT {record.text!r}"] if record else []
     if custom_mail_from:
         details.append(f"SES sends with the custom MAIL FROM domain {custom_mail_from}: SPF is checked there")
+    if return_path:
+        # DMARC's SPF alignment is relaxed by default: it holds when the two share an organisational domain.
+        details.append(
+            f"direct SMTP sends with MAIL FROM bounces+…@{return_path} (the return path): SPF is checked there, and "
+            f"aligns with From only under the same organisational domain (DKIM aligns regardless)"
+        )
     if record is None:
         who = "Amazon SES" if ses else "Postroom's sending address"
         fixes = [Fix(target, "TXT", _spf_with(None, wanted))] if wanted else []

@@ -25,6 +25,9 @@ def add_doctor_command(sub: Any) -> None:
     doctor.add_argument("--inbound", action="store_true", help="the domain also receives mail: check MX, MTA-STS")
     doctor.add_argument("--expect-mx", help="the MX host inbound mail should go to (default with --region: SES's)")
     doctor.add_argument("--egress-ip", action="append", default=[], help="direct SMTP's public address (repeatable)")
+    doctor.add_argument(
+        "--return-path", help="direct SMTP's return-path domain (ReturnPathDomain): SPF is checked there"
+    )
     doctor.add_argument("--dkim-selector", action="append", default=[], help="a DKIM selector to check (repeatable)")
     doctor.add_argument("--dkim-token", action="append", default=[], help="an SES Easy DKIM token (repeatable)")
     doctor.add_argument("--ses", action="store_true", help="read the domain's DKIM tokens from SES (AWS credentials)")
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         dkim_selectors=tuple(args.dkim_selector),
         inbound=args.inbound,
         expected_mx=args.expect_mx or (ses_inbound_endpoint(args.region) if args.inbound else None),
+        return_path_domain=args.return_path,
     )
     report = diagnose(args.domain, options, DnsLookup(nameservers, budget_seconds=args.timeout))
     print(json.dumps(report.to_dict(), indent=2) if args.json else report.to_text(), file=sys.stdout)

@@ -42,5 +42,6 @@ def stack_diagnosis(
         dkim_selectors=dkim_selectors,
         inbound=inbound,
         expected_mx=ses_inbound_endpoint(region) if inbound else None,
+        return_path_domain=settings.return_path_domain or None,
     )
     return diagnose(domain, options, DnsLookup(nameservers, budget_seconds=budget_seconds))

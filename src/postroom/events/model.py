@@ -42,7 +42,9 @@ class Event(BaseModel):
     recipient: str | None = Field(default=None, description="None when the event concerns no single recipient.")
     occurred_at: str = Field(description="When it happened, as the reporting side says.")
     recorded_at: str
-    source: str = Field(description="Who reported it: ses, smtp, postroom, tracking.")
+    source: str = Field(
+        description="Who reported it: ses, smtp, dsn (a bounce at the return path), postroom, tracking.",
+    )
     ses_message_id: str | None = None
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)

@@ -21,6 +21,7 @@ from postroom.webhooks.fanout import WebhookFanout
 from postroom.webhooks.store import WebhookStore
 
 if TYPE_CHECKING:
+    from postroom.deliverability.return_path import ReturnPath
     from postroom.tracking.tokens import LinkSigner
 
 # How long a Lambda environment keeps the signing key before reading it again (a rotated key takes effect by then).
@@ -63,6 +64,18 @@ class EventServices:
         if not self.config.tracking_enabled:
             return None
         return LinkSigner(self._signing_key(), self.config.public_url)
+
+    def return_path(self) -> ReturnPath | None:
+        """The return path (VERP envelope senders and their check), or None when no return-path domain is set.
+        Its tags are signed with the link signing key, which every stack has (a deployment that configures none
+        gets unsigned addresses, and bounces are tied to messages by their quoted Message-ID alone)."""
+        from postroom.deliverability.return_path import ReturnPath
+
+        domain = self.core.settings.return_path_domain
+        if not domain:
+            return None
+        configured = self.config.signing_secret or self.config.signing_secret_arn
+        return ReturnPath(domain, self._signing_key() if configured else None)
 
     def _signing_key(self) -> str:
         if self.config.signing_secret:

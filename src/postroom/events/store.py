@@ -112,6 +112,13 @@ class EventStore:
         original = self.get(tenant, str(stored.get("event_id", ""))) if stored.get("event_id") else None
         return Recorded(original or event, new=False, settled=bool(stored.get("settled", True)))
 
+    def known(self, *, tenant: str, key: str) -> bool:
+        """Whether an event was recorded under ``key`` (its follow-up may still be due: record it again to do that)."""
+        item = self._ddb.get_item(
+            TableName=self._table, Key=to_item({"pk": _dedupe_pk(tenant, key), "sk": "EVTKEY"}), ConsistentRead=True
+        ).get("Item")
+        return item is not None
+
     def mark_settled(self, *, tenant: str, key: str) -> None:
         self._ddb.update_item(
             TableName=self._table,

@@ -64,6 +64,15 @@ class InternalDeliveryAgent:
                 smtp_code=250,
                 enhanced_status="2.0.0",
             )
+        for bounce in result.bounces:
+            if not bounce.kept:  # a report to a bounce address, applied (the kept ones are in result.filed)
+                by_recipient[bounce.recipient] = RecipientResult(
+                    bounce.recipient,
+                    Outcome.DELIVERED,
+                    reply="250 2.0.0 delivery status notification applied",
+                    smtp_code=250,
+                    enhanced_status="2.0.0",
+                )
         for rejection in result.rejected:
             by_recipient[rejection.recipient] = RecipientResult(
                 rejection.recipient,

@@ -12,6 +12,9 @@ S3 layout in the inbound bucket, per received message (``receipt``):
     parsed/<receipt>/parts/<part id>       each attachment decoded, served through presigned URLs
 
 The raw MIME is never rewritten. A message whose parsing fails is still filed, with the ``parse_failed`` flag.
+
+Recipients at the return path (``bounces+…@ReturnPathDomain``) are not mailboxes: what arrives for them goes to the
+bounce processor (:mod:`postroom.inbound.bounces`), and only what it cannot apply is filed, into ``bounces@``.
 """
 
 from __future__ import annotations
@@ -20,16 +23,19 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email import message_from_binary_file, policy
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from postroom.inbound.bounces import BounceOutcome, BounceRecipient
 from postroom.inbound.mime import ParsedMail, parse_mail
 from postroom.inbound.routing import Destination, Rejection, route
 from postroom.inbound.sanitize import sanitize_html
 from postroom.mailbox.store import mail_ulid, mailbox_id
 
 if TYPE_CHECKING:
+    from postroom.inbound.bounces import BounceProcessor
     from postroom.mailbox.store import MailboxStore
     from postroom.settings import Settings
 
@@ -78,33 +84,51 @@ class FilingResult:
     filed: list[Filed] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    bounces: list[BounceOutcome] = field(default_factory=list)  # what arrived at the return path, and what became of it
 
 
 class Filer:
-    def __init__(self, *, settings: Settings, store: MailboxStore, s3: Any) -> None:
+    def __init__(
+        self, *, settings: Settings, store: MailboxStore, s3: Any, bounces: BounceProcessor | None = None
+    ) -> None:
         self._settings = settings
         self._store = store
         self._s3 = s3
         self._bucket = settings.inbound_bucket
+        self._bounces = bounces
 
-    def route(self, recipient: str) -> Destination | Rejection:
+    def route(self, recipient: str) -> Destination | Rejection | BounceRecipient:
+        if self._bounces is not None:
+            decided = self._bounces.route(recipient)
+            if decided is not None:
+                return decided
         return route(recipient, self._settings, self._store.address_exists)
 
     def file(self, envelope: Envelope) -> FilingResult:
         result = FilingResult()
         destinations: list[Destination] = []
+        bounce_targets: list[BounceRecipient] = []
         for recipient in envelope.recipients:
             decided = self.route(recipient)
             if isinstance(decided, Rejection):
                 result.rejected.append(decided)
+            elif isinstance(decided, BounceRecipient):
+                bounce_targets.append(decided)
             else:
                 destinations.append(decided)
-        if not destinations:
+        if not destinations and not bounce_targets:
             # Every recipient was refused (and bounced): there is no mailbox to keep the message for.
             self._s3.delete_object(Bucket=self._bucket, Key=raw_key(envelope.receipt_id))
             return result
         with tempfile.TemporaryFile(prefix="postroom-raw-") as raw:
             self._s3.download_fileobj(self._bucket, raw_key(envelope.receipt_id), raw)
+            if bounce_targets:
+                raw.seek(0)
+                destinations += self._process_bounces(envelope, bounce_targets, raw, result)
+                if not destinations:
+                    # Every report was applied: its substance is in the message records and events now.
+                    self._s3.delete_object(Bucket=self._bucket, Key=raw_key(envelope.receipt_id))
+                    return result
             raw.seek(0)
             mail = parse_mail(raw)
         try:
@@ -137,6 +161,30 @@ class Filer:
             },
         )
         return result
+
+    def _process_bounces(
+        self, envelope: Envelope, targets: list[BounceRecipient], raw: Any, result: FilingResult
+    ) -> list[Destination]:
+        """Apply what arrived at bounce addresses; the destinations (in the bounce mailbox) of what must be kept."""
+        assert self._bounces is not None  # route() only makes BounceRecipients with a processor
+        # compat32, as the DSN parser expects. Bounces are small; anything large sent to a bounce address is parsed
+        # in memory once (the inbound function has 1 GB for SES's 40 MB at most).
+        message = message_from_binary_file(raw, policy=policy.compat32)
+        kept: list[Destination] = []
+        for target in targets:
+            outcome = self._bounces.process(target, message, envelope.receipt_id)
+            result.bounces.append(outcome)
+            if outcome.kept:
+                kept.append(
+                    Destination(
+                        target.recipient,
+                        self._bounces.return_path.system_address,
+                        target.message_id or None,
+                        registered=False,
+                        flags=(outcome.disposition.value,),
+                    )
+                )
+        return kept
 
     def _store_parsed(self, receipt_id: str, mail: ParsedMail) -> None:
         uploads = list(mail.parts)
@@ -196,7 +244,7 @@ class Filer:
         def searchable(addresses: list[dict[str, str]]) -> str:
             return " ".join(f"{a['name']} <{a['email']}>" for a in addresses[:MAX_LISTED_ADDRESSES]).lower()
 
-        flags = set(mail.flags)
+        flags = set(mail.flags) | set(destination.flags)
         if destination.catch_all:
             flags.add("catch_all")
         return {

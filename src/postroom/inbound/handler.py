@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from postroom.delivery.worker import LocalAgent
+    from postroom.inbound.bounces import BounceProcessor
     from postroom.settings import Settings
 
 logger = Logger(child=True)
@@ -37,7 +38,24 @@ VERDICTS = ("spam", "virus", "spf", "dkim", "dmarc")  # SES receipt fields <name
 def filer() -> Filer:
     svc = services()
     return Filer(
-        settings=svc.settings, store=MailboxStore(aws.client("dynamodb"), svc.settings.table), s3=aws.client("s3")
+        settings=svc.settings,
+        store=MailboxStore(aws.client("dynamodb"), svc.settings.table),
+        s3=aws.client("s3"),
+        bounces=bounce_processor(),
+    )
+
+
+def bounce_processor() -> BounceProcessor | None:
+    """What takes mail for the return path, when the stack has a return-path domain."""
+    from postroom.events.services import event_services
+    from postroom.inbound.bounces import BounceProcessor
+
+    events = event_services()
+    return_path = events.return_path()
+    if return_path is None:
+        return None
+    return BounceProcessor(
+        return_path=return_path, messages=events.core.messages, recorder=events.recorder, events=events.events
     )
 
 
@@ -65,21 +83,41 @@ def envelope_of(record: SESEventRecord, origin: str = "ses") -> Envelope:
 
 def bounce(receipt_id: str, result: FilingResult) -> None:
     """Tell the sender about rejected recipients (SES delivers the DSN). SES allows this up to 24 h after receipt."""
-    if not result.rejected:
+    rejected = [rejection for rejection in result.rejected if rejection.notify]
+    if not rejected:
         return
-    domain = result.rejected[0].recipient.rpartition("@")[2]
+    domain = rejected[0].recipient.rpartition("@")[2]
     try:
         aws.client("ses").send_bounce(
             OriginalMessageId=receipt_id,
             BounceSender=f"MAILER-DAEMON@{domain}",
             BouncedRecipientInfoList=[
-                {"Recipient": rejection.recipient, "BounceType": "DoesNotExist"} for rejection in result.rejected
+                {"Recipient": rejection.recipient, "BounceType": "DoesNotExist"} for rejection in rejected
             ],
         )
     except (ClientError, BotoCoreError, NotImplementedError) as error:
         # The message itself was handled; a failed bounce is logged for the operator, not retried into duplicates.
         # (NotImplementedError: what moto's in-process SES says; SendBounce has no emulation.)
         logger.warning("could not bounce rejected recipients", extra={"receipt": receipt_id, "error": str(error)})
+
+
+def _bounce_metrics(result: FilingResult) -> None:
+    """Mail at the return path: what was applied, what was kept for a person (an alarm can watch
+    BouncesUnprocessed), and bounce addresses refused as forged."""
+    from postroom.inbound.bounces import Disposition
+
+    counts = {disposition: 0 for disposition in Disposition}
+    for outcome in result.bounces:
+        counts[outcome.disposition] += 1
+    refused = sum(1 for rejection in result.rejected if not rejection.notify)
+    for name, value in (
+        ("BouncesApplied", counts[Disposition.APPLIED]),
+        ("BouncesUnprocessed", counts[Disposition.UNPROCESSED]),
+        ("AutoRepliesReceived", counts[Disposition.AUTO_REPLY]),
+        ("BounceAddressesRefused", refused),
+    ):
+        if value:
+            metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -96,6 +134,7 @@ def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         metrics.add_metric(name="RecipientsRejected", unit=MetricUnit.Count, value=len(result.rejected))
         if result.flags:
             metrics.add_metric(name="MessagesFlagged", unit=MetricUnit.Count, value=1)
+        _bounce_metrics(result)
         outcome.append(
             {
                 "receipt": envelope.receipt_id,
@@ -104,6 +143,16 @@ def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                     {"recipient": r.recipient, "status": r.status, "reason": r.reason} for r in result.rejected
                 ],
                 "flags": result.flags,
+                "bounces": [
+                    {
+                        "recipient": b.recipient,
+                        "message_id": b.message_id,
+                        "disposition": b.disposition.value,
+                        "bounced": [e.recipient for e in b.events if e.applied],
+                        "reason": b.reason,
+                    }
+                    for b in result.bounces
+                ],
             }
         )
     # "disposition" is what a RequestResponse Lambda action reads; for the asynchronous action it is ignored.

@@ -22,6 +22,7 @@ class Destination:
     tag: str | None
     catch_all: bool = False
     registered: bool = True  # False: a catch-all address, created on first use
+    flags: tuple[str, ...] = ()  # added to the filed copy's flags (e.g. why a bounce was kept)
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,9 @@ class Rejection:
     recipient: str
     status: str  # RFC 3463 enhanced status
     reason: str
+    # Whether the sender is told (SES SendBounce). Not for refused bounce addresses: their sender is forged or null,
+    # and bouncing to it would be backscatter (RFC 5321 §4.5.5: no notification to a bounce).
+    notify: bool = True
 
 
 def route(recipient: str, settings: Settings, exists: Callable[[str], bool]) -> Destination | Rejection:

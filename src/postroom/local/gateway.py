@@ -108,6 +108,12 @@ class ApiGateway(ThreadingHTTPServer):
 class _RequestHandler(BaseHTTPRequestHandler):
     server: ApiGateway
     protocol_version = "HTTP/1.1"
+    # The stdlib's defaults (unbuffered writes, Nagle on) send the headers and the body of a response as two small
+    # writes, and the kernel holds the second until the client acknowledges the first, which a client waiting for
+    # the rest delays by ~40 ms: every response on a keep-alive connection after the first took 44 ms. Buffered, the
+    # response leaves in one write when the request is done (handle_one_request flushes); TCP_NODELAY for the rest.
+    wbufsize = -1
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the handlers' own structured logs say what happened

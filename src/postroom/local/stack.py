@@ -39,6 +39,7 @@ _PARAMETER_ENV = {
     "HeloName": "POSTROOM_HELO_NAME",
     "InboundDomains": "POSTROOM_INBOUND_DOMAINS",
     "InboundCatchAll": "POSTROOM_INBOUND_CATCH_ALL",
+    "ReturnPathDomain": "POSTROOM_RETURN_PATH_DOMAIN",
 }
 LOCAL_PARAMETER_DEFAULTS = {"SendingDomains": "example.com", "DefaultDelivery": "smtp", "HeloName": "localhost"}
 # Receiving works out of the box: any address at example.com reaches support@example.com's Inbox.

@@ -1,0 +1,127 @@
+"""A mail client's second session through ``postroom bridge``: messages downloaded once are read from the bridge's
+disk cache, not the API, an unchanged mailbox is not listed again, and an expunged message leaves the disk. Real
+imaplib against the local stack."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postroom.bridge.connections import Connections
+from postroom.bridge.runner import Bridge, BridgeConfig
+from postroom.local.stack import LocalStack, StackConfig
+from tests.bridge.test_imap_pop3 import ADDRESS, fetch_map, imap, receive
+from tests.e2e.test_local_stack import call
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
+    config = StackConfig(
+        api_port=0,
+        outbox=tmp_path / "outbox",
+        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
+    )
+    local = LocalStack(config).start()
+    status, body = call(local, "POST", "/v1/addresses", {"address": ADDRESS})
+    assert status == 201, body
+    yield local
+    local.stop()
+
+
+@pytest.fixture
+def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every URL the bridge asks for."""
+    seen: list[str] = []
+    send = Connections.request
+
+    def recorded(self: Connections, method: str, url: str, **kwargs: Any) -> Any:
+        seen.append(url)
+        return send(self, method, url, **kwargs)
+
+    monkeypatch.setattr(Connections, "request", recorded)
+    return seen
+
+
+def test_a_second_session_reads_downloaded_messages_from_disk(
+    stack: LocalStack, tmp_path: Path, requests: list[str]
+) -> None:
+    # GIVEN two received messages and a bridge
+    kept = receive(stack, "Order 1")
+    gone = receive(stack, "Order 2")
+    config = BridgeConfig(
+        api_url=stack.api_url, smtp_port=None, smtps_port=None, imap_port=0, pop3_port=None, state_dir=tmp_path
+    )
+    with Bridge(config) as bridge:
+        # WHEN a client lists them (the header fields a message list shows), which downloads each
+        client = imap(bridge, stack)
+        client.select("INBOX")
+        typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
+        assert typ == "OK"
+        first = fetch_map(data)
+        client.logout()
+        downloads = [url for url in requests if url.endswith("/raw")]
+        # THEN both were downloaded once, and both are kept under the state directory
+        assert len(downloads) == 2
+        assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
+        # WHEN a new session lists them again
+        requests.clear()
+        client = imap(bridge, stack)
+        client.select("INBOX")
+        typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
+        # THEN it gets the same answers without a single download, and without listing the unchanged mailbox again
+        assert typ == "OK"
+        assert fetch_map(data) == first
+        assert not [url for url in requests if "/raw" in url or "/v1/" not in url]
+        assert not [url for url in requests if "/messages" in url]
+        client.logout()
+        # WHEN a flag changes elsewhere (here through the API) and a new session lists the mailbox
+        status, _ = call(stack, "PATCH", f"/v1/mail/{kept}", {"keywords": {"$flagged": True}})
+        assert status == 200
+        requests.clear()
+        client = imap(bridge, stack)
+        client.select("INBOX")
+        typ, data = client.uid("FETCH", "1:*", "(UID FLAGS)")
+        # THEN the mailbox is listed afresh (its state moved) and shows the change
+        assert [url for url in requests if "/messages" in url]
+        assert b"\\Flagged" in fetch_map(data)[min(first)]
+        # WHEN the client deletes one and expunges
+        uid = max(first)
+        client.uid("STORE", str(uid), "+FLAGS.SILENT", "(\\Deleted)")
+        typ, _ = client.expunge()
+        assert typ == "OK"
+        client.logout()
+    # THEN it is gone from the API and from the bridge's disk
+    status, _ = call(stack, "GET", f"/v1/mail/{gone}")
+    assert status == 404
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
+
+
+def test_no_cache_means_nothing_on_disk(stack: LocalStack, tmp_path: Path, requests: list[str]) -> None:
+    # GIVEN a bridge told to keep nothing
+    receive(stack, "Order 3")
+    config = BridgeConfig(
+        api_url=stack.api_url,
+        smtp_port=None,
+        smtps_port=None,
+        imap_port=0,
+        pop3_port=None,
+        state_dir=tmp_path,
+        cache_bytes=0,
+    )
+    with Bridge(config) as bridge:
+        # WHEN a client reads the message in two sessions
+        for _ in range(2):
+            client = imap(bridge, stack)
+            client.select("INBOX")
+            typ, _ = client.fetch("1", "(BODY.PEEK[])")
+            assert typ == "OK"
+            client.logout()
+    # THEN each session downloaded it and no message was written
+    assert len([url for url in requests if url.endswith("/raw")]) == 2
+    assert not (tmp_path / "mail").exists()
