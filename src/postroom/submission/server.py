@@ -119,7 +119,8 @@ class SubmissionHandler:
         self.rates = RateLimiter(options.rate_per_minute, 60.0)
         self.failed_logins = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self._keys: dict[str, float] = {}
-        self.queued: deque[str] = deque(maxlen=QUEUED_KEPT)  # the latest ids answered 250, in order
+        # The latest ids answered 250, in order (status lines and tests); trimmed in batches to the newest QUEUED_KEPT.
+        self.queued: list[str] = []
         self.queued_total = 0
         # Open connections (the SMTP protocol objects), counted so a stopping service can wait for them to end.
         # Listeners sharing this handler each run their own event loop thread, hence the lock.
@@ -208,6 +209,8 @@ class SubmissionHandler:
         if answer.status == 202:
             self.queued.append(str(answer.body.get("id")))
             self.queued_total += 1
+            if len(self.queued) > 2 * QUEUED_KEPT:
+                del self.queued[:-QUEUED_KEPT]
         return reply
 
 
