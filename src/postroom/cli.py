@@ -122,6 +122,12 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_submission_server(_: argparse.Namespace) -> int:
+    from postroom.submission.service import main
+
+    return main(os.environ)
+
+
 def _keys_store(table: str | None) -> object:
     from postroom import aws
     from postroom.store.keys import ApiKeyStore
@@ -228,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-mb", type=int, default=512, help="received messages kept in ~/.postroom/bridge/mail (0: none)"
     )
     bridge.set_defaults(func=_cmd_bridge)
+
+    submission = sub.add_parser(
+        "submission-server",
+        help="run the SMTP submission listeners in the foreground, configured by POSTROOM_* environment variables "
+        "(the container entry point of the optional AWS service; see infrastructure/README.md)",
+    )
+    submission.set_defaults(func=_cmd_submission_server)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

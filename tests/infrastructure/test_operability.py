@@ -19,6 +19,8 @@ from postroom.local import template as tpl
 from postroom.observability.metrics import DIMENSION_DELIVERY_PATH, DIMENSION_DOMAIN_CLASS, Metric
 
 SAM_VENV = Path(__file__).resolve().parents[2] / ".sam-venv"
+SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:postroom/submission-tls-AbCdEf"
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/postroom-submission:1"
 ALARM = "AWS::CloudWatch::Alarm"
 
 
@@ -69,7 +71,8 @@ def dashboard(template: dict[str, Any]) -> dict[str, Any]:
 
 def test_every_alarm_notifies_the_alarm_topic_and_is_named_after_the_stack(template):
     alarms = resources_of(template, ALARM)
-    assert len(alarms) == 8  # the function errors take two alarms (10 metrics each at most)
+    # the function errors take two alarms (10 metrics each at most); the submission service's exists only when enabled
+    assert len(alarms) == 9
     for logical_id, alarm in alarms.items():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], logical_id
@@ -168,9 +171,11 @@ def test_the_dashboard_is_json_with_every_alarm_and_the_stacks_resources(templat
     board = dashboard(template)
     widgets = board["widgets"]
     (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
-    # ... with an alarm status widget listing every alarm of the stack
+    # ... with an alarm status widget listing every alarm a default deployment creates
     assert set(alarm_widget["properties"]["alarms"]) == {
-        f"arn:aws:test:::{lid}" for lid in resources_of(template, ALARM)
+        f"arn:aws:test:::{lid}"
+        for lid, alarm in resources_of(template, ALARM).items()
+        if "Condition" not in alarm or condition(template, alarm["Condition"])
     }
     text = json.dumps(board)
     for reference in (
@@ -305,8 +310,14 @@ def test_customer_managed_key_is_off_by_default_and_covers_the_state_when_on(tem
 def test_the_smtp_vpc_exists_only_on_request_and_gives_one_egress_address(template):
     res = template["Resources"]
     networking = {lid for lid, r in res.items() if r["Type"].startswith("AWS::EC2::")}
-    # GIVEN EnableSmtpVpc  THEN every network resource hangs on it, and SES-only stacks get none
-    assert all(res[lid].get("Condition") == "UseSmtpVpc" for lid in networking)
+    # GIVEN EnableSmtpVpc  THEN every network resource hangs on it or on the submission service (which shares the
+    # VPC: UseVpc is either), and SES-only stacks get none
+    vpc_conditions = {"UseVpc", "UseSmtpVpc", "UseSubmissionService", "SubmissionOnlyVpc"}
+    assert {res[lid].get("Condition") for lid in networking} == vpc_conditions
+    assert not any(condition(template, name) for name in vpc_conditions)
+    smtp_only = {lid for lid in networking if res[lid]["Condition"] in ("UseVpc", "UseSmtpVpc")}
+    assert all(condition(template, res[lid]["Condition"], EnableSmtpVpc="true") for lid in smtp_only)
+    assert {lid for lid in networking if res[lid]["Condition"] == "UseSmtpVpc"} == {"SmtpNatEip", "WorkerSecurityGroup"}
     assert {r["Type"] for lid, r in res.items() if lid in networking} >= {
         "AWS::EC2::VPC",
         "AWS::EC2::NatGateway",
@@ -386,10 +397,18 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     # ... the quota schedule becomes an EventBridge rule, and the doctor route is on the API
     assert any(r["Type"] == "AWS::Events::Rule" for r in resources.values())
     assert "SendApiFunctionDomainDoctorPermissionapi" in resources
-    # ... and a default deployment (no VPC, no customer key, no alarm email) creates this many resources
+    # ... and a default deployment (no VPC, no customer key, no alarm email, no submission service) creates this many
     deployed = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"])]
-    assert len(template["Resources"]) == 82
-    assert (len(resources), len(deployed)) == (147, 122)
+    assert len(template["Resources"]) == 99
+    assert (len(resources), len(deployed)) == (165, 123)
+    # ... the submission service's 17 resources come through as they are, condition included; enabling it creates
+    # them and the 16 network resources it shares with direct SMTP (VPC, subnets, routes, NAT, endpoints)
+    submission = {lid: r for lid, r in resources.items() if lid.startswith("Submission")}
+    assert len(submission) == 17
+    assert all(r == template["Resources"][lid] for lid, r in submission.items())
+    enabled = {"SubmissionService": "Enabled", "SubmissionTlsSecretArn": SECRET_ARN, "SubmissionImageUri": IMAGE}
+    on = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"], **enabled)]
+    assert len(on) == len(deployed) + 17 + 16
 
 
 def test_the_samconfig_example_names_real_parameters_with_valid_values(repo_root, template):

@@ -31,7 +31,7 @@ SCOPED_POLICY_TEMPLATES = {
     "SNSPublishMessagePolicy",
 }
 # Actions IAM authorizes only against Resource "*" (they have no resource types); each must still be region-bound.
-ACTIONS_WITHOUT_RESOURCE_TYPES = {"ses:GetAccount"}
+ACTIONS_WITHOUT_RESOURCE_TYPES = {"ses:GetAccount", "ecr:GetAuthorizationToken"}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -134,6 +134,19 @@ def test_no_policy_grants_wildcard_actions(template):
         for statement in statements(resource.get("Properties", {}).get("PolicyDocument")):
             if statement["Effect"] == "Allow":
                 assert all(a != "*" and not a.endswith(":*") for a in as_list(statement["Action"])), logical_id
+    # ... and roles' inline policies (Scheduler's, the submission tasks') follow the functions' rules
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in statements(policy["PolicyDocument"]):
+                actions = [a for action in as_list(statement["Action"]) for a in branches(action)]
+                assert all(a != "*" and not a.endswith(":*") for a in actions), f"{logical_id}: {actions}"
+                if set(actions) <= ACTIONS_WITHOUT_RESOURCE_TYPES:
+                    assert statement["Resource"] == "*"
+                    assert statement["Condition"] == {"StringEquals": {"aws:RequestedRegion": {"Ref": "AWS::Region"}}}
+                    continue
+                assert statement.get("Resource") not in (None, "*"), f"{logical_id}: {statement}"
 
 
 def test_outputs_are_the_integration_contract(template):
@@ -290,6 +303,9 @@ def test_unemulated_resources_are_listed_honestly(template):
         "InboundFunctionLogGroup",
         "MailboxApiFunction",
         "MailboxApiFunctionLogGroup",
+        # the optional submission service: locally, the stack's own submission listener stands in for it
+        "SubmissionFargateService",
+        "SubmissionLogGroup",
     }
     assert not listed["BodiesBucketPolicy"].handled_by_harness
     assert not {"Table", "DeliveryQueue", "DeliveryDeadLetterQueue", "BodiesBucket"} & set(listed)

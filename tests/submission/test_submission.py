@@ -206,7 +206,7 @@ def test_connection_dropped_mid_data_queues_nothing(local: LocalStack, plain_ser
         assert say(b"DATA").startswith(b"354")
         raw.sendall(b"From: orders@shop.example\r\nTo: ann@example.org\r\nSubject: dropped\r\n\r\nhalf a mess")
     time.sleep(0.3)
-    assert plain_server.handler.queued == before
+    assert list(plain_server.handler.queued) == before
 
 
 def test_bridge_serves_submission_over_the_api(local: LocalStack, peers, tmp_path: Path) -> None:

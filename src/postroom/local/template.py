@@ -826,7 +826,8 @@ _HARNESS_TYPES: Final[Mapping[str, str]] = {
     _SERVERLESS_FUNCTION: "runs in-process: the local harness calls the handler (see api_routes, sqs_event_sources)",
     "AWS::Serverless::Api": "served by the local HTTP gateway (see api_routes)",
     "AWS::Serverless::LayerVersion": "the installed postroom package stands in for the layer",
-    "AWS::Logs::LogGroup": "function logs go to the console",
+    "AWS::Logs::LogGroup": "logs go to the console",
+    "AWS::ECS::Service": "the local stack runs the same SMTP submission listener itself (POSTROOM_SUBMISSION_PORT)",
 }
 
 _POLICY_TYPES: Final = frozenset(

@@ -31,6 +31,8 @@ MAX_RECIPIENTS = 50  # the API's own limit; refusing at RCPT tells the client wh
 FAILED_LOGINS_ALLOWED = 5  # per client address within FAILED_LOGIN_WINDOW, then AUTH is refused for that window
 FAILED_LOGIN_WINDOW = 300.0
 KEY_CACHE_SECONDS = 60.0  # a key checked against the API is trusted this long without asking again
+SWEEP_EVERY = 1024  # rate-limiter operations between sweeps of keys whose window has passed
+QUEUED_KEPT = 1000  # message ids remembered per handler (a listener may run for months)
 SEND_SCOPE = "messages:send"
 
 
@@ -50,8 +52,20 @@ class RateLimiter:
         self.window = window
         self._events: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
+        self._operations = 0
+
+    def __len__(self) -> int:
+        """Keys tracked now."""
+        with self._lock:
+            return len(self._events)
 
     def _trim(self, key: str, now: float) -> deque[float]:
+        self._operations += 1
+        if self._operations % SWEEP_EVERY == 0:
+            # Every client address that ever failed a login would otherwise stay forever, and an internet-facing
+            # listener meets very many.
+            for stale in [k for k, events in self._events.items() if not events or now - events[-1] > self.window]:
+                del self._events[stale]
         events = self._events[key]
         while events and now - events[0] > self.window:
             events.popleft()
@@ -105,7 +119,28 @@ class SubmissionHandler:
         self.rates = RateLimiter(options.rate_per_minute, 60.0)
         self.failed_logins = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self._keys: dict[str, float] = {}
-        self.queued: list[str] = []  # ids answered 250, in order (status line and tests)
+        # The latest ids answered 250, in order (status lines and tests); trimmed in batches to the newest QUEUED_KEPT.
+        self.queued: list[str] = []
+        self.queued_total = 0
+        # Open connections (the SMTP protocol objects), counted so a stopping service can wait for them to end.
+        # Listeners sharing this handler each run their own event loop thread, hence the lock.
+        self._connections: set[SMTP] = set()
+        self._connections_lock = threading.Lock()
+        self.draining = False  # set when the service stops: no new transaction starts
+
+    # --- connections -------------------------------------------------------------------------------------------
+    def connection_opened(self, protocol: SMTP) -> None:
+        with self._connections_lock:
+            self._connections.add(protocol)
+
+    def connection_closed(self, protocol: SMTP) -> None:
+        with self._connections_lock:
+            self._connections.discard(protocol)
+
+    @property
+    def open_connections(self) -> int:
+        with self._connections_lock:
+            return len(self._connections)
 
     # --- AUTH ------------------------------------------------------------------------------------------------
     def authenticate(
@@ -119,14 +154,23 @@ class SubmissionHandler:
         key = auth_data.password.decode("utf-8", "replace")
         # aiosmtpd calls this synchronously in its event loop: a cached key answers at once, a new one costs one
         # short API call (a bridge or submission service serves few clients, so this is acceptable).
-        if self._keys.get(key, 0.0) > time.monotonic() or self._check_key(key):
+        verdict = True if self._keys.get(key, 0.0) > time.monotonic() else self._check_key(key)
+        if verdict:
             return AuthResult(success=True, auth_data=key)
+        if verdict is None:
+            # The API could not say (unreachable, 5xx): not the client's fault, so no lockout count, and a 4xx the
+            # client retries (RFC 4954 §6).
+            log.warning("SMTP login not checked: the API did not answer", extra={"peer": peer})
+            return AuthResult(success=False, handled=False, message="454 4.7.0 temporary authentication failure")
         self.failed_logins.add(peer)
         log.info("failed SMTP login", extra={"peer": peer, "mechanism": mechanism})  # never log the password
         return AuthResult(success=False, handled=False, message="535 5.7.8 authentication credentials invalid")
 
-    def _check_key(self, key: str) -> bool:
+    def _check_key(self, key: str) -> bool | None:
+        """True: a key that may send; False: refused; None: the API did not answer (unreachable or 5xx)."""
         answer = self.api.whoami(key)
+        if answer.status == 0 or answer.status >= 500:
+            return None
         if answer.status != 200 or SEND_SCOPE not in answer.body.get("scopes", []):
             return False
         self._keys[key] = time.monotonic() + KEY_CACHE_SECONDS
@@ -136,6 +180,10 @@ class SubmissionHandler:
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
     ) -> str:
+        if self.draining:
+            # RFC 5321 §3.8: 421 tells the client to close and try again later; through the load balancer "later" is
+            # another task. Nothing of this transaction was accepted yet, so nothing is lost.
+            return "421 4.3.2 service shutting down; try again"
         if not self.rates.allow(str(session.auth_data)):
             return f"450 4.7.1 rate limit of {self.options.rate_per_minute} messages per minute reached; try later"
         envelope.mail_from = address
@@ -160,17 +208,31 @@ class SubmissionHandler:
         reply = smtp_reply(answer)
         if answer.status == 202:
             self.queued.append(str(answer.body.get("id")))
+            self.queued_total += 1
+            if len(self.queued) > 2 * QUEUED_KEPT:
+                del self.queued[:-QUEUED_KEPT]
         return reply
 
 
 class _SubmissionSMTP(SMTP):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if isinstance(self.event_handler, SubmissionHandler):
+            self.event_handler.connection_opened(self)
+        if transport.get_extra_info("ssl_object") is not None:
+            # Implicit TLS (port 465): encrypted from the first byte. aiosmtpd counts only STARTTLS as TLS, so without
+            # this it would refuse AUTH there to every client not on loopback.
+            self._auth_require_tls = False
         peer = transport.get_extra_info("peername")
         allowed = getattr(self.event_handler, "options", SubmissionOptions()).loopback_auth_without_tls
         if allowed and peer and ipaddress.ip_address(peer[0]).is_loopback:
             # Nothing leaves the machine on loopback, so a local mail client may log in without STARTTLS.
             self._auth_require_tls = False
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if isinstance(self.event_handler, SubmissionHandler):
+            self.event_handler.connection_closed(self)
+        super().connection_lost(error)
 
 
 class SubmissionController(Controller):
@@ -189,6 +251,12 @@ class SubmissionController(Controller):
         self.port = server.sockets[0].getsockname()[1]
         return server
 
+    def stop_accepting(self) -> None:
+        """Close the listening socket (from any thread); sessions already open go on until they end or ``stop()``."""
+        server = self.server
+        if server is not None:
+            self.loop.call_soon_threadsafe(server.close)
+
 
 def submission_server(
     api: PostroomClient,
@@ -198,10 +266,16 @@ def submission_server(
     tls_context: Any = None,
     implicit_tls: bool = False,
     options: SubmissionOptions | None = None,
+    handler: SubmissionHandler | None = None,
 ) -> SubmissionController:
-    """A listener for port 587 (STARTTLS when ``tls_context`` is given) or 465 (``implicit_tls``)."""
-    options = options or SubmissionOptions()
-    handler = SubmissionHandler(api, options)
+    """A listener for port 587 (STARTTLS when ``tls_context`` is given) or 465 (``implicit_tls``).
+
+    Listeners given the same ``handler`` share its per-key rate limit and its failed-login lockout (otherwise each
+    port would grant its own allowance); ``options`` then come from that handler.
+    """
+    if handler is None:
+        handler = SubmissionHandler(api, options or SubmissionOptions())
+    options = handler.options
     return SubmissionController(
         handler,
         hostname=host,
