@@ -420,3 +420,29 @@ def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(local: LocalSta
     api._urls[mail_id] = (broken, usable_until)
     _, doc = call(local, "GET", f"/v1/mail/{mail_id}")
     assert api.raw(mail_id) == download(local, doc["raw_url"])[0]
+
+
+def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStack, tmp_path: Path) -> None:
+    from postroom.submission.server import FAILED_LOGINS_ALLOWED
+
+    config = BridgeConfig(
+        api_url=local.api_url,
+        smtp_port=0,
+        smtps_port=None,
+        imap_port=0,
+        pop3_port=None,
+        imaps_port=None,
+        pop3s_port=None,
+        state_dir=tmp_path,
+    )
+    with Bridge(config) as running:
+        client = imaplib.IMAP4("127.0.0.1", running.ports()["imap"], timeout=10)
+        for _ in range(FAILED_LOGINS_ALLOWED):
+            with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
+                client.login(ADDRESS, "pr_guess")
+        client.shutdown()
+        with smtplib.SMTP("127.0.0.1", running.ports()["smtp"], timeout=10) as smtp:
+            smtp.starttls(context=ssl.create_default_context(cafile=str(running.certificate)))
+            with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+                smtp.login("me", local.api_key)
+            assert refused.value.smtp_code == 454

@@ -859,9 +859,16 @@ def _atoms(query: Any) -> Iterable[bytes]:
 
 
 class ServerFactory(Factory):
-    def __init__(self, client: PostroomClient, *, idle_poll_seconds: float = 30.0, tls: Any = None) -> None:
+    def __init__(
+        self,
+        client: PostroomClient,
+        *,
+        idle_poll_seconds: float = 30.0,
+        tls: Any = None,
+        failures: RateLimiter | None = None,  # shared with the bridge's other listeners
+    ) -> None:
         self.portal = api_portal(client)
-        self.failures = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
+        self.failures = failures if failures is not None else RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self.idle_poll_seconds = idle_poll_seconds
         self.tls = tls
 

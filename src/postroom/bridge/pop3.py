@@ -21,6 +21,7 @@ from zope.interface import implementer
 
 from postroom.bridge.api import Listing, MailApi, MailApiError
 from postroom.submission.client import PostroomClient
+from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
 
 @implementer(pop3.IMailbox)
@@ -112,12 +113,11 @@ class Server(pop3.POP3):
 
 
 class ServerFactory(Factory):
-    def __init__(self, client: PostroomClient) -> None:
+    def __init__(self, client: PostroomClient, *, failures: RateLimiter | None = None) -> None:
         from postroom.bridge.imap import api_portal
-        from postroom.submission.server import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
         self.portal = api_portal(client)
-        self.failures = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
+        self.failures = failures if failures is not None else RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
 
     def buildProtocol(self, addr: Any) -> Server:
         from postroom.bridge.imap import GuardedPortal

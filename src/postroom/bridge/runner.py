@@ -16,7 +16,7 @@ from postroom.bridge.api import BridgeClient
 from postroom.bridge.cache import DEFAULT_MAX_BYTES
 from postroom.bridge.reactor import call
 from postroom.submission.client import PostroomClient
-from postroom.submission.server import SubmissionOptions, submission_server
+from postroom.submission.server import SubmissionHandler, SubmissionOptions, submission_server
 from postroom.tlscert import server_context, write_self_signed
 
 
@@ -93,10 +93,13 @@ class Bridge:
             certificate, key = write_self_signed(self.config.state_dir / "tls")
         self.certificate = certificate
         tls = server_context(certificate, key)
-        options = SubmissionOptions(rate_per_minute=self.config.rate_per_minute)
+        # One handler for both submission ports and its failed-login limiter for every listener: a password guesser
+        # locked out of IMAP is locked out of SMTP and POP3 too, and a key's sending rate holds across ports.
+        handler = SubmissionHandler(self.api, SubmissionOptions(rate_per_minute=self.config.rate_per_minute))
+        self.failed_logins = handler.failed_logins
         if self.config.smtp_port is not None:
             self.listeners["smtp"] = submission_server(
-                self.api, host=self.config.host, port=self.config.smtp_port, tls_context=tls, options=options
+                self.api, host=self.config.host, port=self.config.smtp_port, tls_context=tls, handler=handler
             )
         if self.config.smtps_port is not None:
             self.listeners["smtps"] = submission_server(
@@ -105,27 +108,34 @@ class Bridge:
                 port=self.config.smtps_port,
                 tls_context=tls,
                 implicit_tls=True,
-                options=options,
+                handler=handler,
             )
         for listener in self.listeners.values():
             listener.start()
         if self.config.imap_port is not None:
-            factory = imap.ServerFactory(self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds)
+            factory = imap.ServerFactory(
+                self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds, failures=self.failed_logins
+            )
             self.listeners["imap"] = TwistedListener(factory, self.config.host, self.config.imap_port).start()
         if self.config.pop3_port is not None:
-            factory = pop3.ServerFactory(self.mail_api)
+            factory = pop3.ServerFactory(self.mail_api, failures=self.failed_logins)
             self.listeners["pop3"] = TwistedListener(factory, self.config.host, self.config.pop3_port).start()
         if self.config.imaps_port is not None or self.config.pop3s_port is not None:
             from twisted.internet import ssl
 
             twisted_tls = ssl.DefaultOpenSSLContextFactory(str(key), str(certificate))
             if self.config.imaps_port is not None:
-                factory = imap.ServerFactory(self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds)
+                factory = imap.ServerFactory(
+                    self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds, failures=self.failed_logins
+                )
                 listener = TwistedListener(factory, self.config.host, self.config.imaps_port, twisted_tls)
                 self.listeners["imaps"] = listener.start()
             if self.config.pop3s_port is not None:
                 listener = TwistedListener(
-                    pop3.ServerFactory(self.mail_api), self.config.host, self.config.pop3s_port, twisted_tls
+                    pop3.ServerFactory(self.mail_api, failures=self.failed_logins),
+                    self.config.host,
+                    self.config.pop3s_port,
+                    twisted_tls,
                 )
                 self.listeners["pop3s"] = listener.start()
         return self
