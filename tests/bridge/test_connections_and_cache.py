@@ -238,3 +238,26 @@ def test_a_listing_is_reused_only_at_the_same_state_for_the_same_key() -> None:
     listings.put("key-a", "x@shop.example:archive", 1, [])
     listings.put("key-a", "x@shop.example:trash", 1, [])
     assert listings.get("key-a", "x@shop.example:inbox", 7) is None
+
+
+def test_concurrent_first_writes_all_land(tmp_path: Path) -> None:
+    # The first write of a fresh cache scans the directory; the bridge's 8 downloaders write at the same moment, and
+    # a scan once took another thread's file in progress for a crash's leftover and deleted it.
+    cache = RawCache(tmp_path / "mail")
+    messages = {f"eml_{n}": os.urandom(64 * 1024) for n in range(160)}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda item: cache.put(*item), messages.items()))
+    assert len(list((tmp_path / "mail").glob("*.eml"))) == 160
+    assert all(RawCache(tmp_path / "mail").get(mail_id) == raw for mail_id, raw in messages.items())
+
+
+def test_only_old_partial_files_are_taken_for_crash_leftovers(tmp_path: Path) -> None:
+    directory = tmp_path / "mail"
+    directory.mkdir()
+    old, fresh = directory / ".part-old", directory / ".part-fresh"
+    old.write_bytes(b"cut short")
+    fresh.write_bytes(b"being written")
+    os.utime(old, (1_000_000_000, 1_000_000_000))
+    RawCache(directory).put("eml_1", b"x")
+    assert not old.exists()
+    assert fresh.exists()

@@ -18,11 +18,13 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Iterable
 from pathlib import Path
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+STALE_PART_SECONDS = 600.0  # a partial file this old is no download in progress
 _DIGEST = hashlib.sha256().digest_size
 _SUFFIX = ".eml"
 
@@ -112,9 +114,11 @@ class RawCache:
             found = []
             with contextlib.suppress(OSError):
                 for entry in os.scandir(self.directory):
-                    if entry.name.startswith(".part-"):  # a write a crash interrupted
+                    if entry.name.startswith(".part-"):
+                        # A write a crash interrupted - or one another thread is doing right now, so only old ones.
                         with contextlib.suppress(OSError):
-                            os.unlink(entry.path)
+                            if time.time() - entry.stat().st_mtime > STALE_PART_SECONDS:
+                                os.unlink(entry.path)
                     elif entry.name.endswith(_SUFFIX) and entry.is_file():
                         stat = entry.stat()
                         found.append((stat.st_mtime, entry.name, stat.st_size))
