@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _cmd_local(_: argparse.Namespace) -> int:
@@ -61,6 +61,21 @@ Receive a shop's order webhooks (in another terminal):
 Ctrl-C stops the stack.""",
         flush=True,
     )
+    return _serve_until_stopped(stack.stop)
+
+
+_BRIDGE_LISTENERS = (  # what `postroom bridge` prints for each listener it started
+    ("smtp", "outgoing (SMTP)", "STARTTLS, password = your API key"),
+    ("smtps", "outgoing (SMTPS)", "SSL/TLS, password = your API key"),
+    ("imap", "incoming (IMAP)", "no encryption (loopback), user = the address"),
+    ("pop3", "incoming (POP3)", "no encryption (loopback), user = the address"),
+    ("imaps", "incoming (IMAPS)", "SSL/TLS, user = the address"),
+    ("pop3s", "incoming (POP3S)", "SSL/TLS, user = the address"),
+)
+
+
+def _serve_until_stopped(stop: Callable[[], None]) -> int:
+    """Block until Ctrl-C or SIGTERM, then ``stop`` what was started (the listeners run on their own threads)."""
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     try:
@@ -68,7 +83,7 @@ Ctrl-C stops the stack.""",
     except KeyboardInterrupt:
         pass
     finally:
-        stack.stop()
+        stop()
     return 0
 
 
@@ -97,29 +112,12 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         return 2
     ports = bridge.ports()
     print(f"Postroom bridge → {args.api}")
-    if "smtp" in ports:
-        print(f"  outgoing (SMTP)  {args.host}:{ports['smtp']}  STARTTLS, password = your API key")
-    if "smtps" in ports:
-        print(f"  outgoing (SMTPS) {args.host}:{ports['smtps']}  SSL/TLS, password = your API key")
-    if "imap" in ports:
-        print(f"  incoming (IMAP)  {args.host}:{ports['imap']}  no encryption (loopback), user = the address")
-    if "pop3" in ports:
-        print(f"  incoming (POP3)  {args.host}:{ports['pop3']}  no encryption (loopback), user = the address")
-    if "imaps" in ports:
-        print(f"  incoming (IMAPS) {args.host}:{ports['imaps']}  SSL/TLS, user = the address")
-    if "pop3s" in ports:
-        print(f"  incoming (POP3S) {args.host}:{ports['pop3s']}  SSL/TLS, user = the address")
+    for name, label, how in _BRIDGE_LISTENERS:
+        if name in ports:
+            print(f"  {label:<16} {args.host}:{ports[name]}  {how}")
     print(f"  TLS certificate  {bridge.certificate} (self-signed unless --cert was given: trust it in your client)")
     print("Ctrl-C stops the bridge.", flush=True)
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
-    try:
-        stopped.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        bridge.stop()
-    return 0
+    return _serve_until_stopped(bridge.stop)
 
 
 def _cmd_submission_server(_: argparse.Namespace) -> int:
