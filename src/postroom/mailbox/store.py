@@ -569,14 +569,7 @@ class MailboxStore:
             def build(n: int, current: dict[str, Any] = current, source: str = source) -> list[dict[str, Any]]:
                 moved = {**current, "pk": f"MBX#{target}", "mailbox": target, "modseq": n, "uid": n}
                 return [
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": to_item({"pk": current["pk"], "sk": current["sk"]}),
-                            "ConditionExpression": "modseq = :old",
-                            "ExpressionAttributeValues": to_item({":old": current["modseq"]}),
-                        }
-                    },
+                    self._delete_unchanged(current),
                     {"Put": self._put(moved, "attribute_not_exists(pk)")},
                     {"Put": self._put(self._pointer(mail_id, target, current))},
                 ]
@@ -602,14 +595,7 @@ class MailboxStore:
 
             def build(n: int, current: dict[str, Any] = current) -> list[dict[str, Any]]:
                 return [
-                    {
-                        "Delete": {
-                            "TableName": self._table,
-                            "Key": to_item({"pk": current["pk"], "sk": current["sk"]}),
-                            "ConditionExpression": "modseq = :old",
-                            "ExpressionAttributeValues": to_item({":old": current["modseq"]}),
-                        }
-                    },
+                    self._delete_unchanged(current),
                     {"Delete": {"TableName": self._table, "Key": to_item({"pk": f"MAIL#{mail_id}", "sk": "MAIL"})}},
                     self._receipt_refs(current["receipt"], -1),
                 ]
@@ -707,6 +693,17 @@ class MailboxStore:
         if condition:
             put["ConditionExpression"] = condition
         return put
+
+    def _delete_unchanged(self, current: dict[str, Any]) -> dict[str, Any]:
+        """Delete a message item only if no one changed it since it was read (its modseq is still the one read)."""
+        return {
+            "Delete": {
+                "TableName": self._table,
+                "Key": to_item({"pk": current["pk"], "sk": current["sk"]}),
+                "ConditionExpression": "modseq = :old",
+                "ExpressionAttributeValues": to_item({":old": current["modseq"]}),
+            }
+        }
 
     def _put_new(self, item: dict[str, Any]) -> bool:
         try:
