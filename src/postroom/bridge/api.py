@@ -152,9 +152,10 @@ class MailApi:
     def delete_mailbox(self, box_id: str) -> None:
         self._call("delete mailbox", "DELETE", f"/v1/mailboxes/{_quote(box_id)}")
 
-    def listing(self, box_id: str) -> tuple[int, list[Listing]]:
-        """Every message of the mailbox, oldest uid first, and the state the listing is at least as new as."""
-        box = self.mailbox(box_id)  # first: its state is then no newer than what the pages show
+    def listing(self, box_id: str, box: dict[str, Any] | None = None) -> tuple[int, list[Listing]]:
+        """Every message of the mailbox, oldest uid first, and the state the listing is at least as new as. ``box``:
+        the mailbox as the caller has just read it (it must be read before the pages; it is read here if not given)."""
+        box = box or self.mailbox(box_id)  # first: its state is then no newer than what the pages show
         state = int(box["state"])
         if self.listings is not None:
             kept = self.listings.get(self.key, box_id, state)

@@ -59,6 +59,7 @@ KEYWORD_FLAGS = {
     "$deleted": "\\Deleted",
     "$draft": "\\Draft",
 }
+APPEND_REFUSED = b"[CANNOT] Postroom mailboxes take mail only as it is received"  # RFC 5530 code
 SYSTEM_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "\\Draft"]
 _KEYWORD = re.compile(r"^\$?[a-z0-9_.-]{1,64}$")  # what the API accepts (api/mail.py)
 SPECIAL_USE = {"archive": "\\Archive", "trash": "\\Trash"}  # RFC 6154, so clients find them without asking
@@ -300,7 +301,7 @@ class Mailbox:
         if self.state is not None and int(box["state"]) == self.state:
             return changes
         self.box = box
-        state, fresh = self.api.listing(self.id)
+        state, fresh = self.api.listing(self.id, box)  # the read above comes before the pages: no second read
         now = {m.uid: m for m in fresh}
         for seq in range(len(self.messages), 0, -1):  # highest first: each number stays valid as others go
             if self.messages[seq - 1].uid not in now:
@@ -376,8 +377,8 @@ class Mailbox:
             self.listeners.remove(listener)
 
     def addMessage(self, *_: Any) -> defer.Deferred[int]:
-        # A mailbox holds mail as it arrived; a client's copy of what it sent (APPEND to Sent) has no place in it.
-        return defer.fail(imap4.MailboxException("[CANNOT] Postroom mailboxes take mail only as it is received"))
+        # IMailbox asks for it; Server.do_APPEND answers before anything reaches here, with the same refusal.
+        return defer.fail(imap4.MailboxException(APPEND_REFUSED.decode()))
 
     def close(self) -> None:
         self._raw.clear()
@@ -708,7 +709,7 @@ class Server(imap4.IMAP4Server):
     def do_APPEND(self, tag: bytes, *_: Any) -> None:
         # A client saving its sent mail (APPEND to Sent) or importing: mailboxes hold mail only as it was received.
         # The client is told plainly, with the RFC 5530 code, and keeps its own copy.
-        self.sendNegativeResponse(tag, b"[CANNOT] Postroom mailboxes take mail only as it is received")
+        self.sendNegativeResponse(tag, APPEND_REFUSED)
 
     # -- the rest that calls the API ----------------------------------------------------------------------------
     do_STORE = _serial(imap4.IMAP4Server.do_STORE)
