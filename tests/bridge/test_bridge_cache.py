@@ -4,7 +4,6 @@ imaplib against the local stack."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,26 +11,11 @@ import pytest
 
 from postroom.bridge.connections import Connections
 from postroom.bridge.runner import Bridge, BridgeConfig
-from postroom.local.stack import LocalStack, StackConfig
-from tests.bridge.test_imap_pop3 import ADDRESS, fetch_map, imap, receive
+from postroom.local.stack import LocalStack
+from tests.bridge.test_imap_pop3 import fetch_map, imap, receive
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
-    )
-    local = LocalStack(config).start()
-    status, body = call(local, "POST", "/v1/addresses", {"address": ADDRESS})
-    assert status == 201, body
-    yield local
-    local.stop()
 
 
 @pytest.fixture
@@ -49,17 +33,17 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_second_session_reads_downloaded_messages_from_disk(
-    stack: LocalStack, tmp_path: Path, requests: list[str]
+    local: LocalStack, tmp_path: Path, requests: list[str]
 ) -> None:
     # GIVEN two received messages and a bridge
-    kept = receive(stack, "Order 1")
-    gone = receive(stack, "Order 2")
+    kept = receive(local, "Order 1")
+    gone = receive(local, "Order 2")
     config = BridgeConfig(
-        api_url=stack.api_url, smtp_port=None, smtps_port=None, imap_port=0, pop3_port=None, state_dir=tmp_path
+        api_url=local.api_url, smtp_port=None, smtps_port=None, imap_port=0, pop3_port=None, state_dir=tmp_path
     )
     with Bridge(config) as bridge:
         # WHEN a client lists them (the header fields a message list shows), which downloads each
-        client = imap(bridge, stack)
+        client = imap(bridge, local)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
         assert typ == "OK"
@@ -74,7 +58,7 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
         # WHEN a new session lists them again
         requests.clear()
-        client = imap(bridge, stack)
+        client = imap(bridge, local)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
         # THEN it gets the same answers without a single download, and without listing the unchanged mailbox again
@@ -84,10 +68,10 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert not [url for url in requests if "/messages" in url]
         client.logout()
         # WHEN a flag changes elsewhere (here through the API) and a new session lists the mailbox
-        status, _ = call(stack, "PATCH", f"/v1/mail/{kept}", {"keywords": {"$flagged": True}})
+        status, _ = call(local, "PATCH", f"/v1/mail/{kept}", {"keywords": {"$flagged": True}})
         assert status == 200
         requests.clear()
-        client = imap(bridge, stack)
+        client = imap(bridge, local)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID FLAGS)")
         # THEN the mailbox is listed afresh (its state moved) and shows the change
@@ -100,16 +84,16 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert typ == "OK"
         client.logout()
     # THEN it is gone from the API and from the bridge's disk
-    status, _ = call(stack, "GET", f"/v1/mail/{gone}")
+    status, _ = call(local, "GET", f"/v1/mail/{gone}")
     assert status == 404
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
 
 
-def test_no_cache_means_nothing_on_disk(stack: LocalStack, tmp_path: Path, requests: list[str]) -> None:
+def test_no_cache_means_nothing_on_disk(local: LocalStack, tmp_path: Path, requests: list[str]) -> None:
     # GIVEN a bridge told to keep nothing
-    receive(stack, "Order 3")
+    receive(local, "Order 3")
     config = BridgeConfig(
-        api_url=stack.api_url,
+        api_url=local.api_url,
         smtp_port=None,
         smtps_port=None,
         imap_port=0,
@@ -120,7 +104,7 @@ def test_no_cache_means_nothing_on_disk(stack: LocalStack, tmp_path: Path, reque
     with Bridge(config) as bridge:
         # WHEN a client reads the message in two sessions
         for _ in range(2):
-            client = imap(bridge, stack)
+            client = imap(bridge, local)
             client.select("INBOX")
             typ, _ = client.fetch("1", "(BODY.PEEK[])")
             assert typ == "OK"

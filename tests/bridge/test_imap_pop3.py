@@ -22,29 +22,13 @@ import pytest
 
 from postroom.bridge.runner import Bridge, BridgeConfig
 from postroom.local.stack import LocalStack, StackConfig
+from tests.bridge.conftest import ADDRESS
 from tests.e2e.test_inbound_local import download
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
 
-ADDRESS = "support@shop.example"
 INBOX = f"{ADDRESS}:inbox"
-
-
-@pytest.fixture
-def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        poll_wait_seconds=1,
-        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
-    )
-    stack = LocalStack(config).start()
-    status, body = call(stack, "POST", "/v1/addresses", {"address": ADDRESS})
-    assert status == 201, body
-    yield stack
-    stack.stop()
 
 
 @pytest.fixture
