@@ -51,8 +51,7 @@ class RecipientState(BaseModel):
         self.ses_message_id = result.ses_message_id or self.ses_message_id
         self.tls_verified = result.tls_verified
         self.tls_policy = result.tls_policy
-        # Assignment skips validation: a plain string from an agent would otherwise be saved as is (and warned about)
-        self.bounce_type = BounceType(result.bounce_type) if result.bounce_type is not None else None
+        self.bounce_type = result.bounce_type
         self.delivery = path
         self.first_attempt_at = self.first_attempt_at or at
         self.last_attempt_at = at

@@ -117,3 +117,22 @@ def test_a_deferred_recipient_is_retried_despite_the_guard(
     assert len(first["batchItemFailures"]) == 1
     assert len(sink.messages) == 1
     assert smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]["status"] == "delivered"
+
+
+def test_stored_results_come_back_with_their_enums() -> None:
+    # The guard keeps results as JSON; a replayed result must be what the agent handed over, enums included (a
+    # bounce_type left a string was saved into the record as one)
+    import json
+
+    from postroom.deliverability.bounces import BounceType
+    from postroom.delivery.once import _from_json, _to_json
+    from postroom.delivery.results import Outcome, RecipientResult
+
+    results = [
+        RecipientResult("a@example.org", Outcome.DEFERRED, smtp_code=452, enhanced_status="4.2.2", reply="full"),
+        RecipientResult("b@example.org", Outcome.DELIVERED, smtp_code=250),
+    ]
+    replayed = _from_json(json.loads(json.dumps(_to_json(results))))
+    assert replayed == results
+    assert replayed[0].bounce_type is BounceType.MAILBOX_FULL
+    assert replayed[1].bounce_type is None

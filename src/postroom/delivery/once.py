@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from postroom.deliverability.bounces import BounceType
 from postroom.delivery.results import Outcome, RecipientResult
 from postroom.idempotency import IdempotencyAlreadyInProgressError
 
@@ -43,7 +44,17 @@ def _to_json(results: list[RecipientResult]) -> list[dict[str, Any]]:
 
 
 def _from_json(data: list[dict[str, Any]]) -> list[RecipientResult]:
-    return [RecipientResult(**{**item, "outcome": Outcome(item["outcome"])}) for item in data]
+    # JSON keeps the enums' values: turn them back into the enums, as the agents hand them over.
+    return [
+        RecipientResult(
+            **{
+                **item,
+                "outcome": Outcome(item["outcome"]),
+                "bounce_type": BounceType(item["bounce_type"]) if item.get("bounce_type") is not None else None,
+            }
+        )
+        for item in data
+    ]
 
 
 class OnceGuard:
