@@ -2,7 +2,7 @@
 minimal client doubles, against a Powertools hello-world resolver (target: ≤ 3×).
 
 * **Postroom**: ``functions/send_api/app.py``'s ``lambda_handler`` (Logger, Tracer and Metrics decorators, the gate,
-  the API key lookup, Powertools' request validation into ``SendRequest``, ``postroom.sending.accept``) on an API
+  the API key lookup, Powertools' request validation into ``SendRequest``, ``postroom.accept.intake.accept``) on an API
   Gateway proxy event for ``POST /v1/messages`` with a typical transactional message (one recipient, subject, a
   1.5 KB text and a 3 KB HTML body). DynamoDB ``GetItem``/``PutItem``, S3 ``PutObject`` and SQS ``SendMessage``
   go to in-memory doubles that answer at once, so the figure is Postroom's own CPU, not the network or botocore.
@@ -110,16 +110,16 @@ def prepare(per_block: int) -> tuple[Any, Any, list[dict[str, Any]], Any, int]:
     """(Postroom's handler, the hello-world handler, events, a Lambda context, the body size)."""
     os.environ.update(ENV)
 
-    from postroom import services as services_module
-    from postroom.auth import ALL_SCOPES, hash_key
-    from postroom.local.functions import LocalLambdaContext
+    from postroom.accept.delivery_queue import DeliveryQueue
+    from postroom.core.auth import ALL_SCOPES, hash_key
+    from postroom.core.dynamo import to_item
+    from postroom.core.key_store import ApiKeyStore
+    from postroom.core.message_store import MessageStore
+    from postroom.core.settings import settings_from_env
     from postroom.local.gateway import build_event
-    from postroom.queue import DeliveryQueue
-    from postroom.services import Services
-    from postroom.settings import settings_from_env
-    from postroom.store.dynamo import to_item
-    from postroom.store.keys import ApiKeyStore
-    from postroom.store.messages import MessageStore
+    from postroom.local.handlers import LocalLambdaContext
+    from postroom.wiring import services as services_module
+    from postroom.wiring.services import Services
 
     key = "pr_" + "k" * 43
     key_item = to_item(

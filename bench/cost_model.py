@@ -25,8 +25,7 @@ import math
 from pathlib import Path
 
 import yaml
-
-from _common import ROOT, RESULTS
+from _common import RESULTS, ROOT
 
 PRICES_AS_OF = "2025-06 (us-east-1 on-demand list prices)"
 PRICES = {

@@ -73,7 +73,7 @@ INBOX = f"{ADDRESS}:inbox"
 HEADER_FIELDS = "From To Cc Subject Date Message-ID In-Reply-To References Content-Type"
 LIST_QUERY = f"(UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS ({HEADER_FIELDS})])"
 ENVELOPE_QUERY = "(UID FLAGS ENVELOPE)"
-CONCURRENCY = 8  # postroom.bridge.imap.DOWNLOADERS
+CONCURRENCY = 8  # postroom.protocols.bridge.imap.DOWNLOADERS
 PAGE = 200
 
 
@@ -162,12 +162,12 @@ def make_messages(count: int, seed: int = 11) -> list[tuple[bytes, datetime]]:
 
 def fill_bulk(messages: list[tuple[bytes, datetime]]) -> None:
     """What the inbound filer stores for each message, with the index entries bulk-loaded."""
-    from postroom import aws
-    from postroom.inbound.filing import Envelope, raw_key
-    from postroom.inbound.handler import filer
-    from postroom.inbound.mime import parse_mail
-    from postroom.inbound.routing import Destination
-    from postroom.mailbox.store import mail_ulid
+    from postroom.core import aws
+    from postroom.mailbox.mailbox_store import mail_ulid
+    from postroom.receive.filing import Envelope, raw_key
+    from postroom.receive.inbound_handler import filer
+    from postroom.receive.mime_parse import parse_mail
+    from postroom.receive.routing import Destination
 
     inbound = filer()
     s3 = aws.client("s3")
@@ -486,7 +486,7 @@ def main() -> None:
     import logging
 
     logging.basicConfig(level=logging.WARNING)
-    from postroom.bridge.runner import Bridge, BridgeConfig
+    from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 
     print(machine(), flush=True)
     with tempfile.TemporaryDirectory(prefix="postroom-imapbench-") as tmp_name, local_stack(Path(tmp_name)) as stack:

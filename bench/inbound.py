@@ -1,7 +1,7 @@
 """Inbound parsing: MB/s of Postroom's inbound MIME reader (parse, plus the fields the mailbox index is built from)
 against ``email.message_from_bytes`` alone, and peak RSS for a 40 MB message.
 
-Needs the inbound work (``postroom.inbound.mime.parse_mail``); without it this script says so and exits 0.
+Needs the inbound work (``postroom.receive.mime_parse.parse_mail``); without it this script says so and exits 0.
 
 * **Throughput**: a ~5 MB message (text, HTML, a PDF-like and an image-like base64 attachment) parsed repeatedly;
   Postroom = ``parse_mail(BytesIO(raw))`` plus reading ``subject``, ``from_``, ``to``, ``preview`` and
@@ -34,7 +34,7 @@ import io, resource, sys
 from email import message_from_bytes, policy
 what, path = sys.argv[1], sys.argv[2]
 if what == "postroom":
-    from postroom.inbound.mime import parse_mail
+    from postroom.receive.mime_parse import parse_mail
 raw = open(path, "rb").read() if what != "postroom" else None
 if what == "read":
     pass
@@ -76,7 +76,7 @@ def main() -> None:
         args.write.write_bytes(make_message(int(args.rss_mb * 1024 * 1024)))
         return
     try:
-        from postroom.inbound.mime import parse_mail
+        from postroom.receive.mime_parse import parse_mail
     except ImportError as error:
         print(f"inbound: skipped, the inbound MIME reader is not in this tree yet ({error}).")
         return
@@ -87,7 +87,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.eml"
         subprocess.run(
-            [sys.executable, __file__, "--write", str(path), "--rss-mb", str(args.rss_mb)], check=True, cwd=Path(__file__).parent
+            [sys.executable, __file__, "--write", str(path), "--rss-mb", str(args.rss_mb)], check=True,
+            cwd=Path(__file__).parent
         )
         big_mb = path.stat().st_size / 1024 / 1024
         for what in ("read", "stdlib", "postroom"):

@@ -16,8 +16,8 @@ import time
 import urllib.request
 
 from postroom.local.stack import LocalStack, StackConfig
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 
 
 def main() -> None:

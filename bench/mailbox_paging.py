@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def entry(n: int, base: datetime) -> dict:
-    from postroom.mailbox.store import mail_ulid
+    from postroom.mailbox.mailbox_store import mail_ulid
 
     received = base + timedelta(seconds=n)
     return {
@@ -92,13 +92,13 @@ def main() -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
-    from postroom import aws
-    from postroom.auth import ALL_SCOPES
+    from postroom.core import aws
+    from postroom.core.auth import ALL_SCOPES
     from postroom.local import template as tpl
-    from postroom.local.functions import LocalFunction
     from postroom.local.gateway import build_event
-    from postroom.mailbox.store import Filters, MailboxStore
-    from postroom.services import reset_services, services
+    from postroom.local.handlers import LocalFunction
+    from postroom.mailbox.mailbox_store import Filters, MailboxStore
+    from postroom.wiring.services import reset_services, services
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

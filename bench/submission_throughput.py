@@ -3,7 +3,8 @@ HTTP endpoint that every submitted message goes through, measured on one local s
 
 One local stack (as ``postroom local`` starts it: moto on loopback, the real send API handler behind the HTTP gateway;
 the worker's pollers are stopped so that delivery does not compete for the CPU: only *acceptance* is measured), an
-SMTP submission listener built exactly as the stack's own (``postroom.submission.server.submission_server`` with
+SMTP submission listener built exactly as the stack's own
+(``postroom.protocols.submission.smtp_listener.submission_server`` with
 STARTTLS, pointed at the stack's API; its per-key rate limit is raised so that it does not throttle the benchmark),
 and, per run, the same ``--messages`` messages (identical MIME bytes, CRLF) sent three ways:
 
@@ -286,9 +287,9 @@ class Bench:
         clients.start()
         self._closers.append(lambda: (self._pipe.send(None), clients.join(10)))
 
-        from postroom.submission.client import PostroomClient
-        from postroom.submission.server import SubmissionOptions, submission_server
-        from postroom.tlscert import server_context, write_self_signed
+        from postroom.protocols.submission.api_client import PostroomClient
+        from postroom.protocols.submission.smtp_listener import SubmissionOptions, submission_server
+        from postroom.protocols.tlscert import server_context, write_self_signed
 
         workdir = Path(tempfile.mkdtemp(prefix="postroom-subbench-"))
         if self.api == "stub":
@@ -357,7 +358,7 @@ class Bench:
         if self.api == "stub":
             with urllib.request.urlopen(f"{self.api_url}/stub/count", timeout=10) as response:
                 return int(json.loads(response.read())["count"])
-        from postroom import aws
+        from postroom.core import aws
 
         sqs = aws.client("sqs")
         url = self.stack.resources["DeliveryQueue"]["Ref"]

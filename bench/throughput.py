@@ -5,12 +5,12 @@ What is measured, per run, is the wall time to deliver ``--messages`` messages o
 
 * **Postroom**: ``--concurrency`` worker processes (on Lambda each concurrent worker is its own execution
   environment, i.e. its own process). Each takes its share of the messages in batches of ``--batch`` (the SQS event
-  source's BatchSize, 10 in template.yaml) and, exactly as ``postroom.delivery.batch.handle_batch`` does, opens one
+  source's BatchSize, 10 in template.yaml) and, exactly as ``postroom.wiring.worker_batch.handle_batch`` does, opens one
   ``SmtpDeliveryAgent`` per batch (``with ...:``), calls ``deliver(domain, sender, [recipient], mime)`` for each
   message and closes it: MX lookup through the worker's ``MxResolver`` (a loopback DNS server, answers cached per
   their TTL), connection set-up with EHLO, one session reused for the whole batch (RSET between messages), MAIL /
   RCPT / DATA with dot-stuffing, a per-recipient result checked to be ``delivered``. The MIME is prebuilt by
-  ``postroom.mime`` (text/plain, 7bit); DynamoDB, S3 and SQS are not part of this figure.
+  ``postroom.accept.mime_build`` (text/plain, 7bit); DynamoDB, S3 and SQS are not part of this figure.
 * **Reference**: ``smtp-source -d -s N -m M -l L`` (``-d``: one connection per session for all its messages, so it
   reuses connections at least as much as Postroom does), same sink, same concurrency, payload length chosen so that
   both send the same number of bytes per message.
@@ -38,12 +38,12 @@ from typing import Iterator
 
 from _common import Paired, machine, print_paired, save
 
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.results import Outcome
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.mime import build_message, message_id_header, render
-from postroom.models import SendRequest
-from postroom.testing.dns import LoopbackDnsServer
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.testing.dns_server import LoopbackDnsServer
 
 SENDER = "orders@shop.example"
 DOMAIN = "example.org"
@@ -112,7 +112,8 @@ def run_postroom(args: argparse.Namespace, mime: bytes, dns_port: int, smtp_port
     ctx = mp.get_context("fork")
     start = ctx.Event()
     out = ctx.Queue()
-    shares = [args.messages // args.concurrency + (i < args.messages % args.concurrency) for i in range(args.concurrency)]
+    shares = [args.messages // args.concurrency + (i < args.messages % args.concurrency) for i in
+    range(args.concurrency)]
     procs = [
         ctx.Process(target=_worker, args=(share, args.batch, mime, dns_port, smtp_port, start, out)) for share in shares
     ]

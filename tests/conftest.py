@@ -15,12 +15,12 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from postroom.auth import ALL_SCOPES, Scope
-from postroom.delivery.batch import reset_resolver
+from postroom.core.auth import ALL_SCOPES, Scope
 from postroom.local import template as tpl
-from postroom.local.functions import LocalFunction
 from postroom.local.gateway import build_event
-from postroom.services import reset_services, services
+from postroom.local.handlers import LocalFunction
+from postroom.wiring.services import reset_services, services
+from postroom.wiring.worker_batch import reset_resolver
 
 ROOT = Path(__file__).resolve().parents[1]
 SENDING_DOMAINS = "shop.example,smtp.example=smtp"

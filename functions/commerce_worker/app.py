@@ -1,4 +1,4 @@
-"""Commerce worker Lambda: consumes verified order webhooks. Wiring only; see postroom.commerce.worker."""
+"""Commerce worker Lambda: consumes verified order webhooks. Wiring only; see postroom.commerce.order_mailer."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.commerce.worker import handle_batch
+from postroom.commerce.order_mailer import handle_batch
 
 logger = Logger()
 tracer = Tracer()

@@ -1,5 +1,5 @@
 """Inbound Lambda: invoked by the SES receipt rule after its S3 action stored the MIME. Wiring only; see
-postroom.inbound.handler."""
+postroom.receive.inbound_handler."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.inbound.handler import handle_ses
+from postroom.receive.inbound_handler import handle_ses
 
 logger = Logger()
 tracer = Tracer()

@@ -8,7 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.api.app import handle
+from postroom.api.resolver import handle
 
 logger = Logger()
 tracer = Tracer()

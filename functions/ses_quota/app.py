@@ -8,7 +8,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom import aws
+from postroom.core import aws
 from postroom.observability.ses_quota import publish_quota
 
 logger = Logger()

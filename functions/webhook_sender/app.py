@@ -1,4 +1,4 @@
-"""Webhook sender Lambda: consumes the webhook queue in batches. Wiring only; see postroom.webhooks.batch."""
+"""Webhook sender Lambda: consumes the webhook queue in batches. Wiring only; see postroom.webhooks.sender_batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.webhooks.batch import handle_batch
+from postroom.webhooks.sender_batch import handle_batch
 
 logger = Logger()
 tracer = Tracer()

@@ -1,4 +1,4 @@
-"""Delivery worker Lambda: consumes the delivery queue in batches. Wiring only; see postroom.delivery.batch."""
+"""Delivery worker Lambda: consumes the delivery queue in batches. Wiring only; see postroom.wiring.worker_batch."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.delivery.batch import handle_batch
+from postroom.wiring.worker_batch import handle_batch
 
 logger = Logger()
 tracer = Tracer()

@@ -90,7 +90,7 @@ def _serve_until_stopped(stop: Callable[[], None]) -> int:
 def _cmd_bridge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from postroom.bridge.runner import Bridge, BridgeConfig
+    from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 
     config = BridgeConfig(
         api_url=args.api,
@@ -121,14 +121,14 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
 
 def _cmd_submission_server(_: argparse.Namespace) -> int:
-    from postroom.submission.service import main
+    from postroom.protocols.submission.submission_service import main
 
     return main(os.environ)
 
 
 def _keys_store(table: str | None) -> object:
-    from postroom import aws
-    from postroom.store.keys import ApiKeyStore
+    from postroom.core import aws
+    from postroom.core.key_store import ApiKeyStore
 
     table = table or os.environ.get("POSTROOM_TABLE")
     if not table:
@@ -137,7 +137,7 @@ def _keys_store(table: str | None) -> object:
 
 
 def _cmd_keys_create(args: argparse.Namespace) -> int:
-    from postroom.auth import parse_scopes
+    from postroom.core.auth import parse_scopes
 
     try:
         scopes = parse_scopes(args.scopes)
@@ -272,13 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--secret-prefix", help="the stack's StoreSecretPrefix output")
     add.add_argument("--local", action="store_true", help="add it to the running `postroom local` stack")
     add.set_defaults(func=_cmd_stores_add)
-    from postroom.doctor.cli import add_doctor_command
+    from postroom.doctor.doctor_commands import add_doctor_command
 
     add_doctor_command(sub)
 
-    from postroom.deliverability import dkim_cli
+    from postroom.deliver import dkim_commands
 
-    dkim_cli.register(sub)
+    dkim_commands.register(sub)
     addresses = sub.add_parser("addresses", help="manage inbound addresses (each gets Inbox, Archive and Trash)")
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
@@ -289,8 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_addresses_create(args: argparse.Namespace) -> int:
-    from postroom import aws
-    from postroom.mailbox.store import MailboxStore
+    from postroom.core import aws
+    from postroom.mailbox.mailbox_store import MailboxStore
 
     table = args.table or os.environ.get("POSTROOM_TABLE")
     if not table:

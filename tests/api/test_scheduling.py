@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 
 from postroom.local.poller import build_sqs_event
-from postroom.local.scheduler import ScheduleFirer
+from postroom.local.schedule_runner import ScheduleFirer
 from tests.conftest import Stack
 
 MESSAGE = {"from": "orders@shop.example", "to": ["ann@example.org"], "subject": "Later", "text": "x", "delivery": "ses"}

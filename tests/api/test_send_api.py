@@ -7,7 +7,7 @@ import json
 
 import boto3
 
-from postroom.auth import Scope
+from postroom.core.auth import Scope
 from tests.conftest import Stack, create_key
 
 MESSAGE = {
@@ -110,7 +110,7 @@ def test_malformed_json_is_400_and_non_json_is_415(stack: Stack) -> None:
 
 
 def test_oversize_request_is_413(stack: Stack, monkeypatch) -> None:
-    from postroom.services import reset_services
+    from postroom.wiring.services import reset_services
 
     monkeypatch.setenv("POSTROOM_MAX_REQUEST_BYTES", "100000")
     reset_services()
@@ -123,7 +123,7 @@ def test_oversize_request_is_413(stack: Stack, monkeypatch) -> None:
 
 
 def test_estimated_message_size_over_the_ses_limit_is_413(stack: Stack, monkeypatch) -> None:
-    from postroom.services import reset_services
+    from postroom.wiring.services import reset_services
 
     monkeypatch.setenv("POSTROOM_MAX_MESSAGE_BYTES", "50000")
     reset_services()

@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from postroom.auth import Scope
+from postroom.core.auth import Scope
 from tests.conftest import Stack, create_key
 
 TEMPLATE = {

@@ -21,7 +21,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
 def openapi_document() -> dict[str, Any]:
-    from postroom.api.app import app
+    from postroom.api.resolver import app
 
     return json.loads(app.get_openapi_json_schema())
 

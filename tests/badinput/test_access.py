@@ -14,9 +14,9 @@ from typing import Any
 import boto3
 import pytest
 
-from postroom.auth import ALL_SCOPES, Scope
+from postroom.core.auth import ALL_SCOPES, Scope
 from postroom.local import template as tpl
-from postroom.services import services
+from postroom.wiring.services import services
 from tests.conftest import ROOT, Stack, create_key
 
 MESSAGE = {"from": "Shop <orders@shop.example>", "to": ["ann@example.org"], "subject": "Hi", "text": "Hello"}

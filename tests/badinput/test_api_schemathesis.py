@@ -31,7 +31,7 @@ schema = schemathesis.openapi.from_wsgi(OPENAPI_PATH, GATEWAY)
 @pytest.fixture
 def api(stack: Stack) -> Iterator[Stack]:
     GATEWAY.invokers["SendApiFunction"] = stack.send_api.invoke
-    # The mailbox API function runs the same resolver (postroom.api.app) with its own routes in template.yaml.
+    # The mailbox API function runs the same resolver (postroom.api.resolver) with its own routes in template.yaml.
     GATEWAY.invokers["MailboxApiFunction"] = stack.send_api.invoke
     yield stack
     GATEWAY.invokers.clear()

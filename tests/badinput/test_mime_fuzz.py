@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from postroom.mime import build_message, message_id_header, render
-from postroom.models import SendRequest
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
 
 EXAMPLES = 300
 FIXED_HEADERS = {"from", "to", "subject", "date", "message-id", "mime-version", "content-type"}

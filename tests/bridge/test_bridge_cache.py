@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from postroom.bridge.connections import Connections
-from postroom.bridge.runner import Bridge, BridgeConfig
 from postroom.local.stack import LocalStack
+from postroom.protocols.bridge.connections import Connections
+from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 from tests.bridge.test_imap_pop3 import fetch_map, imap, receive
 from tests.e2e.test_local_stack import call
 

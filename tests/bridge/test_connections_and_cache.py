@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from postroom.bridge import connections as pool_module
-from postroom.bridge.api import Listing, Listings
-from postroom.bridge.cache import RawCache
-from postroom.bridge.connections import Connections
+from postroom.protocols.bridge import connections as pool_module
+from postroom.protocols.bridge.cache import RawCache
+from postroom.protocols.bridge.connections import Connections
+from postroom.protocols.bridge.mailbox_client import Listing, Listings
 
 
 class _Handler(BaseHTTPRequestHandler):

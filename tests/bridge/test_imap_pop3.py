@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from postroom.bridge.runner import Bridge, BridgeConfig
 from postroom.local.stack import LocalStack, StackConfig
+from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 from tests.bridge.conftest import ADDRESS
 from tests.e2e.test_inbound_local import download
 from tests.e2e.test_local_stack import call
@@ -280,7 +280,7 @@ def test_imap_and_pop3_refuse_to_listen_beyond_loopback(local: LocalStack, tmp_p
 
 
 def test_repeated_failed_logins_lock_the_client_out_of_imap_and_pop3(local: LocalStack, bridge: Bridge) -> None:
-    from postroom.submission.server import FAILED_LOGINS_ALLOWED
+    from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED
 
     client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
     for _ in range(FAILED_LOGINS_ALLOWED):
@@ -390,8 +390,8 @@ def test_a_listing_can_carry_presigned_raw_urls_that_download_without_the_key(lo
 
 
 def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(local: LocalStack) -> None:
-    from postroom.bridge.api import MailApi
-    from postroom.submission.client import PostroomClient
+    from postroom.protocols.bridge.mailbox_client import MailApi
+    from postroom.protocols.submission.api_client import PostroomClient
 
     mail_id = receive(local, "Fallback")
     api = MailApi(PostroomClient(local.api_url), local.api_key)
@@ -407,7 +407,7 @@ def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(local: LocalSta
 
 
 def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStack, tmp_path: Path) -> None:
-    from postroom.submission.server import FAILED_LOGINS_ALLOWED
+    from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED
 
     config = BridgeConfig(
         api_url=local.api_url,

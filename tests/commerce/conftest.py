@@ -15,10 +15,10 @@ from moto import mock_aws
 from postroom.commerce.signatures import sign
 from postroom.commerce.stores import Platform, Store
 from postroom.local import template as tpl
-from postroom.local.functions import LocalFunction
 from postroom.local.gateway import build_event
+from postroom.local.handlers import LocalFunction
 from postroom.local.poller import build_sqs_event
-from postroom.services import services
+from postroom.wiring.services import services
 from tests.conftest import ROOT, Stack, load_function, start_stack
 
 FIXTURES = ROOT / "tests" / "fixtures"

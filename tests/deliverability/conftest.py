@@ -13,8 +13,8 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 from moto import mock_aws
 
 from postroom.local.poller import build_sqs_event
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 from tests.conftest import Stack, start_stack
 
 SAMPLES = Path(__file__).parent / "samples"

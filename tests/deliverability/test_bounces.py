@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.deliverability.bounces import BounceType, classify_bounce
-from postroom.delivery.results import Outcome, RecipientResult, SmtpReply
+from postroom.core.bounce_types import BounceType, classify_bounce
+from postroom.core.delivery_results import Outcome, RecipientResult, SmtpReply
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,13 @@ import dkim
 import pytest
 from moto import mock_aws
 
-from postroom import aws
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
 from postroom.cli import main
-from postroom.deliverability.dkim import (
+from postroom.core import aws
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.delivery_errors import NoSuchDomainError
+from postroom.deliver.dkim import (
     DkimAlgorithm,
     DkimKey,
     DkimKeyError,
@@ -26,14 +30,10 @@ from postroom.deliverability.dkim import (
     SigningSmtpAgent,
     generate_key,
 )
-from postroom.delivery.errors import NoSuchDomainError
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.results import Outcome
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.mime import build_message, message_id_header, render
-from postroom.models import SendRequest
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink, Stage
 from tests.deliverability.conftest import HELO_NAME, SmtpStack, smtp_stack_for
 
 DnsFunc = Callable[..., bytes | None]

@@ -6,11 +6,11 @@ import smtplib
 
 import pytest
 
-from postroom.deliverability.bounce_report import handle_bounce
-from postroom.deliverability.bounces import BounceType
-from postroom.deliverability.dsn import DsnParseError, parse_dsn
-from postroom.services import services
-from postroom.testing.smtp import RecordingSink
+from postroom.core.bounce_types import BounceType
+from postroom.receive.bounces.bounce_report import handle_bounce
+from postroom.receive.bounces.dsn_parse import DsnParseError, parse_dsn
+from postroom.testing.smtp_peers import RecordingSink
+from postroom.wiring.services import services
 from tests.deliverability.conftest import SmtpStack, sample
 
 ID = "msg_01jabcdefghjkmnpqrstvwxyz0"

@@ -15,14 +15,14 @@ import dkim
 import pytest
 from pydantic import ValidationError
 
-from postroom.deliverability.dkim import DkimAlgorithm, DkimKey, DkimSigner, SigningSmtpAgent, generate_key
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.results import Outcome
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.mime import build_message, message_id_header, render
-from postroom.models import SendRequest
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.dkim import DkimAlgorithm, DkimKey, DkimSigner, SigningSmtpAgent, generate_key
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 from tests.deliverability.conftest import HELO_NAME
 
 _random = random.Random(9)  # test data, not secrets

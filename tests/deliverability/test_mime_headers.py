@@ -18,9 +18,9 @@ from email.utils import getaddresses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postroom.mime import build_message, message_id_header, render
-from postroom.mimeheaders import MAX_ENCODED_WORD, encoded_words
-from postroom.models import SendRequest
+from postroom.accept.header_encoding import MAX_ENCODED_WORD, encoded_words
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
 
 # Letters from many scripts, emoji, joiners and marks, punctuation that needs quoting in phrases, and plenty of spaces.
 _ALPHABET = st.sampled_from(

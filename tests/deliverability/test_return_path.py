@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.deliverability.return_path import ReturnPath, VerpAddress
+from postroom.deliver.return_path import ReturnPath, VerpAddress
 
 ID = "msg_01jabcdefghjkmnpqrstvwxyz0"
 KEY = "k" * 48

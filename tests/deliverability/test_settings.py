@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from postroom.deliverability.config import TlsLevel
+from postroom.core.deliverability_settings import TlsLevel
+from postroom.core.settings import SettingsError, settings_from_env
 from postroom.local import template as tpl
-from postroom.settings import SettingsError, settings_from_env
 
 BASE = {
     "POSTROOM_TABLE": "t",

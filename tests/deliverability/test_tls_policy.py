@@ -11,8 +11,9 @@ from typing import Any
 import boto3
 import pytest
 
-from postroom.deliverability.config import TlsLevel, parse_tls_policy
-from postroom.deliverability.mta_sts import (
+from postroom.core.deliverability_settings import TlsLevel, parse_tls_policy
+from postroom.core.delivery_results import Outcome, RecipientResult
+from postroom.deliver.mta_sts import (
     DynamoPolicyCache,
     LayeredPolicyCache,
     MemoryPolicyCache,
@@ -23,14 +24,13 @@ from postroom.deliverability.mta_sts import (
     parse_policy,
     parse_txt,
 )
-from postroom.deliverability.tls_policy import MtaStsTlsPolicies, StaticTlsPolicies
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.results import Outcome, RecipientResult
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.https import HttpsServer, Response
-from postroom.testing.smtp import RecordingSink
-from postroom.testing.tls import TestAuthority
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.deliver.tls_policy import MtaStsTlsPolicies, StaticTlsPolicies
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.https_server import HttpsServer, Response
+from postroom.testing.smtp_peers import RecordingSink
+from postroom.testing.tls_certs import TestAuthority
 from tests.deliverability.conftest import HELO_NAME, SmtpStack, smtp_stack_for
 
 SENDER = "orders@shop.example"

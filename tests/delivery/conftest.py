@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 
 DNS_TIMEOUT = 1.0
 SMTP_TIMEOUT = 1.0  # small, so that a stalled peer costs the suite one second

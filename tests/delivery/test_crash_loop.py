@@ -10,12 +10,12 @@ import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from postroom.delivery.ses import SesDeliveryAgent
+from postroom.accept.delivery_queue import DeliveryQueue
+from postroom.core.message_store import MessageStore
+from postroom.core.settings import DELIVERY_QUEUE_MAX_RECEIVE_COUNT, Settings, SettingsError, settings_from_env
+from postroom.deliver.ses_agent import SesDeliveryAgent
 from postroom.local import template as tpl
 from postroom.local.poller import build_sqs_event
-from postroom.queue import DeliveryQueue
-from postroom.settings import DELIVERY_QUEUE_MAX_RECEIVE_COUNT, Settings, SettingsError, settings_from_env
-from postroom.store.messages import MessageStore
 from tests.conftest import ROOT, Stack
 
 SEND = {"from": "orders@shop.example", "to": ["ann@example.org"], "subject": "Poison", "text": "x", "delivery": "ses"}

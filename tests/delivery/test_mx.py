@@ -9,7 +9,7 @@ import dns.nameserver
 import dns.resolver
 import pytest
 
-from postroom.delivery.errors import (
+from postroom.deliver.delivery_errors import (
     DnsTemporaryError,
     NoMxAddressError,
     NoSuchDomainError,
@@ -18,8 +18,8 @@ from postroom.delivery.errors import (
     TransientDeliveryError,
     UnroutableDomainError,
 )
-from postroom.delivery.mx import MxHost, MxResolver, parse_nameservers, to_a_label
-from postroom.testing.dns import SANDBOX_MX_HOST, LoopbackDnsServer
+from postroom.deliver.mx import MxHost, MxResolver, parse_nameservers, to_a_label
+from postroom.testing.dns_server import SANDBOX_MX_HOST, LoopbackDnsServer
 
 # -- nameserver settings ---------------------------------------------------------------------------------------------
 

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
-from postroom.delivery.batch import reset_resolver
+from postroom.core.message_store import MessageStore
+from postroom.core.status import RecipientStatus
 from postroom.local.poller import build_sqs_event
-from postroom.services import reset_services
-from postroom.status import RecipientStatus
-from postroom.store.messages import MessageStore
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
+from postroom.wiring.services import reset_services
+from postroom.wiring.worker_batch import reset_resolver
 from tests.conftest import Stack
 
 
@@ -105,7 +105,7 @@ def test_a_deferred_recipient_is_retried_despite_the_guard(
     smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # GIVEN a server that refuses the first DATA with 451
-    from postroom.testing.smtp import Stage
+    from postroom.testing.smtp_peers import Stage
 
     sink.script(Stage.DATA, "451 4.3.0 try again later", times=1)
     _, body = smtp_stack.request("POST", "/v1/messages", SEND)
@@ -124,9 +124,9 @@ def test_stored_results_come_back_with_their_enums() -> None:
     # bounce_type left a string was saved into the record as one)
     import json
 
-    from postroom.deliverability.bounces import BounceType
-    from postroom.delivery.once import _from_json, _to_json
-    from postroom.delivery.results import Outcome, RecipientResult
+    from postroom.core.bounce_types import BounceType
+    from postroom.core.delivery_results import Outcome, RecipientResult
+    from postroom.deliver.send_once import _from_json, _to_json
 
     results = [
         RecipientResult("a@example.org", Outcome.DEFERRED, smtp_code=452, enhanced_status="4.2.2", reply="full"),

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from postroom.delivery.mx import MxResolver
-from postroom.delivery.results import Outcome
-from postroom.delivery.smtp import SmtpDeliveryAgent, SmtpOptions
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import Action, RecordingSink, Stage
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.mx import MxResolver
+from postroom.deliver.smtp_agent import SmtpDeliveryAgent, SmtpOptions
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import Action, RecordingSink, Stage
 
 SENDER = "bounces@shop.example"
 MESSAGE = (

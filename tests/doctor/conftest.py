@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from postroom.doctor.checks import DoctorOptions, diagnose
 from postroom.doctor.lookup import DnsLookup
 from postroom.doctor.report import Report
-from postroom.testing.dns import LoopbackDnsServer, Zone
+from postroom.testing.dns_server import LoopbackDnsServer, Zone
 
 AMAZONSES_SPF = "v=spf1 ip4:199.255.192.0/22 ip4:199.127.232.0/22 ip4:54.240.0.0/18 -all"
 EGRESS_IP = "203.0.113.7"

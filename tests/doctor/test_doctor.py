@@ -7,11 +7,11 @@ from collections.abc import Callable
 
 import pytest
 
+from postroom.core.settings import DeliveryPath
 from postroom.doctor.checks import DoctorOptions, SesIdentity, diagnose
 from postroom.doctor.lookup import DnsLookup
 from postroom.doctor.report import Check, CheckStatus, Fix, Report
-from postroom.settings import DeliveryPath
-from postroom.testing.dns import LoopbackDnsServer
+from postroom.testing.dns_server import LoopbackDnsServer
 from tests.doctor.conftest import EGRESS_IP
 
 TOKENS = ("tok1aaaa", "tok2bbbb", "tok3cccc")

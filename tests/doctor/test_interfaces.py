@@ -12,11 +12,11 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from postroom.auth import Scope
 from postroom.cli import main
+from postroom.core.auth import Scope
 from postroom.doctor.checks import read_ses_identity
 from postroom.local.gateway import build_event
-from postroom.testing.dns import LoopbackDnsServer
+from postroom.testing.dns_server import LoopbackDnsServer
 from tests.conftest import Stack, create_key, start_stack
 from tests.doctor.conftest import EGRESS_IP
 
@@ -115,7 +115,7 @@ def get(stack: Stack, path: str, query: str = "", key: str | None = None) -> tup
 def test_the_api_checks_the_stacks_own_domains(stack_with_dns: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN a stack whose direct-SMTP domain sends from EGRESS_IP
     monkeypatch.setenv("POSTROOM_SMTP_EGRESS_IPS", EGRESS_IP)
-    from postroom.services import reset_services
+    from postroom.wiring.services import reset_services
 
     reset_services()
     # WHEN its domain is checked with a DKIM selector that is not published

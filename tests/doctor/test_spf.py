@@ -7,7 +7,7 @@ import pytest
 
 from postroom.doctor.lookup import DnsLookup
 from postroom.doctor.spf import SpfError, SpfResult, check_host, parse_spf
-from postroom.testing.dns import LoopbackDnsServer
+from postroom.testing.dns_server import LoopbackDnsServer
 
 ZONE = {
     "spf.example": {

@@ -17,8 +17,8 @@ import pytest
 from postroom.cli import main
 from postroom.commerce.signatures import sign
 from postroom.local.stack import LocalStack, StackConfig
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 
 pytestmark = pytest.mark.e2e
 

@@ -17,8 +17,8 @@ import pytest
 from standardwebhooks import Webhook
 
 from postroom.local.stack import LocalStack
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink, Stage
 from tests.e2e.test_local_stack import call, start, wait_for_status
 
 pytestmark = pytest.mark.e2e

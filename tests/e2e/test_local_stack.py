@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from postroom.local.stack import LocalStack, StackConfig
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink, Stage
 
 pytestmark = pytest.mark.e2e
 

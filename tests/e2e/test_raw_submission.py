@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from postroom.local.stack import LocalStack
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.smtp_peers import RecordingSink
 from tests.e2e.test_local_stack import call, stored_mime, wait_for_status
 
 pytestmark = pytest.mark.e2e

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from postroom.events.services import event_services
 from postroom.local.stack import LocalStack, StackConfig
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
+from postroom.wiring.event_services import event_services
 from tests.deliverability.conftest import sample
 from tests.e2e.test_local_stack import call, wait_for_status
 

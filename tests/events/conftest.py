@@ -16,12 +16,12 @@ import pytest
 from moto import mock_aws
 
 from postroom.local import template as tpl
-from postroom.local.functions import LocalFunction
 from postroom.local.gateway import build_event
+from postroom.local.handlers import LocalFunction
 from postroom.local.poller import SqsPoller
-from postroom.services import reset_services
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
+from postroom.wiring.services import reset_services
 from tests.conftest import ROOT, Stack, load_function, start_stack
 
 EXTRA_FUNCTIONS = ("EventsFunction", "WebhookSenderFunction", "TrackingFunction")

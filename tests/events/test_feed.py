@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from postroom.clock import now_iso
-from postroom.events.model import Event, EventType, new_event_id
-from postroom.events.services import event_services
-from postroom.services import reset_services
+from postroom.core.clock import now_iso
+from postroom.events.event_model import Event, EventType, new_event_id
+from postroom.wiring.event_services import event_services
+from postroom.wiring.services import reset_services
 from tests.conftest import create_key
 from tests.events.conftest import EventsStack
 
@@ -99,7 +99,7 @@ def test_newest_events_are_held_back_without_being_skipped(
 
 
 def test_feed_needs_its_scope_and_a_valid_cursor(events_stack: EventsStack) -> None:
-    from postroom.auth import Scope
+    from postroom.core.auth import Scope
 
     sender = create_key(frozenset({Scope.MESSAGES_SEND}))
     status, body = events_stack.get("/v1/events", key=sender)

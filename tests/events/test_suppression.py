@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.events.model import BounceType, bounce_type
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.events.event_model import BounceType, bounce_type
+from postroom.testing.smtp_peers import RecordingSink, Stage
 from tests.conftest import create_key
 from tests.events.conftest import EventsStack
 
@@ -123,7 +123,7 @@ def test_suppression_api_validates_and_needs_scopes(events_stack: EventsStack) -
     assert (status, body["error"]["field"]) == (422, "domain")
     status, body = events_stack.call("POST", "/v1/suppressions", {"address": "a@example.org", "topic": "news"})
     assert status == 422
-    from postroom.auth import Scope
+    from postroom.core.auth import Scope
 
     reader = create_key(frozenset({Scope.SUPPRESSIONS_READ}))
     assert events_stack.call("GET", "/v1/suppressions", key=reader)[0] == 200

@@ -10,9 +10,9 @@ from email.message import EmailMessage
 
 import boto3
 
-from postroom.clock import parse_iso
-from postroom.mime import build_message, render
-from postroom.models import SendRequest
+from postroom.accept.mime_build import build_message, render
+from postroom.accept.models import SendRequest
+from postroom.core.clock import parse_iso
 from tests.events.conftest import EventsStack
 
 HTML = (

@@ -12,10 +12,10 @@ import boto3
 import pytest
 from standardwebhooks import Webhook
 
-from postroom.services import reset_services
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.testing.smtp_peers import RecordingSink, Stage
 from postroom.webhooks.signing import new_secret, signature
-from postroom.webhooks.urls import UnsafeUrlError, check_url
+from postroom.webhooks.url_guard import UnsafeUrlError, check_url
+from postroom.wiring.services import reset_services
 from tests.events.conftest import EventsStack, Receiver
 
 MESSAGE = {

@@ -1,6 +1,6 @@
 """Fault injection over the real accept path and the real worker handler, in one process.
 
-What is real: ``postroom.sending.accept`` and the worker Lambda handler (``functions/worker/app.py``, its Powertools
+What is real: ``postroom.accept.intake.accept`` and the worker Lambda handler (``functions/worker/app.py``, its Powertools
 batch processor, ``Deliverer``, ``SmtpDeliveryAgent``, ``SesDeliveryAgent``); DynamoDB, S3, SQS and SES are moto
 (in-process, created from ``template.yaml``); MX lookups go to a DNS server on loopback; SMTP goes to an aiosmtpd sink
 on loopback. What is simulated: Lambda's SQS event source mapping (receive a batch, invoke, delete what succeeded)
@@ -45,19 +45,19 @@ import boto3
 from botocore.exceptions import ClientError, EndpointConnectionError
 from moto import mock_aws
 
-from postroom import aws
-from postroom.auth import Principal, Scope
-from postroom.delivery.batch import reset_resolver
+from postroom.accept.intake import accept
+from postroom.accept.models import SendRequest
+from postroom.core import aws
+from postroom.core.auth import Principal, Scope
+from postroom.core.message_record import MessageRecord
+from postroom.core.status import MessageStatus, RecipientStatus
 from postroom.local import template as tpl
-from postroom.local.functions import LocalFunction
+from postroom.local.handlers import LocalFunction
 from postroom.local.poller import build_sqs_event
-from postroom.models import SendRequest
-from postroom.record import MessageRecord
-from postroom.sending import accept
-from postroom.services import reset_services, services
-from postroom.status import MessageStatus, RecipientStatus
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import Action, RecordingSink, Stage
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import Action, RecordingSink, Stage
+from postroom.wiring.services import reset_services, services
+from postroom.wiring.worker_batch import reset_resolver
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
@@ -325,8 +325,8 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def _hooks_without_event_recording() -> dict[str, list[Any]]:
-    from postroom.events.hooks import delivery_hooks
     from postroom.events.observer import EventObserver
+    from postroom.wiring.worker_events import delivery_hooks
 
     hooks = delivery_hooks()
     hooks["observers"] = [o for o in hooks["observers"] if not isinstance(o, EventObserver)]
@@ -358,7 +358,7 @@ def run(plan: FaultPlan, *, progress: Callable[[str], None] | None = None) -> Ou
         # The delivery-event recorder is a side channel with its own tests (tests/events). It is left out here
         # because moto's TransactWriteItems deep-copies the whole table on every call, which makes a 1 000-message
         # run quadratic (minutes); the suppression filter, metrics, pacing and the send guard all stay in.
-        mock.patch("postroom.delivery.batch.delivery_hooks", _hooks_without_event_recording),
+        mock.patch("postroom.wiring.worker_batch.delivery_hooks", _hooks_without_event_recording),
     ):
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         sink.script(Stage.RCPT, "450 4.2.1 mailbox busy, try later", match="@busy.example")

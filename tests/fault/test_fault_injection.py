@@ -42,7 +42,7 @@ def test_the_checks_catch_a_duplicate_delivery_and_the_send_guard_prevents_it() 
         seed=7,
     )
     # WHEN the run settles without the worker's send guard (Powertools idempotency around each hand-off)
-    with mock.patch("postroom.delivery.batch.send_guard", return_value=None):
+    with mock.patch("postroom.wiring.worker_batch.send_guard", return_value=None):
         unguarded = run(plan)
     # THEN the harness reports the recipients that got the message twice (so its silence elsewhere means something)
     assert unguarded.injected["crash after delivery, before store.save"] > 0

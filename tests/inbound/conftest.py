@@ -15,14 +15,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from postroom import aws
-from postroom.auth import ALL_SCOPES, Scope
+from postroom.core import aws
+from postroom.core.auth import ALL_SCOPES, Scope
 from postroom.local import template as tpl
-from postroom.local.functions import LocalFunction
 from postroom.local.gateway import build_event
+from postroom.local.handlers import LocalFunction
 from postroom.local.inbound_smtp import ses_lambda_event, ses_message_id
-from postroom.mailbox.store import MailboxStore
-from postroom.services import services
+from postroom.mailbox.mailbox_store import MailboxStore
+from postroom.wiring.services import services
 from tests.conftest import ROOT, Stack, load_function, start_stack
 
 INBOUND = {"InboundDomains": "shop.example,help.example", "InboundCatchAll": "help.example=desk"}

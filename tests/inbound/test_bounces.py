@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from postroom import aws
-from postroom.events.services import event_services
+from postroom.core import aws
 from postroom.local import template as tpl
-from postroom.services import services
+from postroom.wiring.event_services import event_services
+from postroom.wiring.services import services
 from tests.conftest import ROOT, load_function, start_stack
 from tests.deliverability.conftest import sample
 from tests.inbound.conftest import Inbound

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.auth import Scope
 from postroom.cli import main
-from postroom.services import services
+from postroom.core.auth import Scope
+from postroom.wiring.services import services
 from tests.inbound.conftest import Inbound
 
 

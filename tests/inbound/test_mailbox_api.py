@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from postroom.auth import Scope
-from postroom.mailbox.store import mail_ulid
+from postroom.core.auth import Scope
+from postroom.mailbox.mailbox_store import mail_ulid
 from tests.inbound.conftest import Inbound, at, mailbox_key, make_mail
 
 INBOX = "support@shop.example:inbox"

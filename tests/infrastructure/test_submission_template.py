@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from postroom.local import template as tpl
-from postroom.submission import service as svc
+from postroom.protocols.submission import submission_service as svc
 
 SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:postroom/submission-tls-AbCdEf"
 PARAMETER_ARN = "arn:aws:ssm:us-east-1:123456789012:parameter/postroom/submission-tls"

@@ -11,8 +11,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from postroom import aws
-from postroom.local.functions import LocalFunction
+from postroom.core import aws
+from postroom.local.handlers import LocalFunction
 from postroom.observability.metrics import Metric
 from tests.conftest import ROOT
 

@@ -16,8 +16,8 @@ from postroom.local.poller import build_sqs_event
 from postroom.observability.correlation import current_correlation_id, message_attributes, sqs_correlation_id
 from postroom.observability.metrics import Metric
 from postroom.observability.records import with_record_context
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink, Stage
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink, Stage
 from tests.conftest import Stack, start_stack
 from tests.observability.conftest import run_worker
 
@@ -140,7 +140,7 @@ def test_a_give_up_counts_as_failed_not_deferred(
 ) -> None:
     # GIVEN one attempt allowed and an MX that defers everything
     monkeypatch.setenv("POSTROOM_MAX_ATTEMPTS", "1")
-    from postroom.services import reset_services
+    from postroom.wiring.services import reset_services
 
     reset_services()
     sink.script(Stage.RCPT, "451 4.7.1 greylisted, try later")

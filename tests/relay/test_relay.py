@@ -8,9 +8,9 @@ from pathlib import Path
 import boto3
 import pytest
 
-from postroom.delivery.relay import RelayCredentials, RelayDeliveryAgent
-from postroom.delivery.results import Outcome
-from postroom.delivery.smtp import SmtpOptions
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.relay_agent import RelayCredentials, RelayDeliveryAgent
+from postroom.deliver.smtp_agent import SmtpOptions
 from postroom.local.stack import LocalStack, StackConfig
 from tests.e2e.test_local_stack import call, wait_for_status
 from tests.relay.upstream import token_endpoint, upstream_server
@@ -132,7 +132,7 @@ def test_relay_delivery_through_the_local_stack_with_an_ssm_secret(
 
 
 def test_relay_without_a_host_is_a_settings_error() -> None:
-    from postroom.settings import SettingsError, settings_from_env
+    from postroom.core.settings import SettingsError, settings_from_env
 
     env = {"POSTROOM_TABLE": "t", "POSTROOM_BUCKET": "b", "POSTROOM_QUEUE_URL": "q", "POSTROOM_DLQ_URL": "d"}
     with pytest.raises(SettingsError, match="POSTROOM_RELAY_HOST is empty"):

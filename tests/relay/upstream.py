@@ -16,8 +16,8 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from postroom.submission.server import SubmissionController
-from postroom.tlscert import server_context, write_self_signed
+from postroom.protocols.submission.smtp_listener import SubmissionController
+from postroom.protocols.tlscert import server_context, write_self_signed
 
 
 @dataclass

@@ -23,11 +23,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from postroom import aws
+from postroom.core import aws
 from postroom.local.stack import LocalStack
-from postroom.submission import service as svc
-from postroom.submission.server import SWEEP_EVERY, RateLimiter
-from postroom.submission.service import (
+from postroom.protocols.submission import submission_service as svc
+from postroom.protocols.submission.smtp_listener import SWEEP_EVERY, RateLimiter
+from postroom.protocols.submission.submission_service import (
     CertificateInfo,
     ServiceSettings,
     SettingsError,
@@ -35,8 +35,8 @@ from postroom.submission.service import (
     TlsMaterial,
     TlsSetupError,
 )
-from postroom.testing.smtp import RecordingSink
-from postroom.tlscert import write_self_signed
+from postroom.protocols.tlscert import write_self_signed
+from postroom.testing.smtp_peers import RecordingSink
 from tests.submission.test_submission import auth_plain, client_context, message, wait_for
 
 HOSTNAME = "smtp.shop.example"

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from postroom.local.stack import LocalStack, StackConfig
-from postroom.submission.client import PostroomClient
-from postroom.submission.server import SubmissionOptions, submission_server
-from postroom.testing.dns import LoopbackDnsServer
-from postroom.testing.smtp import RecordingSink
-from postroom.tlscert import server_context, write_self_signed
+from postroom.protocols.submission.api_client import PostroomClient
+from postroom.protocols.submission.smtp_listener import SubmissionOptions, submission_server
+from postroom.protocols.tlscert import server_context, write_self_signed
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
 
 pytestmark = pytest.mark.e2e
 
@@ -210,7 +210,7 @@ def test_connection_dropped_mid_data_queues_nothing(local: LocalStack, plain_ser
 
 
 def test_bridge_serves_submission_over_the_api(local: LocalStack, peers, tmp_path: Path) -> None:
-    from postroom.bridge.runner import Bridge, BridgeConfig
+    from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 
     sink, _ = peers
     config = BridgeConfig(

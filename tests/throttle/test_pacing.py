@@ -13,12 +13,12 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from postroom.clock import now_iso
-from postroom.delivery.results import Outcome
+from postroom.core.clock import now_iso
+from postroom.core.delivery_results import Outcome
+from postroom.core.message_record import MessageRecord, RecipientState
+from postroom.core.settings import Settings
+from postroom.deliver.pacing import PACED_STATUS, AccountSendRate, PaceWindows, PacingFilter, reset_rate_cache
 from postroom.local import template as tpl
-from postroom.record import MessageRecord, RecipientState
-from postroom.settings import Settings
-from postroom.throttle import PACED_STATUS, AccountSendRate, PaceWindows, PacingFilter, reset_rate_cache
 from tests.conftest import ROOT, SENDING_DOMAINS, Stack
 from tests.observability.conftest import run_worker
 
@@ -198,7 +198,7 @@ def test_direct_smtp_is_paced_per_recipient_domain(windows: PaceWindows) -> None
 def test_the_worker_paces_ses_sends_across_a_batch(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     # GIVEN SES limited to one send per second
     monkeypatch.setenv("POSTROOM_SES_MAX_SEND_RATE", "1")
-    from postroom.services import reset_services
+    from postroom.wiring.services import reset_services
 
     reset_services()
     # WHEN a two-recipient message and a one-recipient message are delivered in one batch

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from postroom.events.model import boundary_id, event_time_ms, new_event_id
-from postroom.events.ses import documents, reports
+from postroom.events.event_model import boundary_id, event_time_ms, new_event_id
+from postroom.events.ses_notifications import documents, reports
 from postroom.tracking.tokens import InvalidTokenError, LinkClaims, LinkKind, LinkSigner
 
 SES_BOUNCE = {

@@ -16,7 +16,7 @@ from email.parser import BytesParser
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postroom.inbound.mime import MAX_DEPTH, MAX_PARTS, parse_mail
+from postroom.receive.mime_parse import MAX_DEPTH, MAX_PARTS, parse_mail
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
@@ -147,7 +147,7 @@ def test_mime_bomb_width_is_bounded_and_flagged() -> None:
 
 MEMORY_PROBE = """
 import resource, sys
-from postroom.inbound.mime import parse_mail
+from postroom.receive.mime_parse import parse_mail
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with open(sys.argv[1], "rb") as fp:
     mail = parse_mail(fp)

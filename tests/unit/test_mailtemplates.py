@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from postroom.accept.compose import MessageInput, compose
+from postroom.accept.mime_build import build_message
+from postroom.accept.mime_build import render as render_mime
 from postroom.commerce.orders import Mail, Reminder, shopify_actions, woocommerce_actions
 from postroom.commerce.stores import Platform, Store
-from postroom.compose import MessageInput, compose
 from postroom.mailtemplates.render import TemplateRenderError, TemplateSource, check, money, render
-from postroom.mailtemplates.store import BUILTIN_NAMES, builtin
-from postroom.mime import build_message
-from postroom.mime import render as render_mime
+from postroom.mailtemplates.template_store import BUILTIN_NAMES, builtin
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 STORE = Store(id="demo", platform=Platform.SHOPIFY, sender="Shop <orders@shop.example>", shop_name="Demo Shop")
@@ -150,6 +150,6 @@ class _BuiltinsOnly:
 
 
 def _now():
-    from postroom.clock import utcnow
+    from postroom.core.clock import utcnow
 
     return utcnow()

@@ -6,8 +6,8 @@ import base64
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from postroom.mime import build_message, message_id_header, render
-from postroom.models import SendRequest
+from postroom.accept.mime_build import build_message, message_id_header, render
+from postroom.accept.models import SendRequest
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 4
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1)) * 3

@@ -7,7 +7,7 @@ import base64
 import pytest
 from pydantic import ValidationError
 
-from postroom.models import MAX_RECIPIENTS, SendRequest
+from postroom.accept.models import MAX_RECIPIENTS, SendRequest
 
 
 def valid(**overrides: object) -> dict[str, object]:

@@ -7,8 +7,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from postroom.delivery.results import Outcome
-from postroom.delivery.ses import SesDeliveryAgent
+from postroom.core.delivery_results import Outcome
+from postroom.deliver.ses_agent import SesDeliveryAgent
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from postroom.delivery.policy import backoff_seconds, choose_path, give_up_reason
-from postroom.settings import DeliveryPath, Settings
-from postroom.status import InvalidTransitionError, MessageStatus, RecipientStatus, aggregate, check_transition
+from postroom.core.settings import DeliveryPath, Settings
+from postroom.core.status import InvalidTransitionError, MessageStatus, RecipientStatus, aggregate, check_transition
+from postroom.deliver.path_policy import backoff_seconds, choose_path, give_up_reason
 
 R = RecipientStatus
 

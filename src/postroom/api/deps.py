@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from aws_lambda_powertools.event_handler import Request
 
-from postroom.auth import Principal, Scope
-from postroom.errors import ForbiddenError, UnauthorizedError
+from postroom.core.auth import Principal, Scope
+from postroom.core.errors import ForbiddenError, UnauthorizedError
 
 
 def current_principal(request: Request) -> Principal:

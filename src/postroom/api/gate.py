@@ -9,12 +9,12 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from postroom.auth import bearer_token
-from postroom.errors import InvalidJsonError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
+from postroom.core.auth import bearer_token
+from postroom.core.errors import InvalidJsonError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
 
 if TYPE_CHECKING:
-    from postroom.auth import Principal
-    from postroom.services import Services
+    from postroom.core.auth import Principal
+    from postroom.wiring.services import Services
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Routes that also take a message as it is, not wrapped in JSON.

@@ -8,14 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from postroom.errors import PostroomError, ServiceUnavailableError, ValidationFailedError
-from postroom.idempotency import api_errors
-from postroom.services import services
+from postroom.core.errors import PostroomError, ServiceUnavailableError, ValidationFailedError
+from postroom.core.idempotency import api_errors
+from postroom.wiring.services import services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.api_gateway import Router
 
-    from postroom.auth import Principal
+    from postroom.core.auth import Principal
 
 HEADER = "Idempotency-Key"
 # Printable ASCII without spaces at the ends; UUIDs, ULIDs and "order-1001-confirmation" all fit.

@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import unquote
 
-from postroom.auth import Principal
-from postroom.errors import ForbiddenError, NotFoundError
-from postroom.mailbox.service import MailService
-from postroom.mailbox.store import Mailbox, MailboxNotFoundError, MailNotFoundError, split_mailbox_id
+from postroom.core.auth import Principal
+from postroom.core.errors import ForbiddenError, NotFoundError
+from postroom.mailbox.mailbox_content import MailService
+from postroom.mailbox.mailbox_store import Mailbox, MailboxNotFoundError, MailNotFoundError, split_mailbox_id
 
 MAILBOX_ID_PATTERN = r"^[^/\s]+@[^/\s]+:[a-z0-9]+$"
 # In a path the id may arrive percent-encoded (encodeURIComponent turns "@" into %40 and ":" into %3A).

@@ -7,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 
-from postroom.errors import InvalidJsonError, PostroomError, ValidationFailedError
+from postroom.core.errors import InvalidJsonError, PostroomError, ValidationFailedError
 
 
 def error_response(error: PostroomError) -> Response:

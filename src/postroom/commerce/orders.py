@@ -9,7 +9,8 @@ Variables, the same for both platforms (every key is always present, so template
               shipping_address / billing_address ({lines: [...]} or None), tracking [company, number, url],
               refund ({amount, reason, line_items} or None), cancel_reason, checkout_url, status_url
 
-Each webhook becomes a list of actions; :mod:`postroom.commerce.worker` carries them out. A mail action carries the
+Each webhook becomes a list of actions; :mod:`postroom.commerce.order_mailer` carries them out. A mail action carries
+the
 key that makes it happen once: (store, mail kind, order id) - plus the refund id for refunds, and the checkout's
 last update for reminders.
 """

@@ -16,8 +16,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from postroom.clock import now_iso
-from postroom.store.dynamo import from_item, to_item
+from postroom.core.clock import now_iso
+from postroom.core.dynamo import from_item, to_item
 
 STORE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 SECRET_CACHE_SECONDS = 300

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from postroom.core.settings import DeliveryPath
 from postroom.doctor.dkim_keys import rsa_key_bits
 from postroom.doctor.lookup import DnsLookup
 from postroom.doctor.report import Check, CheckStatus, Fix, Report
 from postroom.doctor.spf import SpfError, SpfRecord, SpfResult, check_host, find_spf, mentions
-from postroom.settings import DeliveryPath
 
 __all__ = ["DoctorOptions", "SesIdentity", "diagnose", "read_ses_identity"]
 

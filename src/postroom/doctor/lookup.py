@@ -17,7 +17,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from postroom.delivery.mx import Nameserver, to_a_label
+from postroom.deliver.mx import Nameserver, to_a_label
 
 __all__ = ["Answer", "DnsLookup"]
 

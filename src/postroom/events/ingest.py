@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from postroom import aws
-from postroom.events.services import event_services
-from postroom.events.ses import NotReadyError, documents, reports
+from postroom.core import aws
+from postroom.events.ses_notifications import NotReadyError, documents, reports
+from postroom.wiring.event_services import event_services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -32,7 +32,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any
     svc = event_services()
 
     def record_handler(record: SQSRecord) -> str:
-        from postroom.events.ses import SesEventIngester
+        from postroom.events.ses_notifications import SesEventIngester
 
         ingester = SesEventIngester(svc.core.messages, svc.recorder)
         try:

@@ -1,4 +1,4 @@
-"""Events from the worker's own results: an AttemptObserver registered in postroom.delivery.batch.
+"""Events from the worker's own results: an AttemptObserver registered in postroom.wiring.worker_batch.
 
 Direct SMTP reports its outcomes as events of the same kinds SES publishes: an MX's 250 is ``delivered``, a 4xx
 ``deferred``, a 5xx ``bounced`` (hard or soft by its enhanced status code, see :func:`bounce_type`); a hard bounce puts
@@ -13,16 +13,16 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
-from postroom.delivery.results import Outcome
-from postroom.events.model import BounceType, EventType, bounce_type
+from postroom.core.delivery_results import Outcome
+from postroom.core.status import RecipientStatus
+from postroom.events.event_model import BounceType, EventType, bounce_type
 from postroom.events.recorder import Pending, make_event
-from postroom.status import RecipientStatus
-from postroom.suppression.store import Suppression, SuppressionReason
+from postroom.suppression.suppression_store import Suppression, SuppressionReason
 
 if TYPE_CHECKING:
-    from postroom.delivery.results import RecipientResult
+    from postroom.core.delivery_results import RecipientResult
+    from postroom.core.message_record import MessageRecord
     from postroom.events.recorder import EventRecorder
-    from postroom.record import MessageRecord
 
 logger = Logger(child=True)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from postroom.clock import now_iso
-from postroom.events.model import Event, EventType, new_event_id
+from postroom.core.clock import now_iso
+from postroom.events.event_model import Event, EventType, new_event_id
 
 if TYPE_CHECKING:
-    from postroom.events.store import EventStore, Recorded
-    from postroom.record import MessageRecord
-    from postroom.suppression.store import Suppression, SuppressionStore
+    from postroom.core.message_record import MessageRecord
+    from postroom.events.event_store import EventStore, Recorded
+    from postroom.suppression.suppression_store import Suppression, SuppressionStore
     from postroom.webhooks.fanout import WebhookFanout
 
 

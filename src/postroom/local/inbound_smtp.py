@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from postroom.clock import isoformat
+from postroom.core.clock import isoformat
 
 if TYPE_CHECKING:
     from postroom.local.stack import LocalStack
@@ -211,13 +211,13 @@ class _Controller(Controller):
 def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> InboundSmtpListener | None:
     """Load the template's InboundFunction and put the listener in front of it (None when there are no inbound
     domains). The port is POSTROOM_INBOUND_SMTP_PORT (default 2525; 0 picks a free one, as does an API port of 0)."""
-    from postroom import aws
-    from postroom.inbound.filing import raw_key
-    from postroom.inbound.handler import filer
-    from postroom.inbound.routing import Rejection
+    from postroom.core import aws
     from postroom.local import template as tpl
-    from postroom.local.functions import LocalFunction
-    from postroom.services import services
+    from postroom.local.handlers import LocalFunction
+    from postroom.receive.filing import raw_key
+    from postroom.receive.inbound_handler import filer
+    from postroom.receive.routing import Rejection
+    from postroom.wiring.services import services
 
     if "InboundFunction" not in (template.get("Resources") or {}):
         return None

@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from postroom.local.functions import LocalFunction
 from postroom.local.gateway import ApiGateway
+from postroom.local.handlers import LocalFunction
 from postroom.local.inbound_smtp import start_inbound_listener
 from postroom.local.poller import SqsPoller
 
@@ -164,8 +164,8 @@ class LocalStack:
         )
         self._set_env(env, force=sandbox_vars)
 
-        from postroom import aws
-        from postroom.services import reset_services
+        from postroom.core import aws
+        from postroom.wiring.services import reset_services
 
         reset_services()
         self._verify_sending_identities(session, parameters.get("SendingDomains", ""))
@@ -213,8 +213,8 @@ class LocalStack:
         if self.moto is not None:
             self.moto.stop()
         self._restore_env()
-        from postroom.delivery.batch import reset_resolver
-        from postroom.services import reset_services
+        from postroom.wiring.services import reset_services
+        from postroom.wiring.worker_batch import reset_resolver
 
         reset_services()
         reset_resolver()
@@ -249,8 +249,8 @@ class LocalStack:
         self._saved_env.clear()
 
     def _start_sandbox(self) -> None:
-        from postroom.testing.dns import LoopbackDnsServer
-        from postroom.testing.smtp import RecordingSink
+        from postroom.testing.dns_server import LoopbackDnsServer
+        from postroom.testing.smtp_peers import RecordingSink
 
         outbox = self.config.outbox or (self.root / ".postroom" / "outbox")
         outbox.mkdir(parents=True, exist_ok=True)
@@ -261,7 +261,7 @@ class LocalStack:
         self.dns.start()
 
     def _verify_sending_identities(self, session: Any, spec: str) -> None:
-        from postroom.settings import parse_sending_domains
+        from postroom.core.settings import parse_sending_domains
 
         ses = session.client("ses")
         for domain in parse_sending_domains(spec):
@@ -287,8 +287,8 @@ class LocalStack:
             )
 
     def _create_dev_key(self) -> None:
-        from postroom.auth import ALL_SCOPES
-        from postroom.services import services
+        from postroom.core.auth import ALL_SCOPES
+        from postroom.wiring.services import services
 
         self.api_key = services().keys.create(
             name="local dev key",
@@ -300,9 +300,9 @@ class LocalStack:
 
     def _start_submission(self, port: int) -> None:
         """The SMTP submission listener, as `postroom bridge` runs it, pointed at this stack's API."""
-        from postroom.submission.client import PostroomClient
-        from postroom.submission.server import submission_server
-        from postroom.tlscert import server_context, write_self_signed
+        from postroom.protocols.submission.api_client import PostroomClient
+        from postroom.protocols.submission.smtp_listener import submission_server
+        from postroom.protocols.tlscert import server_context, write_self_signed
 
         certificate, key = write_self_signed(self.root / ".postroom" / "tls")
         self.submission = submission_server(
@@ -312,7 +312,7 @@ class LocalStack:
 
     def _start_mail_client_listeners(self) -> None:
         """IMAP and POP3 as `postroom bridge` serves them, over this stack's mailbox API (plain, loopback only)."""
-        from postroom.bridge.runner import Bridge, BridgeConfig
+        from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 
         config = BridgeConfig(
             api_url=self.api_url,
@@ -345,7 +345,7 @@ class LocalStack:
     def _point_links_at_gateway(self) -> None:
         """Tracking and unsubscribe links in sent mail lead to this gateway, and webhooks may go to loopback
         receivers (only here: everywhere else private addresses are refused)."""
-        from postroom.services import reset_services
+        from postroom.wiring.services import reset_services
 
         self._set_env({"POSTROOM_PUBLIC_URL": self.api_url}, force=frozenset({"POSTROOM_PUBLIC_URL"}))
         self._set_env({"POSTROOM_WEBHOOK_ALLOW_PRIVATE": "true"})
@@ -388,8 +388,8 @@ class LocalStack:
 
     def _start_schedule_firer(self) -> None:
         # moto never fires EventBridge Scheduler schedules; send_at and abandoned-checkout reminders need them to.
-        from postroom import aws
-        from postroom.local.scheduler import ScheduleFirer
+        from postroom.core import aws
+        from postroom.local.schedule_runner import ScheduleFirer
 
         self.firer = ScheduleFirer(scheduler=aws.client("scheduler"), sqs=aws.client("sqs"))
         self.firer.start()

@@ -690,7 +690,7 @@ def _create_subscription(
 
 
 def _create_schedule_group(client: Any, name: str, _props: _Properties, _resources: LocalResources) -> dict[str, Any]:
-    # moto stores schedules but never fires them; postroom.local.scheduler fires the due ones.
+    # moto stores schedules but never fires them; postroom.local.schedule_runner fires the due ones.
     try:
         arn = client.create_schedule_group(Name=name)["ScheduleGroupArn"]
     except ClientError as error:

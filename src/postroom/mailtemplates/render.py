@@ -22,8 +22,8 @@ import css_inline
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
-from postroom.errors import ValidationFailedError
-from postroom.htmltext import html_to_text
+from postroom.core.errors import ValidationFailedError
+from postroom.core.html_text import html_to_text
 
 if TYPE_CHECKING:
     from jinja2 import Template

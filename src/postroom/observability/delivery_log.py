@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Tracer
 
-from postroom.delivery.results import Outcome
+from postroom.core.delivery_results import Outcome
 from postroom.observability.correlation import service_logger
 from postroom.observability.domains import classify
 from postroom.observability.queue_ids import queue_id
 
 if TYPE_CHECKING:
-    from postroom.delivery.results import RecipientResult
-    from postroom.record import MessageRecord
+    from postroom.core.delivery_results import RecipientResult
+    from postroom.core.message_record import MessageRecord
 
 __all__ = ["DeliveryLog"]
 

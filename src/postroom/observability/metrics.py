@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from postroom.clock import parse_iso
-from postroom.delivery.results import Outcome
+from postroom.core.clock import parse_iso
+from postroom.core.delivery_results import Outcome
+from postroom.core.status import RecipientStatus
 from postroom.observability.domains import DomainClass, classify
-from postroom.status import RecipientStatus
 
 if TYPE_CHECKING:
-    from postroom.delivery.results import RecipientResult
-    from postroom.record import MessageRecord, RecipientState
+    from postroom.core.delivery_results import RecipientResult
+    from postroom.core.message_record import MessageRecord, RecipientState
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -47,7 +47,7 @@ DEFAULT_NAMESPACE = "Postroom"
 DEFAULT_SERVICE = "postroom"
 DIMENSION_DELIVERY_PATH = "delivery_path"
 DIMENSION_DOMAIN_CLASS = "domain_class"
-PACED_MARKER = "paced"  # RecipientResult.extra key set by the pacer (postroom.throttle) on the results it defers
+PACED_MARKER = "paced"  # RecipientResult.extra key set by the pacer (postroom.deliver.pacing) on the results it defers
 
 
 class Metric(StrEnum):

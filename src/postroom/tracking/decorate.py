@@ -1,5 +1,5 @@
 """Adds tracking and unsubscribe links to the message the worker builds (a MessageDecorator registered in
-postroom.delivery.batch), before it is stored and sent - so every retry and both paths send the same bytes.
+postroom.wiring.worker_batch), before it is stored and sent - so every retry and both paths send the same bytes.
 
 Only what was asked for changes: with ``track_clicks`` the HTML part's http(s) ``<a href>`` links go through signed
 redirects (the text part is left alone: rewritten links there are long and opaque to a reader); with ``track_opens``
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
     from email.policy import Policy
 
-    from postroom.models import SendRequest
-    from postroom.record import MessageRecord
+    from postroom.accept.models import SendRequest
+    from postroom.core.message_record import MessageRecord
     from postroom.tracking.tokens import LinkSigner
 
 # An <a> tag's href with an absolute http(s) URL, in double or single quotes. mailto:, tel:, anchors and relative

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from postroom.events.model import Event
-    from postroom.webhooks.store import WebhookStore
+    from postroom.events.event_model import Event
+    from postroom.webhooks.subscriptions import WebhookStore
 
 TASK_VERSION = 1
 _SQS_BATCH = 10

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from postroom.webhooks.urls import Target
+    from postroom.webhooks.url_guard import Target
 
 USER_AGENT = "Postroom-Webhooks/1"
 MAX_RESPONSE_BYTES = 1024  # kept in the attempt history; the rest of the body is not read

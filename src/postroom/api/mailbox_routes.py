@@ -1,0 +1,195 @@
+"""``/v1/mailboxes``: list and create mailboxes, page through one, sync its changes, expunge.
+
+Paging is newest first with an opaque ``cursor``; ``since``/``before`` are key conditions (cheap at any size), the
+other filters are applied by DynamoDB after reading, so a filtered page can hold fewer than ``limit`` messages and
+still have a ``next_cursor``: keep following it until it is null.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from postroom.api.deps import require
+from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
+from postroom.core.auth import Principal, Scope
+from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.mailbox import mailbox_store as mailstore
+from postroom.mailbox.mailbox_content import URL_SECONDS, mail_service
+from postroom.mailbox.mailbox_errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
+
+router = Router()
+
+MailboxId = Annotated[
+    str, Path(pattern=MAILBOX_PATH_PATTERN, description="<address>:<key>, e.g. support@shop.example:inbox")
+]
+
+
+class NewMailbox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    address: str
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f/]+$")
+
+
+class Expunge(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ids: list[Annotated[str, Field(pattern=MAIL_ID_PATTERN)]] | None = Field(
+        default=None, max_length=500, description="Only these (IMAP UID EXPUNGE); all $deleted messages when absent."
+    )
+
+
+@router.get("/", summary="Mailboxes with total and unread counts")
+def list_mailboxes(
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
+    address: Annotated[str | None, Query(description="Only this address's mailboxes")] = None,
+) -> dict[str, object]:
+    service = mail_service()
+    if address:
+        check_address(principal, address)
+        addresses = [address.lower()]
+    else:
+        addresses = [a for a in service.store.list_addresses() if principal.may_access(a)]
+    boxes = [box.public() for a in addresses for box in service.store.mailboxes(a)]
+    return {"mailboxes": boxes}
+
+
+@router.post("/", summary="Create a custom mailbox (folder) for an address")
+def create_mailbox(
+    body: Annotated[NewMailbox, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
+) -> Response[dict[str, object]]:
+    check_address(principal, body.address)
+    try:
+        box = mail_service().store.create_mailbox(body.address, body.name.strip())
+    except mailstore.AddressNotFoundError:
+        raise NotFoundError(f"no address {body.address}; register it first", field="address") from None
+    except mailstore.MailboxConflictError as error:
+        raise ConflictError(str(error), field="name") from None
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=box.public())
+
+
+@router.get("/<mailbox_id>", summary="One mailbox with its counts and state")
+def get_mailbox(
+    mailbox_id: MailboxId,
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
+) -> dict[str, object]:
+    return mailbox_for(mail_service(), principal, mailbox_id).public()
+
+
+@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox")
+def delete_mailbox(
+    mailbox_id: MailboxId,
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
+) -> Response[None]:
+    service = mail_service()
+    box = mailbox_for(service, principal, mailbox_id)
+    try:
+        service.store.delete_mailbox(box.id)
+    except mailstore.MailboxConflictError as error:
+        raise ConflictError(str(error), field="mailbox") from None
+    return Response(status_code=204)
+
+
+@router.get("/<mailbox_id>/messages", summary="A page of messages, newest first")
+def list_messages(
+    mailbox_id: MailboxId,
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
+    limit: Annotated[int, Query(ge=1, le=mailstore.MAX_PAGE)] = 50,
+    cursor: Annotated[str | None, Query(max_length=2048)] = None,
+    unread: Annotated[bool | None, Query()] = None,
+    flagged: Annotated[bool | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=200)] = None,
+    to: Annotated[str | None, Query(max_length=200)] = None,
+    subject: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[datetime | None, Query(description="Received at or after (ISO 8601)")] = None,
+    before: Annotated[datetime | None, Query(description="Received before (ISO 8601)")] = None,
+    has_attachment: Annotated[bool | None, Query()] = None,
+    raw_urls: Annotated[
+        bool, Query(description="Add each message's presigned raw_url (valid raw_urls_expire_in seconds)")
+    ] = False,
+) -> dict[str, object]:
+    service = mail_service()
+    box = mailbox_for(service, principal, mailbox_id)  # read first: its state covers whatever changes while paging
+    filters = mailstore.Filters(
+        unread=unread,
+        flagged=flagged,
+        from_=from_,
+        to=to,
+        subject=subject,
+        has_attachment=has_attachment,
+        since_ms=_ms(since, "since"),
+        before_ms=_ms(before, "before"),
+    )
+    try:
+        page = service.store.page(box.id, limit=limit, cursor=cursor, filters=filters)
+    except mailstore.InvalidCursorError as error:
+        raise InvalidCursorError(str(error), field="cursor") from None
+    answer: dict[str, object] = {
+        "mailbox": box.id,
+        "state": str(box.modseq),
+        "messages": page.items,
+        "next_cursor": page.cursor,
+    }
+    if raw_urls:
+        service.raw_urls(page.items, page.receipts)
+        answer["raw_urls_expire_in"] = URL_SECONDS
+    return answer
+
+
+@router.get("/<mailbox_id>/changes", summary="Created, updated and destroyed message ids since a state")
+def changes(
+    mailbox_id: MailboxId,
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
+    since: Annotated[str, Query(pattern=r"^[0-9]{1,20}$", description="A state this mailbox returned")],
+    limit: Annotated[int, Query(ge=1, le=1000)] = 500,
+) -> dict[str, object]:
+    service = mail_service()
+    box = mailbox_for(service, principal, mailbox_id)
+    try:
+        found = service.store.changes(box.id, int(since), limit)
+    except mailstore.CannotCalculateChangesError as error:
+        raise CannotCalculateChangesError(str(error), field="since") from None
+    return {
+        "mailbox": box.id,
+        "old_state": since,
+        "new_state": str(found.new_state),
+        "has_more": found.has_more,
+        "created": found.created,
+        "updated": found.updated,
+        "destroyed": found.destroyed,
+    }
+
+
+@router.post("/<mailbox_id>/expunge", summary="Remove messages flagged $deleted for good (IMAP EXPUNGE)")
+def expunge(
+    mailbox_id: MailboxId,
+    body: Annotated[Expunge, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
+) -> dict[str, object]:
+    service = mail_service()
+    box = mailbox_for(service, principal, mailbox_id)
+    removed = []
+    for mail_id in service.store.deleted_in(box.id, body.ids):
+        try:
+            service.expunge(mail_id)
+        except mailstore.MailNotFoundError:
+            continue  # expunged by someone else meanwhile
+        removed.append(mail_id)
+    box = service.store.mailbox(box.id)
+    return {"mailbox": box.id, "expunged": removed, "state": str(box.modseq), "total": box.total}
+
+
+def _ms(moment: datetime | None, field: str) -> int | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        raise ValidationFailedError(f"{field}: give a time zone (e.g. 2024-05-01T00:00:00Z)", field=field)
+    return int(moment.timestamp() * 1000)

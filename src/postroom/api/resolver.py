@@ -1,0 +1,84 @@
+"""The API resolver: routers mounted by resource, errors rendered in one place, the gate in front."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from postroom.api import (
+    addresses,
+    batch,
+    doctor,
+    events,
+    mail,
+    mailboxes,
+    me,
+    messages,
+    scheduled,
+    suppressions,
+    templates,
+    webhooks,
+)
+from postroom.api.deps import required_scopes
+from postroom.api.gate import screen
+from postroom.api.responses import error_proxy_result, error_response, validation_failure
+from postroom.core.auth import Principal
+from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError
+from postroom.wiring.services import services
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+logger = Logger(child=True)
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.include_router(batch.router, prefix="/v1/messages")  # before messages: /batch is not a message id
+app.include_router(messages.router, prefix="/v1/messages")
+app.include_router(me.router, prefix="/v1/me")
+app.include_router(scheduled.router, prefix="/v1/messages")
+app.include_router(templates.router, prefix="/v1/templates")
+app.include_router(events.router, prefix="/v1/events")
+app.include_router(events.timeline_router, prefix="/v1/messages")
+app.include_router(suppressions.router, prefix="/v1/suppressions")
+app.include_router(webhooks.router, prefix="/v1/webhooks")
+app.include_router(doctor.router, prefix="/v1/domains")
+app.include_router(addresses.router, prefix="/v1/addresses")
+app.include_router(mailboxes.router, prefix="/v1/mailboxes")
+app.include_router(mail.router, prefix="/v1/mail")
+
+
+@app.exception_handler(PostroomError)
+def _postroom_error(error: PostroomError) -> Response:
+    return error_response(error)
+
+
+@app.exception_handler(RequestValidationError)
+def _validation_error(error: RequestValidationError) -> Response:
+    # Powertools validates the request before it resolves the route's dependencies, so the scope check has not run
+    # yet: a key without the route's scope must get 403, not a description of what a valid body looks like.
+    route = app.context.get("_route")  # the matched Route, which Powertools keeps in the resolver's context
+    principal = app.context.get("principal")
+    if route is not None and isinstance(principal, Principal):
+        missing = sorted(scope.value for scope in required_scopes(route.func) if not principal.allows(scope))
+        if missing:
+            return error_response(ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization"))
+    return error_response(validation_failure(list(error.errors())))
+
+
+@app.not_found
+def _not_found(_: RouteNotFoundError) -> Response:
+    return error_response(NotFoundError(f"no route {app.current_event.http_method} {app.current_event.path}"))
+
+
+def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        principal = screen(event, services())
+    except PostroomError as error:
+        logger.info("request refused before routing", extra={"code": error.code, "status": int(error.status)})
+        return error_proxy_result(error)
+    app.append_context(principal=principal)
+    return app.resolve(event, context)

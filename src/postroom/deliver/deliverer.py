@@ -1,0 +1,283 @@
+"""One delivery attempt for one queued message: read the record, build (or reuse) the MIME, hand each pending
+recipient to its agent, record per-recipient results, and decide what happens next.
+
+The worker never loses a message: every path ends with the record saved in a state that says what happened —
+delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt. A
+message whose processing keeps crashing the function never reaches such a save by itself; once SQS has handed it over
+``poison_receive_count`` times, the worker gives up on it without attempting it again. If that give-up crashes too, the
+exception leaves the pointer in the queue, for the next receive or, at last, the queue's redrive.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Protocol
+
+from aws_lambda_powertools import Logger
+
+from postroom.accept.delivery_queue import DeliveryTask
+from postroom.accept.mime_build import build_message, render
+from postroom.accept.models import SendRequest
+from postroom.core.clock import isoformat, parse_iso, utcnow
+from postroom.core.delivery_results import RecipientResult
+from postroom.core.message_store import MessageNotFoundError
+from postroom.core.settings import DeliveryPath
+from postroom.core.status import MessageStatus
+from postroom.deliver.path_policy import backoff_seconds, choose_path, crash_give_up_reason, give_up_reason
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+
+    from postroom.accept.delivery_queue import DeliveryQueue
+    from postroom.core.message_record import MessageRecord
+    from postroom.core.message_store import MessageStore
+    from postroom.core.settings import Settings
+    from postroom.deliver.return_path import ReturnPath
+
+logger = Logger(child=True)
+
+
+class SesAgent(Protocol):
+    def deliver(self, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+class SmtpAgent(Protocol):
+    def deliver(self, domain: str, mail_from: str, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+class RecipientFilter(Protocol):
+    """Decides some recipients without sending (e.g. the suppression list): returns results only for those."""
+
+    def screen(self, record: MessageRecord, recipients: list[str]) -> list[RecipientResult]: ...
+
+
+class LocalAgent(Protocol):
+    """Delivers to recipients Postroom hosts itself (its own inbound domains), instead of SES or SMTP."""
+
+    name: str
+
+    def handles(self, address: str) -> bool: ...
+
+    def deliver(self, record: MessageRecord, recipients: list[str], message: bytes) -> list[RecipientResult]: ...
+
+
+class SendGuard(Protocol):
+    """Runs one remote send (a recipient group handed to SES or to one domain's MX) at most once per attempt of those
+    recipients, so a redelivery after a crash between the remote's acceptance and the record's save replays the
+    result instead of sending again (see postroom.deliver.send_once)."""
+
+    def __call__(
+        self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
+    ) -> list[RecipientResult]: ...
+
+
+def _send_directly(
+    _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
+) -> list[RecipientResult]:
+    return send()
+
+
+class AttemptObserver(Protocol):
+    """Told about every attempt once its results are recorded (events, metrics). Must not raise."""
+
+    def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None: ...
+
+
+class MessageDecorator(Protocol):
+    """Changes the built message once, before it is stored and sent (tracking links, List-Unsubscribe)."""
+
+    def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    message_id: str
+    status: MessageStatus | None  # None: nothing to do (unknown id)
+    retry_in: int | None = None  # seconds until the next attempt, when deferred
+
+
+class Deliverer:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: MessageStore,
+        queue: DeliveryQueue,
+        ses: SesAgent,
+        smtp: SmtpAgent,
+        filters: list[RecipientFilter] | None = None,
+        local: list[LocalAgent] | None = None,
+        observers: list[AttemptObserver] | None = None,
+        relay: SmtpAgent | None = None,
+        send_guard: SendGuard | None = None,
+        decorators: list[MessageDecorator] | None = None,
+        return_path: ReturnPath | None = None,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._queue = queue
+        self._ses = ses
+        self._smtp = smtp
+        self._filters = filters or []
+        self._local = local or []
+        self._observers = observers or []
+        self._relay = relay
+        self._guard: SendGuard = send_guard or _send_directly
+        self._decorators = decorators or []
+        self._return_path = return_path
+
+    def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
+        """``received``: how many times SQS has handed this pointer over, this time included."""
+        now = now or utcnow()
+        try:
+            record = self._store.get(task.message_id)
+        except MessageNotFoundError:
+            # Only possible for a hand-crafted queue message: the API queues after the record is written.
+            logger.error("queued id has no message record; dropping the pointer", extra={"message_id": task.message_id})
+            return AttemptResult(task.message_id, None)
+        if record.status.is_final:
+            # A redelivered pointer for a finished message (SQS delivers at least once): nothing to send again.
+            return AttemptResult(record.id, record.status)
+        if record.status is MessageStatus.SCHEDULED and task.send_at != record.send_at:
+            # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
+            logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
+            return AttemptResult(record.id, record.status)
+
+        # A message whose processing keeps crashing the function is not attempted again: the crash is likely in the
+        # attempt itself, and the queue's redrive would soon park it with no reason and its record left "sending".
+        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
+        if crashed:
+            return self._give_up(record, task, crashed, now)
+
+        # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
+        started = parse_iso(record.send_at or record.created_at)
+        reason = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
+        if reason:
+            return self._give_up(record, task, reason, now)
+
+        record.move_to(MessageStatus.SENDING)
+        record.attempts += 1
+        record.updated_at = isoformat(now)
+        self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
+
+        mime = self._mime(record)
+        path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
+        results = self._deliver(path, record, mime)
+        stamp = isoformat(utcnow())
+        by_address = {r.address.lower(): r for r in record.recipients}
+        for result, agent in results:
+            by_address[result.recipient.lower()].record(result, agent, stamp)
+        status = record.settle()
+        retry_in = None
+        if status is MessageStatus.DEFERRED:
+            later = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
+            if later:
+                return self._give_up(record, task, later, now, results)
+            retry_in = backoff_seconds(record.attempts, self._settings)
+            record.next_attempt_at = isoformat(now + timedelta(seconds=retry_in))
+        else:
+            record.next_attempt_at = None
+        record.updated_at = stamp
+        self._store.save(record)
+        for observer in self._observers:
+            observer.attempted(record, results)
+        logger.info(
+            "delivery attempt finished",
+            extra={
+                "message_id": record.id,
+                "status": status.value,
+                "delivery": path.value,
+                "attempt": record.attempts,
+                "retry_in": retry_in,
+            },
+        )
+        return AttemptResult(record.id, status, retry_in)
+
+    def _mime(self, record: MessageRecord) -> bytes:
+        existing = self._store.get_mime(record.id)
+        if existing is not None:
+            return existing
+        request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
+        message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
+        for decorator in self._decorators:
+            decorator.decorate(record, request, message)
+        mime = render(message)
+        self._store.put_mime(record.id, mime)
+        record.size = len(mime)
+        return mime
+
+    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[tuple[RecipientResult, str]]:
+        """Each pending recipient goes through the filters, then to a local agent that hosts it, else to ``path``.
+        Returns each result with the name of the agent (or filter) that produced it."""
+        pending = [r.address for r in record.pending()]
+        results: list[tuple[RecipientResult, str]] = []
+        for recipient_filter in self._filters:
+            decided = recipient_filter.screen(record, pending)
+            results.extend((result, "filter") for result in decided)
+            done = {result.recipient.lower() for result in decided}
+            pending = [address for address in pending if address.lower() not in done]
+        for agent in self._local:
+            mine = [address for address in pending if agent.handles(address)]
+            if mine:
+                results.extend((result, agent.name) for result in agent.deliver(record, mine, mime))
+                pending = [address for address in pending if address not in mine]
+        if not pending:
+            return results
+        sender = self._envelope_sender(record)
+        if path is DeliveryPath.SES:
+            sent = self._guard(
+                record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
+            )
+            results.extend((r, path.value) for r in sent)
+            return results
+        if path is DeliveryPath.RELAY and self._relay is not None:
+            # One smart host takes every domain: one transaction for all pending recipients.
+            relay = self._relay
+            sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
+            results.extend((r, path.value) for r in sent)
+            return results
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for address in pending:
+            by_domain[address.rpartition("@")[2].lower()].append(address)
+        for domain, recipients in by_domain.items():
+            delivered = self._guard(
+                record,
+                path.value,
+                recipients,
+                lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
+            )
+            results.extend((r, path.value) for r in delivered)
+        return results
+
+    def _envelope_sender(self, record: MessageRecord) -> str:
+        """MAIL FROM for direct SMTP and the relay: the message's VERP bounce address when the stack has a return-path
+        domain, so asynchronous bounces reach Postroom; else the sender's own address. (SES is not asked to use it:
+        SES sends with its own MAIL FROM and reports bounces through its events.)"""
+        if self._return_path is None:
+            return record.from_address
+        return self._return_path.address_for(record.id)
+
+    def _give_up(
+        self,
+        record: MessageRecord,
+        task: DeliveryTask,
+        reason: str,
+        now: datetime,
+        results: list[tuple[RecipientResult, str]] | None = None,
+    ) -> AttemptResult:
+        record.give_up(reason, isoformat(now))
+        record.updated_at = isoformat(now)
+        # Dead-letter first, then save: a crash in between leaves the record unfinished, so the redelivered pointer
+        # gives up again (a second DLQ entry at worst). The other order could leave a failed record with no DLQ entry.
+        self._queue.dead_letter(task, reason)
+        self._store.save(record)
+        # Failing is an outcome too: observers (metrics, events) see the failed recipients, and this attempt's
+        # results when the give-up follows one.
+        for observer in self._observers:
+            observer.attempted(record, results or [])
+        logger.warning("message failed", extra={"message_id": record.id, "reason": reason})
+        return AttemptResult(record.id, record.status)

@@ -1,0 +1,82 @@
+"""At most one remote send per recipient group and attempt, across SQS redeliveries.
+
+The record's per-recipient final statuses stop resends once they are saved. The gap was a worker that crashed after
+SES or the recipient's server accepted a message and before the record was saved: SQS hands the pointer back and the
+next attempt sent it again. :class:`OnceGuard` closes that gap with Powertools ``@idempotent_function``: each remote
+send is keyed on (message id, path, each recipient with its attempt count) and its results are stored in the
+idempotency table the moment the send returns. A redelivery after such a crash finds the stored results, records them
+instead of sending, and the recipients end up delivered exactly once.
+
+The attempt counts are the recipients' own (``RecipientState.attempts``), which only grow when a result is saved: a
+crashed attempt leaves them unchanged (same key, results replayed), while a deferred recipient's retry has a higher
+count (new key, sent again).
+
+What remains is the crash *inside* the send, between the remote's "250 OK" and the write of the results - the window
+of one DynamoDB write. The in-progress record then expires with the invocation (``register_lambda_context``) and the
+next attempt sends again: at least once, as SMTP itself is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from postroom.core.bounce_types import BounceType
+from postroom.core.delivery_results import Outcome, RecipientResult
+from postroom.core.idempotency import IdempotencyAlreadyInProgressError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from postroom.core.idempotency import Once
+    from postroom.core.message_record import MessageRecord
+    from postroom.wiring.services import Services
+
+
+class SendInProgressError(RuntimeError):
+    """Another worker is sending to these recipients right now (SQS delivered the pointer twice): this one backs
+    off, and the pointer comes back after its visibility timeout, when the other worker's results are saved."""
+
+
+def _to_json(results: list[RecipientResult]) -> list[dict[str, Any]]:
+    return [{**asdict(result), "outcome": result.outcome.value} for result in results]
+
+
+def _from_json(data: list[dict[str, Any]]) -> list[RecipientResult]:
+    # JSON keeps the enums' values: turn them back into the enums, as the agents hand them over.
+    return [
+        RecipientResult(
+            **{
+                **item,
+                "outcome": Outcome(item["outcome"]),
+                "bounce_type": BounceType(item["bounce_type"]) if item.get("bounce_type") is not None else None,
+            }
+        )
+        for item in data
+    ]
+
+
+class OnceGuard:
+    def __init__(self, once: Once, context: LambdaContext | None = None) -> None:
+        self._once = once
+        self._context = context
+
+    def __call__(
+        self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
+    ) -> list[RecipientResult]:
+        attempts = {r.address.lower(): r.attempts for r in record.recipients}
+        group = ",".join(sorted(f"{address.lower()}#{attempts.get(address.lower(), 0)}" for address in recipients))
+        try:
+            stored, _ = self._once.run(f"{record.id}|{path}|{group}", lambda: _to_json(send()), context=self._context)
+        except IdempotencyAlreadyInProgressError:
+            raise SendInProgressError(
+                f"{record.id}: another worker is sending to {len(recipients)} recipient(s)"
+            ) from None
+        return _from_json(stored)
+
+
+def send_guard(svc: Services, context: LambdaContext | None) -> OnceGuard | None:
+    """The worker's guard, when the stack has an idempotency table (None: send directly, as before)."""
+    once = svc.once("worker-send")
+    return OnceGuard(once, context) if once is not None else None

@@ -1,1 +1,0 @@
-"""Deliverability: DKIM signing, TLS policy and MTA-STS, bounce classification and DSN parsing (see README)."""

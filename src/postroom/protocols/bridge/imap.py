@@ -1,0 +1,884 @@
+"""IMAP4rev1 for desktop and phone mail clients, over the mailbox HTTP API.
+
+The protocol is Twisted's (``twisted.mail.imap4``: a maintained server implementation with the parser, FETCH
+spewing, BODYSTRUCTURE, SEARCH and IDLE); this module supplies the account, mailbox and message objects it drives,
+plus what the server lacks: MOVE (RFC 6851), UIDNEXT/PERMANENTFLAGS on SELECT, \\Seen on a non-PEEK body fetch,
+exact header bytes for BODY[HEADER...], and changes made elsewhere announced on NOOP, CHECK and IDLE.
+
+Login: the user name is the mailbox address, the password a Postroom API key with ``mailbox:read`` (and
+``mailbox:write`` to change anything) for that address. Folders are the address's mailboxes: ``INBOX``, ``Archive``,
+``Trash`` and any created ones.
+
+UIDs come from the store (see ``postroom.mailbox.mailbox_store``): a message's uid is fixed while it stays in a mailbox
+and
+larger than any uid before it, and UIDVALIDITY is the mailbox's creation time, so a client's cache stays valid across
+sessions. Every API call runs on the reactor's thread pool; the IMAP connection queues the client's next command
+until the current one has answered, so pipelined commands see each other's effects in order.
+"""
+
+# Twisted's interfaces and command tables are camelCase and UPPER_case; the names here must match them.
+# ruff: noqa: N802, N815
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.header import decode_header, make_header
+from email.utils import format_datetime
+from io import BytesIO
+from typing import Any
+
+from twisted.cred import checkers, credentials, portal
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, task, threads
+from twisted.internet.protocol import Factory
+from twisted.mail import imap4
+from zope.interface import implementer
+
+from postroom.protocols.bridge.mailbox_client import Listing, MailApi, MailApiError
+from postroom.protocols.bridge.mime_view import MimePart, header_fields, split_header
+from postroom.protocols.submission.api_client import PostroomClient, looks_like_key
+from postroom.protocols.submission.smtp_listener import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
+
+FLAG_KEYWORDS = {
+    "\\seen": "$seen",
+    "\\flagged": "$flagged",
+    "\\answered": "$answered",
+    "\\deleted": "$deleted",
+    "\\draft": "$draft",
+}
+KEYWORD_FLAGS = {
+    "$seen": "\\Seen",
+    "$flagged": "\\Flagged",
+    "$answered": "\\Answered",
+    "$deleted": "\\Deleted",
+    "$draft": "\\Draft",
+}
+APPEND_REFUSED = b"[CANNOT] Postroom mailboxes take mail only as it is received"  # RFC 5530 code
+SYSTEM_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "\\Draft"]
+_KEYWORD = re.compile(r"^\$?[a-z0-9_.-]{1,64}$")  # what the API accepts (api/mail.py)
+SPECIAL_USE = {"archive": "\\Archive", "trash": "\\Trash"}  # RFC 6154, so clients find them without asking
+# Search keys that need the message itself; the rest are answered from the listing.
+_CONTENT_SEARCH = {b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT", b"HEADER", b"BODY", b"TEXT"}
+_CONTENT_SEARCH |= {b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+# Fetch items answered without the message content.
+_LISTING_ITEMS = {"uid", "flags", "internaldate", "rfc822size"}
+log = logging.getLogger(__name__)
+DOWNLOADERS = 8  # raw messages fetched at once when a FETCH spans many
+
+
+def keyword_of(flag: str) -> str:
+    return FLAG_KEYWORDS.get(flag.lower(), flag.lower())
+
+
+def flag_of(keyword: str) -> str:
+    return KEYWORD_FLAGS.get(keyword, keyword)
+
+
+# -- credentials -----------------------------------------------------------------------------------------------------
+
+
+@implementer(checkers.ICredentialsChecker)
+class ApiKeyChecker:
+    """The password is an API key; it is good for the address if the API lists that address's mailboxes with it."""
+
+    credentialInterfaces = (credentials.IUsernamePassword,)
+
+    def __init__(self, client: PostroomClient) -> None:
+        self.client = client
+
+    def requestAvatarId(self, creds: Any) -> defer.Deferred[tuple[str, str]]:
+        address = creds.username.decode("utf-8", "replace").strip().lower()
+        key = creds.password.decode("utf-8", "replace").strip()
+        return threads.deferToThread(self._check, address, key)
+
+    def _check(self, address: str, key: str) -> tuple[str, str]:
+        if "@" not in address or not looks_like_key(key):
+            raise UnauthorizedLogin("the user name is the mailbox address, the password an API key")
+        try:
+            boxes = MailApi(self.client, key).mailboxes(address)
+        except MailApiError as error:
+            raise UnauthorizedLogin(str(error)) from None
+        if not boxes:
+            raise UnauthorizedLogin(f"{address} has no mailboxes")
+        return address, key
+
+
+@implementer(portal.IRealm)
+class ApiRealm:
+    def __init__(self, client: PostroomClient) -> None:
+        self.client = client
+
+    def requestAvatar(self, avatar_id: tuple[str, str], _mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
+        address, key = avatar_id
+        if imap4.IAccount in interfaces:
+            return imap4.IAccount, Account(MailApi(self.client, key), address), lambda: None
+        from twisted.mail import pop3
+
+        if pop3.IMailbox in interfaces:
+            from postroom.protocols.bridge.pop3 import Pop3Mailbox
+
+            # The maildrop is listed once, at login (RFC 1939's snapshot); a Deferred result is waited for.
+            maildrop = Pop3Mailbox(MailApi(self.client, key), address)
+            return threads.deferToThread(maildrop.load).addCallback(  # type: ignore[return-value]
+                lambda box: (pop3.IMailbox, box, lambda: None)
+            )
+        raise NotImplementedError("no such interface")
+
+
+def api_portal(client: PostroomClient) -> portal.Portal:
+    return portal.Portal(ApiRealm(client), [ApiKeyChecker(client)])
+
+
+class GuardedPortal:
+    """One connection's view of the portal: a client address with too many failed logins is refused without asking
+    the API (the same lockout as SMTP submission), so a password guesser gets nowhere and costs nothing."""
+
+    def __init__(self, inner: portal.Portal, failures: RateLimiter, peer: str) -> None:
+        self.inner, self.failures, self.peer = inner, failures, peer
+
+    def login(self, creds: Any, mind: Any, *interfaces: Any) -> defer.Deferred[Any]:
+        if self.failures.count(self.peer) >= FAILED_LOGINS_ALLOWED:
+            return defer.fail(UnauthorizedLogin("too many failed logins; try again later"))
+
+        def failed(failure: Any) -> Any:
+            if failure.check(UnauthorizedLogin):
+                self.failures.add(self.peer)
+                log.info("failed bridge login", extra={"peer": self.peer})  # never the password
+            return failure
+
+        return self.inner.login(creds, mind, *interfaces).addErrback(failed)
+
+
+# -- account ---------------------------------------------------------------------------------------------------------
+
+
+@implementer(imap4.IMailboxInfo)
+@dataclass
+class FolderInfo:
+    """What LIST shows of a mailbox: its attributes (getFlags here means attributes, as Twisted uses it)."""
+
+    attributes: list[str]
+
+    def getFlags(self) -> list[str]:
+        return self.attributes
+
+    def getHierarchicalDelimiter(self) -> str:
+        return "/"
+
+
+def folder_name(box: dict[str, Any]) -> str:
+    return "INBOX" if box.get("role") == "inbox" else str(box["name"])
+
+
+@implementer(imap4.IAccount, imap4.INamespacePresenter)
+class Account:
+    def __init__(self, api: MailApi, address: str) -> None:
+        self.api = api
+        self.address = address
+
+    def _folders(self) -> dict[str, dict[str, Any]]:
+        return {folder_name(box): box for box in self.api.mailboxes(self.address)}
+
+    def _find(self, name: str) -> dict[str, Any] | None:
+        folders = self._folders()
+        if name.upper() == "INBOX":
+            return folders.get("INBOX")
+        return folders.get(name) or next((b for n, b in folders.items() if n.lower() == name.lower()), None)
+
+    def listMailboxes(self, ref: str, wildcard: str) -> defer.Deferred[list[tuple[str, FolderInfo]]]:
+        pattern = imap4.wildcardToRegexp(ref + wildcard, "/")
+
+        def listed() -> list[tuple[str, FolderInfo]]:
+            found = []
+            for name, box in self._folders().items():
+                if pattern.match(name):
+                    extra = [SPECIAL_USE[box["role"]]] if box.get("role") in SPECIAL_USE else []
+                    found.append((name, FolderInfo(["\\HasNoChildren", *extra])))
+            return found
+
+        return threads.deferToThread(listed)
+
+    def select(self, name: str, rw: bool = True) -> defer.Deferred[Mailbox | None]:
+        def selected() -> Mailbox | None:
+            box = self._find(name)
+            return Mailbox(self.api, box, writeable=bool(rw)) if box else None
+
+        return threads.deferToThread(selected)
+
+    def create(self, pathspec: str) -> bool:
+        # Twisted's CREATE is synchronous: one short API call, on the reactor thread.
+        name = pathspec.rstrip("/")
+        if name.upper() == "INBOX" or "/" in name:
+            raise imap4.MailboxException("Postroom mailboxes are one level deep and INBOX exists already")
+        try:
+            self.api.create_mailbox(self.address, name)
+        except MailApiError as error:
+            raise imap4.MailboxException(str(error)) from None
+        return True
+
+    def delete(self, name: str) -> bool:
+        box = self._find(name)
+        if box is None:
+            raise imap4.MailboxException("No such mailbox")
+        try:
+            self.api.delete_mailbox(str(box["id"]))
+        except MailApiError as error:
+            raise imap4.MailboxException(str(error)) from None
+        return True
+
+    def rename(self, _old: str, _new: str) -> bool:
+        raise imap4.MailboxException("Postroom cannot rename a mailbox; create a new one and move the messages")
+
+    def isSubscribed(self, _name: str) -> bool:
+        return True
+
+    def subscribe(self, _name: str) -> bool:
+        return True
+
+    def unsubscribe(self, _name: str) -> bool:
+        raise imap4.MailboxException("Postroom mailboxes are always subscribed")
+
+    def addMailbox(self, _name: str, _mbox: Any = None) -> bool:
+        raise imap4.MailboxException("use CREATE")
+
+    def getPersonalNamespaces(self) -> list[list[str]]:
+        return [["", "/"]]
+
+    def getSharedNamespaces(self) -> None:
+        return None
+
+    def getOtherNamespaces(self) -> None:
+        return None
+
+    getUserNamespaces = getOtherNamespaces
+
+
+# -- mailbox ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Changes:
+    """What a sync found, in the order IMAP announces it."""
+
+    expunged: list[int] = field(default_factory=list)  # sequence numbers, highest first
+    exists: int | None = None
+    flags: dict[int, list[str]] = field(default_factory=dict)
+
+
+@implementer(imap4.IMailbox, imap4.IMessageCopier, imap4.ICloseableMailbox)
+class Mailbox:
+    def __init__(self, api: MailApi, box: dict[str, Any], *, writeable: bool) -> None:
+        self.api = api
+        self.box = box
+        self.id = str(box["id"])
+        self.writeable = writeable
+        self.messages: list[Listing] = []  # sequence order: uid ascending
+        self.state: int | None = None  # None until listed
+        self.listeners: list[Any] = []
+        self.want_content = False  # set by the server for a FETCH or SEARCH that reads the messages
+        self._raw: dict[str, bytes] = {}
+
+    # -- loading and syncing -----------------------------------------------------------------------------------
+    def load(self) -> defer.Deferred[None]:
+        def listed() -> None:
+            self.state, self.messages = self.api.listing(self.id)
+
+        return threads.deferToThread(listed)
+
+    def sync(self) -> defer.Deferred[Changes]:
+        """Catch up with changes made elsewhere (other clients, the API, new mail)."""
+        return threads.deferToThread(self._sync)
+
+    def _sync(self) -> Changes:
+        box = self.api.mailbox(self.id)
+        changes = Changes()
+        if self.state is not None and int(box["state"]) == self.state:
+            return changes
+        self.box = box
+        state, fresh = self.api.listing(self.id, box)  # the read above comes before the pages: no second read
+        now = {m.uid: m for m in fresh}
+        for seq in range(len(self.messages), 0, -1):  # highest first: each number stays valid as others go
+            if self.messages[seq - 1].uid not in now:
+                changes.expunged.append(seq)
+        before = {m.uid: m for m in self.messages}
+        arrived = [m for m in fresh if m.uid not in before]  # new uids are above every uid held: they go last
+        self.messages = [now[m.uid] for m in self.messages if m.uid in now] + arrived
+        for seq, message in enumerate(self.messages, start=1):
+            old = before.get(message.uid)
+            if old is not None and sorted(old.keywords) != sorted(message.keywords):
+                changes.flags[seq] = [flag_of(k) for k in message.keywords]
+        if arrived:
+            changes.exists = len(self.messages)
+        self.state = state
+        return changes
+
+    # -- what SELECT and STATUS report -------------------------------------------------------------------------
+    def getFlags(self) -> list[str]:
+        return []  # LIST attributes (Twisted reads both through getFlags); message flags: permanent_flags
+
+    def message_flags(self) -> list[str]:
+        custom = sorted({k for m in self.messages for k in m.keywords if k not in KEYWORD_FLAGS})
+        return SYSTEM_FLAGS + custom
+
+    def getHierarchicalDelimiter(self) -> str:
+        return "/"
+
+    def getUIDValidity(self) -> int:
+        return int(self.box.get("uidvalidity") or 1)
+
+    def getUIDNext(self) -> int:
+        highest = self.messages[-1].uid if self.messages else 0
+        return max(int(self.box.get("uidnext") or 1), highest + 1)
+
+    def getUID(self, seq: int) -> int:
+        return self.messages[seq - 1].uid
+
+    def getMessageCount(self) -> int:
+        return len(self.messages) if self.state is not None else int(self.box.get("total") or 0)
+
+    def getRecentCount(self) -> int:
+        return 0
+
+    def getUnseenCount(self) -> int:
+        if self.state is None:
+            return int(self.box.get("unread") or 0)
+        return sum("$seen" not in m.keywords for m in self.messages)
+
+    def first_unseen(self) -> int | None:
+        return next((seq for seq, m in enumerate(self.messages, 1) if "$seen" not in m.keywords), None)
+
+    def isWriteable(self) -> bool:
+        return self.writeable
+
+    def destroy(self) -> None:
+        raise imap4.MailboxException("use DELETE")
+
+    def requestStatus(self, names: Iterable[str]) -> dict[str, int]:
+        values = {
+            "MESSAGES": int(self.box.get("total") or 0),
+            "RECENT": 0,
+            "UIDNEXT": self.getUIDNext(),
+            "UIDVALIDITY": self.getUIDValidity(),
+            "UNSEEN": int(self.box.get("unread") or 0),
+        }
+        return {name: values[name] for name in names if name in values}
+
+    def addListener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def removeListener(self, listener: Any) -> None:
+        if listener in self.listeners:
+            self.listeners.remove(listener)
+
+    def addMessage(self, *_: Any) -> defer.Deferred[int]:
+        # IMailbox asks for it; Server.do_APPEND answers before anything reaches here, with the same refusal.
+        return defer.fail(imap4.MailboxException(APPEND_REFUSED.decode()))
+
+    def close(self) -> None:
+        self._raw.clear()
+
+    # -- messages ----------------------------------------------------------------------------------------------
+    def resolve(self, messages: imap4.MessageSet, uid: bool) -> list[tuple[int, Listing]]:
+        """The (sequence number, message) pairs a message set names, by uid or by sequence number."""
+        if not self.messages:
+            return []
+        with contextlib.suppress(ValueError):  # already set by an earlier pass over the same set
+            messages.last = self.messages[-1].uid if uid else len(self.messages)
+        if uid:
+            return [(seq, m) for seq, m in enumerate(self.messages, 1) if m.uid in messages]
+        return [(seq, self.messages[seq - 1]) for seq in range(1, len(self.messages) + 1) if seq in messages]
+
+    def fetch(self, messages: imap4.MessageSet, uid: bool) -> defer.Deferred[list[tuple[int, Message]]]:
+        found = self.resolve(messages, uid)
+        if not self.want_content:
+            return defer.succeed([(seq, Message(self, m)) for seq, m in found])
+        return threads.deferToThread(self._download, found)
+
+    def _download(self, found: list[tuple[int, Listing]]) -> list[tuple[int, Message]]:
+        missing = [m.id for _, m in found if m.id not in self._raw]
+        if missing:
+            with ThreadPoolExecutor(max_workers=min(DOWNLOADERS, len(missing))) as pool:
+                for mail_id, raw in zip(missing, pool.map(self.api.raw, missing), strict=True):
+                    self._raw[mail_id] = raw
+        return [(seq, Message(self, m)) for seq, m in found]
+
+    def raw(self, mail_id: str) -> bytes:
+        if mail_id not in self._raw:
+            self._raw[mail_id] = self.api.raw(mail_id)  # a blocking read: only when no FETCH prefetched it
+        return self._raw[mail_id]
+
+    def store(
+        self, messages: imap4.MessageSet, flags: list[str], mode: int, uid: bool
+    ) -> defer.Deferred[dict[int, list[str]]]:
+        if not self.writeable:
+            return defer.fail(imap4.ReadOnlyMailbox())
+        keywords = {keyword_of(f) for f in flags}
+        bad = sorted(k for k in keywords if not _KEYWORD.fullmatch(k))
+        if bad:
+            return defer.fail(imap4.MailboxException(f"Postroom cannot store the keyword {bad[0]}"))
+        found = self.resolve(messages, uid)
+        return threads.deferToThread(self._store, found, keywords, mode)
+
+    def _store(self, found: list[tuple[int, Listing]], keywords: set[str], mode: int) -> dict[int, list[str]]:
+        def one(pair: tuple[int, Listing]) -> tuple[int, list[str]]:
+            seq, message = pair
+            old = set(message.keywords)
+            new = old | keywords if mode > 0 else old - keywords if mode < 0 else keywords
+            changes = {k: True for k in new - old} | {k: False for k in old - new}
+            if changes:
+                updated = self.api.set_keywords(message.id, changes)
+                message.keywords = updated.keywords
+            return seq, [flag_of(k) for k in message.keywords]
+
+        with ThreadPoolExecutor(max_workers=DOWNLOADERS) as pool:
+            return dict(pool.map(one, found))
+
+    def mark_seen(self, found: list[tuple[int, Message]]) -> defer.Deferred[dict[int, list[str]]]:
+        unseen = [(seq, m.listing) for seq, m in found if "$seen" not in m.listing.keywords]
+        if not unseen or not self.writeable:
+            return defer.succeed({})
+        return threads.deferToThread(self._store, unseen, {"$seen"}, 1)
+
+    def expunge(self) -> defer.Deferred[list[int]]:
+        return threads.deferToThread(self._expunge, None)
+
+    def expunge_uids(self, messages: imap4.MessageSet) -> defer.Deferred[list[int]]:
+        return threads.deferToThread(self._expunge, {m.uid for _, m in self.resolve(messages, True)})
+
+    def _expunge(self, uids: set[int] | None) -> list[int]:
+        doomed = [m for m in self.messages if "$deleted" in m.keywords and (uids is None or m.uid in uids)]
+        if not doomed:
+            return []
+        gone = set(self.api.expunge(self.id, [m.id for m in doomed]))
+        return self._drop(lambda m: m.id in gone)
+
+    def _drop(self, gone: Callable[[Listing], bool]) -> list[int]:
+        """Remove messages from the session's view; their sequence numbers, highest first."""
+        numbers = [seq for seq in range(len(self.messages), 0, -1) if gone(self.messages[seq - 1])]
+        self.messages = [m for m in self.messages if not gone(m)]
+        return numbers
+
+    def copy(self, message: Message) -> defer.Deferred[int]:
+        """IMessageCopier, called on the destination mailbox for each message of a COPY."""
+        return threads.deferToThread(lambda: self.api.copy(message.listing.id, self.id).uid)
+
+    def move(self, messages: imap4.MessageSet, uid: bool, target: Mailbox) -> defer.Deferred[list[int]]:
+        found = self.resolve(messages, uid)
+
+        def moved() -> list[int]:
+            with ThreadPoolExecutor(max_workers=DOWNLOADERS) as pool:
+                list(pool.map(lambda pair: self.api.move(pair[1].id, target.id), found))
+            ids = {m.id for _, m in found}
+            return self._drop(lambda m: m.id in ids)
+
+        return threads.deferToThread(moved)
+
+
+# -- messages --------------------------------------------------------------------------------------------------------
+
+
+@implementer(imap4.IMessage, imap4.IMessageFile)
+class Message:
+    def __init__(self, mailbox: Mailbox, listing: Listing) -> None:
+        self.mailbox = mailbox
+        self.listing = listing
+        self._part: MimePart | None = None
+        self._head: MimePart | None = None
+
+    def raw(self) -> bytes:
+        return self.mailbox.raw(self.listing.id)
+
+    def part(self) -> MimePart:
+        if self._part is None:
+            self._part = MimePart.parse(self.raw())
+        return self._part
+
+    def getUID(self) -> int:
+        return self.listing.uid
+
+    def getFlags(self) -> list[str]:
+        return [flag_of(k) for k in self.listing.keywords]
+
+    def getInternalDate(self) -> str:
+        try:
+            return format_datetime(datetime.fromisoformat(self.listing.received_at))
+        except ValueError:
+            return "Thu, 01 Jan 1970 00:00:00 +0000"
+
+    def getSize(self) -> int:
+        raw = self.mailbox._raw.get(self.listing.id)
+        return len(raw) if raw is not None else self.listing.size
+
+    def open(self) -> BytesIO:
+        return BytesIO(self.raw())
+
+    def header_bytes(self, names: list[str] | None, *, negate: bool) -> bytes:
+        header = split_header(self.raw())[0]
+        return header if not names and not negate else header_fields(header, names, negate=negate)
+
+    def getHeaders(self, negate: bool, *names: str | bytes) -> dict[str, str]:
+        return self.header_part().getHeaders(negate, *names)
+
+    def header_part(self) -> MimePart:
+        """The header alone, parsed: what ENVELOPE and header searches read, without parsing every attachment."""
+        if self._part is not None:
+            return self._part
+        if self._head is None:
+            self._head = MimePart.parse(split_header(self.raw())[0])
+        return self._head
+
+    def getBodyFile(self) -> BytesIO:
+        return BytesIO(split_header(self.raw())[1])
+
+    def isMultipart(self) -> bool:
+        return self.part().isMultipart()
+
+    def getSubPart(self, part: int) -> MimePart:
+        return self.part().getSubPart(part)
+
+
+# -- the server ------------------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _header_search(name: str) -> Callable[[Any, list[Any], int, Message], bool]:
+    def search(_server: Any, query: list[Any], _id: int, msg: Message) -> bool:
+        needle = _text(query.pop(0)).lower()
+        value = msg.getHeaders(False, name).get(name, "")
+        with contextlib.suppress(ValueError, LookupError):  # RFC 2047 words: a client searches for what it shows
+            value = str(make_header(decode_header(value)))
+        return needle in value.lower()
+
+    return search
+
+
+def _serial(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Hold the client's next command until this one has answered (see ``Server._respond``)."""
+
+    @functools.wraps(method)
+    def wrapper(self: Server, tag: bytes, *args: Any, **kwargs: Any) -> Any:
+        self._in_flight = tag
+        if self.blocked is None:
+            self.blocked = []
+        if self.mbox is not None:
+            self.mbox.want_content = False  # FETCH and SEARCH set it again when their items read the messages
+        return method(self, tag, *args, **kwargs)
+
+    return wrapper
+
+
+class Server(imap4.IMAP4Server):
+    idle_poll_seconds = 30.0
+    mbox: Mailbox | None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_flight: bytes | None = None
+        self._idle_loop: task.LoopingCall | None = None
+
+    def capabilities(self) -> dict[bytes, Any]:
+        caps = super().capabilities()
+        caps[b"MOVE"] = None
+        caps[b"ID"] = None
+        caps[b"SPECIAL-USE"] = None
+        return caps
+
+    # -- ordering: one command at a time -------------------------------------------------------------------------
+    def _respond(self, state: bytes, tag: bytes | None, message: bytes | None) -> None:
+        super()._respond(state, tag, message)
+        if tag is not None and tag == self._in_flight and state in (b"OK", b"NO", b"BAD"):
+            self._in_flight = None
+            from twisted.internet import reactor
+
+            reactor.callLater(0, self._resume)  # type: ignore[attr-defined]
+
+    def _resume(self) -> None:
+        if self._in_flight is None and self.blocked is not None:
+            self._unblock()
+
+    # -- SELECT / EXAMINE: Twisted's, plus UIDNEXT, PERMANENTFLAGS and UNSEEN --------------------------------------
+    def _cbSelectWork(self, mbox: Mailbox | None, cmd_name: bytes, tag: bytes) -> None:
+        if mbox is None:
+            self.sendNegativeResponse(tag, b"No such mailbox")
+            return
+        mbox.load().addCallback(lambda _: self._selected(mbox, cmd_name, tag)).addErrback(
+            self._api_failed, tag, cmd_name
+        )
+
+    def _selected(self, mbox: Mailbox, cmd_name: bytes, tag: bytes) -> None:
+        flags = " ".join(mbox.message_flags()).encode()
+        self.sendUntaggedResponse(b"%d EXISTS" % mbox.getMessageCount())
+        self.sendUntaggedResponse(b"0 RECENT")
+        self.sendUntaggedResponse(b"FLAGS (" + flags + b")")
+        permanent = flags + (b" \\*" if mbox.isWriteable() else b"")
+        self.sendPositiveResponse(None, b"[PERMANENTFLAGS (" + permanent + b")] Limited")
+        unseen = mbox.first_unseen()
+        if unseen is not None:
+            self.sendPositiveResponse(None, b"[UNSEEN %d] First unseen" % unseen)
+        self.sendPositiveResponse(None, b"[UIDVALIDITY %d] UIDs valid" % mbox.getUIDValidity())
+        self.sendPositiveResponse(None, b"[UIDNEXT %d] Predicted next UID" % mbox.getUIDNext())
+        mbox.addListener(self)
+        mode = b"READ-WRITE" if mbox.isWriteable() else b"READ-ONLY"
+        self.mbox = mbox
+        self.state = "select"
+        self.sendPositiveResponse(tag, b"[" + mode + b"] " + cmd_name + b" completed")
+
+    def _api_failed(self, failure: Any, tag: bytes, doing: bytes = b"") -> None:
+        error = failure.value
+        if isinstance(error, (MailApiError, imap4.MailboxException)):
+            self.sendNegativeResponse(tag, (doing + b" failed: " if doing else b"") + str(error).encode())
+        else:
+            self.sendBadResponse(tag, b"Server error")
+            failure.printTraceback()
+
+    _selectWork = _serial(imap4.IMAP4Server._selectWork)
+
+    # -- FETCH: download what the items need first; a non-PEEK body fetch sets \Seen ----------------------------
+    @_serial
+    def do_FETCH(self, tag: bytes, messages: imap4.MessageSet, query: list[Any], uid: int = 0) -> None:
+        assert self.mbox is not None
+        self.mbox.want_content = any(part.type not in _LISTING_ITEMS for part in query)
+        sets_seen = any(
+            (part.type == "body" and not part.peek and not _is_structure(part)) or part.type in ("rfc822", "rfc822text")
+            for part in query
+        )
+        if not sets_seen:
+            super().do_FETCH(tag, messages, query, uid=uid)
+            return
+        # RFC 3501 6.4.5: BODY[...] without .PEEK sets \Seen. Set it first, so the FLAGS items answered show it.
+        mbox = self.mbox
+        mbox.fetch(messages, bool(uid)).addCallback(mbox.mark_seen).addCallbacks(
+            lambda _: imap4.IMAP4Server.do_FETCH(self, tag, messages, query, uid=uid),
+            lambda failure: self._api_failed(failure, tag, b"FETCH"),
+        )
+
+    def spew_body(self, part: Any, id: int, msg: Any, _w: Any = None, _f: Any = None) -> Any:
+        # The top-level header as received, folding and repeated fields intact (Twisted rebuilds it from a dict).
+        if part.header and not part.part and isinstance(msg, Message):
+            names = [n.decode() if isinstance(n, bytes) else n for n in part.header.fields or []]
+            data = msg.header_bytes(names, negate=bool(part.header.negate and names))
+            (_w or self.transport.write)(part.__bytes__() + b" " + imap4._literal(data))
+            return None
+        return super().spew_body(part, id, msg, _w, _f)
+
+    # -- SEARCH: Twisted's, with the messages downloaded first when the keys read them --------------------------
+    @_serial
+    def do_SEARCH(self, tag: bytes, charset: Any, query: list[Any], uid: int = 0) -> None:
+        assert self.mbox is not None
+        self.mbox.want_content = bool(_CONTENT_SEARCH & set(_atoms(query)))
+        super().do_SEARCH(tag, charset, query, uid=uid)
+
+    # Twisted compares the client's search strings (bytes) with header strings, which fails on Python 3, and never
+    # matches KEYWORD; these replace its content and keyword search steps.
+    search_SUBJECT = _header_search("subject")
+    search_FROM = _header_search("from")
+    search_TO = _header_search("to")
+    search_CC = _header_search("cc")
+    search_BCC = _header_search("bcc")
+
+    def search_HEADER(self, query: list[Any], _id: int, msg: Message) -> bool:
+        name = _text(query.pop(0)).lower()
+        return _header_search(name)(self, query, _id, msg)
+
+    def search_BODY(self, query: list[Any], _id: int, msg: Message) -> bool:
+        return _text(query.pop(0)).lower().encode() in msg.getBodyFile().read().lower()
+
+    def search_TEXT(self, query: list[Any], _id: int, msg: Message) -> bool:
+        return _text(query.pop(0)).lower().encode() in msg.raw().lower()
+
+    def search_KEYWORD(self, query: list[Any], _id: int, msg: Message) -> bool:
+        return keyword_of(_text(query.pop(0))) in msg.listing.keywords
+
+    def search_UNKEYWORD(self, query: list[Any], _id: int, msg: Message) -> bool:
+        return not self.search_KEYWORD(query, _id, msg)
+
+    def do_ID(self, tag: bytes, _line: bytes) -> None:
+        # RFC 2971: Apple Mail and iOS send ID right after connecting; answering keeps them from logging a BAD.
+        self.sendUntaggedResponse(b'ID ("name" "Postroom bridge")')
+        self.sendPositiveResponse(tag, b"ID completed")
+
+    def do_APPEND(self, tag: bytes, *_: Any) -> None:
+        # A client saving its sent mail (APPEND to Sent) or importing: mailboxes hold mail only as it was received.
+        # The client is told plainly, with the RFC 5530 code, and keeps its own copy.
+        self.sendNegativeResponse(tag, APPEND_REFUSED)
+
+    # -- the rest that calls the API ----------------------------------------------------------------------------
+    do_STORE = _serial(imap4.IMAP4Server.do_STORE)
+    do_COPY = _serial(imap4.IMAP4Server.do_COPY)
+    do_STATUS = _serial(imap4.IMAP4Server.do_STATUS)
+    do_CLOSE = _serial(imap4.IMAP4Server.do_CLOSE)
+    _listWork = _serial(imap4.IMAP4Server._listWork)
+
+    @_serial
+    def do_EXPUNGE(self, tag: bytes) -> None:
+        assert self.mbox is not None
+        if not self.mbox.isWriteable():
+            self.sendNegativeResponse(tag, b"EXPUNGE ignored on read-only mailbox")
+            return
+        self.mbox.expunge().addCallbacks(
+            lambda gone: self._expunged(gone, tag, b"EXPUNGE"), self._api_failed, errbackArgs=(tag, b"EXPUNGE")
+        )
+
+    def _expunged(self, numbers: list[int], tag: bytes, what: bytes) -> None:
+        for seq in numbers:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        self.sendPositiveResponse(tag, what + b" completed")
+
+    @_serial
+    def do_MOVE(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes, uid: int = 0) -> None:
+        """RFC 6851: to the target, then EXPUNGE responses for the messages that left."""
+        assert self.mbox is not None
+        source = self.mbox
+        if not source.isWriteable():
+            self.sendNegativeResponse(tag, b"MOVE from a read-only mailbox")
+            return
+        name = imap4._parseMbox(mailbox)
+
+        def with_target(target: Mailbox | None) -> Any:
+            if target is None:
+                self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+                return None
+            return source.move(messages, bool(uid), target).addCallback(self._expunged, tag, b"MOVE")
+
+        defer.maybeDeferred(self.account.select, name).addCallback(with_target).addErrback(
+            self._api_failed, tag, b"MOVE"
+        )
+
+    def do_UID(self, tag: bytes, command: bytes, line: bytes) -> None:
+        command = command.upper()
+        if command == b"MOVE":
+            self.dispatchCommand(tag, command, line, uid=1)
+        elif command == b"EXPUNGE":
+            self._uid_expunge(tag, line)
+        else:
+            super().do_UID(tag, command, line)
+
+    @_serial
+    def _uid_expunge(self, tag: bytes, line: bytes) -> None:
+        """UID EXPUNGE (RFC 4315): only the named messages, for clients that must not expunge others' deletions."""
+        assert self.mbox is not None
+        messages = imap4.parseIdList(line.strip())
+        self.mbox.expunge_uids(messages).addCallbacks(
+            lambda gone: self._expunged(gone, tag, b"UID EXPUNGE"), self._api_failed, errbackArgs=(tag, b"EXPUNGE")
+        )
+
+    # -- changes made elsewhere: NOOP, CHECK and IDLE announce them ---------------------------------------------
+    @_serial
+    def do_NOOP(self, tag: bytes) -> None:
+        if self.mbox is None:
+            self.sendPositiveResponse(tag, b"NOOP completed")
+            return
+        self.mbox.sync().addCallbacks(self._announce, self._api_failed, errbackArgs=(tag, b"NOOP")).addCallback(
+            lambda done: done and self.sendPositiveResponse(tag, b"NOOP completed")
+        )
+
+    do_CHECK = do_NOOP
+
+    def _announce(self, changes: Changes) -> bool:
+        for seq in changes.expunged:
+            self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+        if changes.exists is not None:
+            self.sendUntaggedResponse(b"%d EXISTS" % changes.exists)
+        for seq, flags in sorted(changes.flags.items()):
+            self.sendUntaggedResponse(b"%d FETCH (FLAGS (%s))" % (seq, " ".join(flags).encode()))
+        return True
+
+    def do_IDLE(self, tag: bytes) -> None:
+        super().do_IDLE(tag)
+        if self.mbox is not None:
+            self._idle_loop = task.LoopingCall(self._idle_poll)
+            self._idle_loop.start(self.idle_poll_seconds, now=False)
+
+    def _idle_poll(self) -> defer.Deferred[Any] | None:
+        if self.mbox is None:
+            return None
+        return self.mbox.sync().addCallbacks(self._announce, lambda failure: None)
+
+    def parse_idle(self, *args: Any) -> None:
+        if self._idle_loop is not None and self._idle_loop.running:
+            self._idle_loop.stop()
+        self._idle_loop = None
+        super().parse_idle(*args)
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._idle_loop is not None and self._idle_loop.running:
+            self._idle_loop.stop()
+        super().connectionLost(reason)
+
+    # Twisted finds a command's handler through per-state tables built from the base class's functions.
+    select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
+    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+    select_STORE = (
+        do_STORE,
+        imap4.IMAP4Server.arg_seqset,
+        imap4.IMAP4Server.arg_atom,
+        imap4.IMAP4Server.arg_flaglist,
+    )
+    select_COPY = (do_COPY, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_finalastring)
+    select_MOVE = (do_MOVE, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_finalastring)
+    auth_STATUS = select_STATUS = (do_STATUS, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_plist)
+    select_CLOSE = (do_CLOSE,)
+    select_EXPUNGE = (do_EXPUNGE,)
+    unauth_NOOP = auth_NOOP = select_NOOP = logout_NOOP = (do_NOOP,)
+    select_CHECK = (do_CHECK,)
+    select_IDLE = auth_IDLE = (do_IDLE,)
+    auth_APPEND = select_APPEND = (
+        do_APPEND,
+        imap4.IMAP4Server.arg_astring,
+        imap4.IMAP4Server.opt_plist,
+        imap4.IMAP4Server.opt_datetime,
+        imap4.IMAP4Server.arg_literal,
+    )
+    unauth_ID = auth_ID = select_ID = (do_ID, imap4.IMAP4Server.arg_line)
+    select_UID = (do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
+    auth_SELECT = select_SELECT = (_selectWork, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = (_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
+    auth_LIST = select_LIST = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 0, b"LIST")
+    auth_LSUB = select_LSUB = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 1, b"LSUB")
+
+
+def _is_structure(part: Any) -> bool:
+    """BODY with no section is BODYSTRUCTURE's short form: it reads nothing and sets nothing."""
+    return not (part.header or part.text or part.mime or part.empty or part.part)
+
+
+def _atoms(query: Any) -> Iterable[bytes]:
+    if isinstance(query, bytes):
+        yield query.upper()
+    elif isinstance(query, (list, tuple)):
+        for item in query:
+            yield from _atoms(item)
+
+
+class ServerFactory(Factory):
+    def __init__(
+        self,
+        client: PostroomClient,
+        *,
+        idle_poll_seconds: float = 30.0,
+        tls: Any = None,
+        failures: RateLimiter | None = None,  # shared with the bridge's other listeners
+    ) -> None:
+        self.portal = api_portal(client)
+        self.failures = failures if failures is not None else RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
+        self.idle_poll_seconds = idle_poll_seconds
+        self.tls = tls
+
+    def buildProtocol(self, addr: Any) -> Server:
+        server = Server(
+            chal={b"PLAIN": imap4.PLAINCredentials, b"LOGIN": imap4.LOGINCredentials}, contextFactory=self.tls
+        )
+        server.portal = GuardedPortal(self.portal, self.failures, getattr(addr, "host", "?"))
+        server.idle_poll_seconds = self.idle_poll_seconds
+        server.factory = self
+        return server

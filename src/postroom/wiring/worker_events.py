@@ -1,0 +1,20 @@
+"""What the events feature adds to the delivery worker: the suppression filter, the event observer and the link
+decorator (tracking, List-Unsubscribe), as keyword arguments for :class:`postroom.deliver.deliverer.Deliverer`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from postroom.events.observer import EventObserver
+from postroom.suppression.suppression_filter import SuppressionFilter
+from postroom.tracking.decorate import LinkDecorator
+from postroom.wiring.event_services import event_services
+
+
+def delivery_hooks() -> dict[str, list[Any]]:
+    svc = event_services()
+    return {
+        "filters": [SuppressionFilter(svc.suppressions)],
+        "observers": [EventObserver(svc.recorder)],
+        "decorators": [LinkDecorator(svc.signer)],
+    }
