@@ -10,18 +10,18 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError as Rout
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from postroom.api import (
-    addresses,
-    batch,
-    doctor,
-    events,
-    mail,
-    mailboxes,
-    me,
-    messages,
-    scheduled,
-    suppressions,
-    templates,
-    webhooks,
+    address_routes,
+    batch_routes,
+    doctor_routes,
+    event_routes,
+    mail_routes,
+    mailbox_routes,
+    me_routes,
+    message_routes,
+    scheduled_routes,
+    suppression_routes,
+    template_routes,
+    webhook_routes,
 )
 from postroom.api.deps import required_scopes
 from postroom.api.gate import screen
@@ -36,19 +36,19 @@ if TYPE_CHECKING:
 logger = Logger(child=True)
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.include_router(batch.router, prefix="/v1/messages")  # before messages: /batch is not a message id
-app.include_router(messages.router, prefix="/v1/messages")
-app.include_router(me.router, prefix="/v1/me")
-app.include_router(scheduled.router, prefix="/v1/messages")
-app.include_router(templates.router, prefix="/v1/templates")
-app.include_router(events.router, prefix="/v1/events")
-app.include_router(events.timeline_router, prefix="/v1/messages")
-app.include_router(suppressions.router, prefix="/v1/suppressions")
-app.include_router(webhooks.router, prefix="/v1/webhooks")
-app.include_router(doctor.router, prefix="/v1/domains")
-app.include_router(addresses.router, prefix="/v1/addresses")
-app.include_router(mailboxes.router, prefix="/v1/mailboxes")
-app.include_router(mail.router, prefix="/v1/mail")
+app.include_router(batch_routes.router, prefix="/v1/messages")  # before messages: /batch is not a message id
+app.include_router(message_routes.router, prefix="/v1/messages")
+app.include_router(me_routes.router, prefix="/v1/me")
+app.include_router(scheduled_routes.router, prefix="/v1/messages")
+app.include_router(template_routes.router, prefix="/v1/templates")
+app.include_router(event_routes.router, prefix="/v1/events")
+app.include_router(event_routes.timeline_router, prefix="/v1/messages")
+app.include_router(suppression_routes.router, prefix="/v1/suppressions")
+app.include_router(webhook_routes.router, prefix="/v1/webhooks")
+app.include_router(doctor_routes.router, prefix="/v1/domains")
+app.include_router(address_routes.router, prefix="/v1/addresses")
+app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
+app.include_router(mail_routes.router, prefix="/v1/mail")
 
 
 @app.exception_handler(PostroomError)
