@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from wsgiref.util import setup_testing_defaults
@@ -23,19 +22,23 @@ from tests.conftest import ROOT, Stack
 
 # Written as JSON text, not built with json.dumps: the point is the exact bytes a client may send.
 FROM = '"Shop <orders@shop.example>"'
-SEND = '{"from": %s, "to": ["ann@example.org"], "subject": "Hi", "text": "Hello"%s}'
 LONE = '"\\ud800"'
 
+
+def send(extra: str = "", sender: str = FROM, text: str = '"Hello"', to: str = '"ann@example.org"') -> str:
+    return '{"from": ' + sender + ', "to": [' + to + '], "subject": "Hi", "text": ' + text + extra + "}"
+
+
 SURROGATE_BODIES = {
-    "text": ('{"from": %s, "to": ["ann@example.org"], "subject": "Hi", "text": %s}' % (FROM, LONE), "text"),
-    "html": (SEND % (FROM, ', "html": "<p>\\udc00</p>"'), "html"),
-    "metadata": (SEND % (FROM, ', "metadata": {"order": %s}' % LONE), "metadata.order"),
-    "metadata key": (SEND % (FROM, ', "metadata": {"\\udfff": "x"}'), "metadata"),
-    "headers": (SEND % (FROM, ', "headers": {"X-Campaign": %s}' % LONE), "headers.X-Campaign"),
-    "from.name": (SEND % ('{"email": "orders@shop.example", "name": %s}' % LONE, ""), "from.name"),
+    "text": (send(text=LONE), "text"),
+    "html": (send(', "html": "<p>\\udc00</p>"'), "html"),
+    "metadata": (send(', "metadata": {"order": ' + LONE + "}"), "metadata.order"),
+    "metadata key": (send(', "metadata": {"\\udfff": "x"}'), "metadata"),
+    "headers": (send(', "headers": {"X-Campaign": ' + LONE + "}"), "headers.X-Campaign"),
+    "from.name": (send(sender='{"email": "orders@shop.example", "name": ' + LONE + "}"), "from.name"),
     "variables": (
-        '{"from": %s, "to": ["ann@example.org"], "template": "order_confirmation", '
-        '"variables": {"order": {"items": [{"name": %s}]}}}' % (FROM, LONE),
+        '{"from": ' + FROM + ', "to": ["ann@example.org"], "template": "order_confirmation", '
+        '"variables": {"order": {"items": [{"name": ' + LONE + "}]}}}",
         "variables.order.items[0].name",
     ),
 }
@@ -44,8 +47,8 @@ LONG_INTEGER = "1" * 5_000
 
 
 @pytest.fixture
-def gateway(stack: Stack) -> Iterator[WsgiGateway]:
-    yield WsgiGateway(tpl.load_template(ROOT / "template.yaml"), {"SendApiFunction": stack.send_api.invoke})
+def gateway(stack: Stack) -> WsgiGateway:
+    return WsgiGateway(tpl.load_template(ROOT / "template.yaml"), {"SendApiFunction": stack.send_api.invoke})
 
 
 def http(
@@ -106,12 +109,12 @@ def test_a_lone_surrogate_in_any_text_is_422_naming_the_field(gateway: WsgiGatew
     ("case", "text", "words"),
     [
         ("nested 100,000 deep", DEEP, "nested"),
-        ("nested 100,000 deep inside a field", SEND % (FROM, ', "metadata": ' + DEEP), "nested"),
-        ("nested 65 deep", SEND % (FROM, ', "variables": ' + "[" * 65 + "]" * 65), "nested"),
-        ("a 5,000-digit integer", SEND % (FROM, ', "track_opens": ' + LONG_INTEGER), "digits"),
-        ("a 65-digit negative integer", SEND % (FROM, ', "track_opens": -' + "9" * 65), "digits"),
-        ("NaN", SEND % (FROM, ', "track_opens": NaN'), "NaN"),
-        ("a number that overflows to infinity", SEND % (FROM, ', "track_opens": 1e999'), "large"),
+        ("nested 100,000 deep inside a field", send(', "metadata": ' + DEEP), "nested"),
+        ("nested 65 deep", send(', "variables": ' + "[" * 65 + "]" * 65), "nested"),
+        ("a 5,000-digit integer", send(', "track_opens": ' + LONG_INTEGER), "digits"),
+        ("a 65-digit negative integer", send(', "track_opens": -' + "9" * 65), "digits"),
+        ("NaN", send(', "track_opens": NaN'), "NaN"),
+        ("a number that overflows to infinity", send(', "track_opens": 1e999'), "large"),
     ],
 )
 def test_json_beyond_the_parser_limits_is_400_invalid_json(
@@ -125,16 +128,16 @@ def test_json_beyond_the_parser_limits_is_400_invalid_json(
     assert error["field"] == "body"
 
 
-def test_json_within_the_limits_is_accepted(gateway: WsgiGateway, stack: Stack) -> None:
-    # GIVEN a body with a 64-digit integer and 64 levels of nesting, and a surrogate pair (a real emoji)
-    text = SEND % (FROM, ', "html": "<p>\\ud83d\\ude00</p>", "metadata": {"n": "%s"}' % ("9" * 64))
-    status, headers, body = post_json(gateway, stack, "/v1/messages", text)
-    # THEN it is accepted
+def test_a_surrogate_pair_is_text_and_is_accepted(gateway: WsgiGateway, stack: Stack) -> None:
+    # GIVEN an emoji written as a JSON surrogate pair (RFC 8259 §7), in the text and in a display name
+    sender = '{"email": "orders@shop.example", "name": "Shop \\ud83d\\uded2"}'
+    status, _, body = post_json(gateway, stack, "/v1/messages", send(text='"Thanks \\ud83d\\ude00"', sender=sender))
+    # THEN it is accepted: only a surrogate without its partner is refused
     assert (status, body["status"]) == (202, "queued"), body
 
 
 @pytest.mark.parametrize("route", ["/v1/messages/batch", "/v1/messages/raw", "/v1/suppressions", "/v1/webhooks"])
-@pytest.mark.parametrize("text", [DEEP, '{"a": %s}' % LONG_INTEGER], ids=["deep", "digits"])
+@pytest.mark.parametrize("text", [DEEP, '{"a": ' + LONG_INTEGER + "}"], ids=["deep", "digits"])
 def test_every_json_route_uses_the_same_limits(gateway: WsgiGateway, stack: Stack, route: str, text: str) -> None:
     status, headers, body = post_json(gateway, stack, route, text)
     assert_structured(status, headers, body, 400, "invalid_json")
@@ -142,8 +145,8 @@ def test_every_json_route_uses_the_same_limits(gateway: WsgiGateway, stack: Stac
 
 def test_a_bad_row_in_a_batch_fails_alone(gateway: WsgiGateway, stack: Stack) -> None:
     # GIVEN a batch whose second row has a lone surrogate in its text and whose third row is valid
-    bad = '{"from": %s, "to": ["bob@example.org"], "subject": "Hi", "text": %s}' % (FROM, LONE)
-    text = '{"messages": [%s, %s, %s]}' % (SEND % (FROM, ""), bad, SEND % (FROM, ""))
+    rows = [send(), send(text=LONE, to='"bob@example.org"'), send()]
+    text = '{"messages": [' + ", ".join(rows) + "]}"
     # WHEN it is posted (with an Idempotency-Key, whose fingerprint covers the bad row too)
     headers = {"Authorization": f"Bearer {stack.api_key}", "Content-Type": "application/json",
                "Idempotency-Key": "batch-1"}  # fmt: skip
@@ -162,7 +165,7 @@ def test_a_bad_row_in_a_batch_fails_alone(gateway: WsgiGateway, stack: Stack) ->
 
 
 def test_raw_json_refuses_a_lone_surrogate_in_the_envelope(gateway: WsgiGateway, stack: Stack) -> None:
-    text = '{"raw": "RnJvbTogYUBzaG9wLmV4YW1wbGUNCg0KSGk=", "recipients": ["ann@example.org", %s]}' % LONE
+    text = '{"raw": "RnJvbTogYUBzaG9wLmV4YW1wbGUNCg0KSGk=", "recipients": ["ann@example.org", ' + LONE + "]}"
     status, headers, body = post_json(gateway, stack, "/v1/messages/raw", text)
     error = assert_structured(status, headers, body, 422, "validation_error")
     assert error["field"] == "recipients[1]", error
@@ -171,7 +174,7 @@ def test_raw_json_refuses_a_lone_surrogate_in_the_envelope(gateway: WsgiGateway,
 def test_a_bodiless_post_on_an_action_route_is_served(gateway: WsgiGateway, stack: Stack) -> None:
     # GIVEN a scheduled message
     due = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
-    status, _, body = post_json(gateway, stack, "/v1/messages", SEND % (FROM, ', "send_at": "%s"' % due))
+    status, _, body = post_json(gateway, stack, "/v1/messages", send(', "send_at": "' + due + '"'))
     assert (status, body["status"]) == (202, "scheduled"), body
     # WHEN it is cancelled as the README shows: curl -X POST …/cancel, no body and no Content-Type
     auth = {"Authorization": f"Bearer {stack.api_key}"}
@@ -186,5 +189,5 @@ def test_a_bodiless_post_on_a_route_that_needs_a_body_names_the_body(gateway: Ws
     error = assert_structured(status, headers, body, 422, "validation_error")
     assert error["field"] == "body", error
     # and a body still needs its media type
-    status, headers, body = http(gateway, "POST", "/v1/messages", SEND.encode(), headers={**auth, "Content-Type": ""})
+    status, headers, body = http(gateway, "POST", "/v1/messages", send().encode(), headers={**auth, "Content-Type": ""})
     assert_structured(status, headers, body, 415, "unsupported_media_type")
