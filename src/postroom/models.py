@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from postroom.addresses import AddressError, EmailAddress, hides_control_characters, normalise_address, parse_mailbox
+from postroom.untrusted import InputModel
 
 MAX_RECIPIENTS = 50  # SES's own limit per SendEmail call, and a sane bound for one transactional message
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 §2.1.1: a header line must not exceed 998 characters
@@ -157,8 +158,8 @@ class Attachment(BaseModel):
         return guessed or "application/octet-stream"
 
 
-class SendRequest(BaseModel):
-    """``POST /v1/messages``: one message to up to 50 recipients."""
+class SendRequest(InputModel):
+    """``POST /v1/messages``: one message to up to 50 recipients. Its text obeys :mod:`postroom.untrusted`'s rule."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

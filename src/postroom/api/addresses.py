@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from postroom.addresses import AddressError, normalise_address
 from postroom.api.deps import require
@@ -17,11 +17,12 @@ from postroom.auth import Principal, Scope
 from postroom.errors import ValidationFailedError
 from postroom.mailbox.service import mail_service
 from postroom.services import services
+from postroom.untrusted import InputModel
 
 router = Router()
 
 
-class NewAddress(BaseModel):
+class NewAddress(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(description="An address at one of the stack's inbound domains, e.g. support@shop.example.")

@@ -29,13 +29,15 @@ from postroom.api.responses import error_proxy_result, error_response, validatio
 from postroom.auth import Principal
 from postroom.errors import ForbiddenError, NotFoundError, PostroomError
 from postroom.services import services
+from postroom.untrusted import loads as untrusted_json
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger(child=True)
 
-app = APIGatewayRestResolver(enable_validation=True)
+# Every JSON body is decoded by postroom.untrusted (depth, digits and constants limited), never by plain json.loads.
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=untrusted_json)
 app.include_router(batch.router, prefix="/v1/messages")  # before messages: /batch is not a message id
 app.include_router(messages.router, prefix="/v1/messages")
 app.include_router(me.router, prefix="/v1/me")

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
@@ -23,6 +23,7 @@ from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.mailbox import store as mailstore
 from postroom.mailbox.errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
 from postroom.mailbox.service import URL_SECONDS, mail_service
+from postroom.untrusted import InputModel
 
 router = Router()
 
@@ -31,14 +32,14 @@ MailboxId = Annotated[
 ]
 
 
-class NewMailbox(BaseModel):
+class NewMailbox(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f/]+$")
 
 
-class Expunge(BaseModel):
+class Expunge(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[Annotated[str, Field(pattern=MAIL_ID_PATTERN)]] | None = Field(

@@ -8,7 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom import scheduling
 from postroom.api.deps import require
@@ -17,13 +17,14 @@ from postroom.errors import NotFoundError, ServiceUnavailableError
 from postroom.record import MessageRecord
 from postroom.services import services
 from postroom.store.messages import MessageNotFoundError
+from postroom.untrusted import InputModel
 
 router = Router()
 
 MessageId = Annotated[str, Path(pattern=r"^msg_[0-9a-z]{26}$", description="The id returned by the send call.")]
 
 
-class Reschedule(BaseModel):
+class Reschedule(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     send_at: datetime = Field(description="The new time, ISO 8601 with a zone; at least 30 seconds ahead.")

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from postroom.addresses import AddressError, normalise_address
 from postroom.api.deps import require
@@ -17,6 +17,7 @@ from postroom.auth import Principal, Scope
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.events.services import event_services
 from postroom.suppression.store import Suppression, SuppressionReason
+from postroom.untrusted import InputModel
 
 router = Router()
 
@@ -31,7 +32,7 @@ def _address(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-class SuppressionRequest(BaseModel):
+class SuppressionRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(description="The address not to mail.")

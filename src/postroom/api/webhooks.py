@@ -8,13 +8,14 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.auth import Principal, Scope
 from postroom.errors import NotFoundError, ValidationFailedError
 from postroom.events.model import EventType
 from postroom.events.services import event_services
+from postroom.untrusted import InputModel
 from postroom.webhooks.signing import new_secret, secret_key
 from postroom.webhooks.store import ALL_EVENTS, SubscriptionNotFoundError
 from postroom.webhooks.urls import UnsafeUrlError, check_url
@@ -40,7 +41,7 @@ def _event_types(value: list[str] | None) -> list[str] | None:
     return sorted(set(value))
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048, description="https URL of a public endpoint.")
@@ -61,7 +62,7 @@ class WebhookCreate(BaseModel):
         return value
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, max_length=2048)
