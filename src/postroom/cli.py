@@ -203,6 +203,7 @@ def _cmd_stores_add(args: argparse.Namespace) -> int:
         tenant=args.tenant,
         support_email=args.support_email,
         reminder_delay_minutes=args.reminder_delay,
+        locale=args.locale,
     )
     registry.put(store, secret)
     print(f"store {store.id} ({store.platform.value}) saved; point its order webhooks at "
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--support-email", default="", help="shown in the mails' footer")
     add.add_argument("--tenant", default="default", help="the tenant the order mails belong to")
     add.add_argument("--reminder-delay", type=int, default=60, help="minutes before an abandoned-checkout reminder")
+    add.add_argument("--locale", default="", help="money/date/country-name formats when an order names no customer "
+                     "locale (WooCommerce never does), e.g. de-DE; default English")  # fmt: skip
     add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     add.add_argument("--secret-prefix", help="the stack's StoreSecretPrefix output")
     add.add_argument("--local", action="store_true", help="add it to the running `postroom local` stack")

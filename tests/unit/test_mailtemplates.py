@@ -90,7 +90,7 @@ def test_money_filter() -> None:
     assert money("403", "USD") == "$403.00"
     assert money("1234.5", "EUR") == "€1,234.50"
     assert money("-5", "GBP") == "-£5.00"
-    assert money("12", "CHF") == "12.00 CHF"
+    assert money("12", "CHF") == "CHF12.00"  # CLDR's English pattern: the code before the amount
     assert money("1200", "JPY") == "¥1,200"
 
 

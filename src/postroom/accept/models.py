@@ -21,6 +21,7 @@ from postroom.core.addresses import (
     normalise_address,
     parse_mailbox,
 )
+from postroom.core.untrusted import InputModel
 
 MAX_RECIPIENTS = 50  # SES's own limit per SendEmail call, and a sane bound for one transactional message
 MAX_SUBJECT_LENGTH = 998  # RFC 5322 §2.1.1: a header line must not exceed 998 characters
@@ -163,8 +164,9 @@ class Attachment(BaseModel):
         return guessed or "application/octet-stream"
 
 
-class SendRequest(BaseModel):
-    """``POST /v1/messages``: one message to up to 50 recipients."""
+class SendRequest(InputModel):
+    """``POST /v1/messages``: one message to up to 50 recipients. Its text obeys :mod:`postroom.core.untrusted`'s
+    rule."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -8,20 +8,21 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import check_address
 from postroom.core.addresses import AddressError, normalise_address
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ValidationFailedError
+from postroom.core.untrusted import InputModel
 from postroom.mailbox.mailbox_content import mail_service
 from postroom.wiring.services import services
 
 router = Router()
 
 
-class NewAddress(BaseModel):
+class NewAddress(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(description="An address at one of the stack's inbound domains, e.g. support@shop.example.")

@@ -13,9 +13,9 @@ from postroom.accept.compose import MessageInput
 from postroom.accept.intake import Accepted
 from postroom.api import idempotent
 from postroom.api.deps import require
-from postroom.api.responses import field_path
+from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
-from postroom.core.errors import PostroomError, ValidationFailedError
+from postroom.core.errors import PostroomError
 from postroom.wiring.services import services
 
 MAX_BATCH = 500
@@ -28,15 +28,6 @@ class BatchRequest(BaseModel):
     messages: list[dict[str, Any]] = Field(
         min_length=1, max_length=MAX_BATCH, description="Each row is a POST /v1/messages body (template allowed)."
     )
-
-
-def _row_error(index: int, exc: ValidationError) -> ValidationFailedError:
-    details = []
-    for item in exc.errors():
-        message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
-    first = details[0]
-    return ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)
 
 
 def _row(index: int, outcome: Accepted | PostroomError) -> dict[str, Any]:
@@ -59,11 +50,11 @@ def send_batch(
 
     def work() -> dict[str, Any]:
         rows: list[MessageInput | PostroomError] = []
-        for index, raw in enumerate(body.messages):
+        for raw in body.messages:
             try:
                 rows.append(MessageInput.model_validate(raw))
             except ValidationError as exc:
-                rows.append(_row_error(index, exc))
+                rows.append(validation_failure(list(exc.errors())))
         outcomes = svc.accept_many(rows, principal)
         results = [_row(index, outcome) for index, outcome in enumerate(outcomes)]
         accepted = sum(1 for outcome in outcomes if isinstance(outcome, Accepted))

@@ -55,6 +55,10 @@ def screen(event: dict[str, Any], svc: Services) -> Principal:
             raise PayloadTooLargeError(
                 f"the request body is {size} bytes; the limit is {limit} (Lambda's 6 MB synchronous payload cap)"
             )
+        if not body:
+            # An action route (``POST /v1/messages/{id}/cancel``) takes no body, and curl sends none and no
+            # Content-Type; a route that needs a body still says so, as a 422 naming the missing body.
+            return principal
         content_type = (_header(event, "content-type") or "").split(";")[0].strip().lower()
         if content_type == RAW_MESSAGE_TYPE and event.get("path") in RAW_MESSAGE_PATHS:
             return principal

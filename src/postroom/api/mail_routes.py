@@ -12,12 +12,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_ID_PATTERN, check_address, mail_for
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
+from postroom.core.untrusted import InputModel
 from postroom.mailbox import mailbox_store as mailstore
 from postroom.mailbox.mailbox_content import URL_SECONDS, mail_service
 from postroom.mailbox.mailbox_errors import ConflictError
@@ -30,7 +31,7 @@ _KEYWORD = re.compile(r"^\$?[a-z0-9_.-]{1,64}$")
 MAX_KEYWORDS = 50
 
 
-class MailUpdate(BaseModel):
+class MailUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     keywords: dict[str, bool] = Field(
@@ -105,7 +106,7 @@ def update_mail(
     return mailstore.public_message(item)
 
 
-class MailCopy(BaseModel):
+class MailCopy(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     mailbox: str = Field(pattern=MAILBOX_ID_PATTERN, description="The mailbox (of the same address) to copy into")

@@ -14,12 +14,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.core.untrusted import InputModel
 from postroom.mailbox import mailbox_store as mailstore
 from postroom.mailbox.mailbox_content import URL_SECONDS, mail_service
 from postroom.mailbox.mailbox_errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
@@ -31,14 +32,14 @@ MailboxId = Annotated[
 ]
 
 
-class NewMailbox(BaseModel):
+class NewMailbox(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str
     name: str = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f/]+$")
 
 
-class Expunge(BaseModel):
+class Expunge(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     ids: list[Annotated[str, Field(pattern=MAIL_ID_PATTERN)]] | None = Field(

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from postroom.accept.compose import MessageInput
 from postroom.accept.models import DeliveryChoice
@@ -22,6 +22,7 @@ from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.message_store import MessageNotFoundError
+from postroom.core.untrusted import InputModel, loads
 from postroom.wiring.services import services
 
 router = Router()
@@ -51,7 +52,7 @@ def send_message(
     return idempotent.respond(router, "send", principal, body.model_dump(mode="json", by_alias=True), work)
 
 
-class RawSendRequest(BaseModel):
+class RawSendRequest(InputModel):
     """``POST /v1/messages/raw`` as JSON. The same endpoint takes ``Content-Type: message/rfc822`` with the message as
     the body and the envelope in the query string (``mail_from``, repeated ``rcpt``, ``delivery``)."""
 
@@ -70,7 +71,7 @@ def _raw_submission() -> RawSendRequest | tuple[bytes, dict[str, list[str]]]:
         query = event.resolved_query_string_parameters or {}
         return body_bytes(event.raw_event), {k: v if isinstance(v, list) else [v] for k, v in query.items()}
     try:
-        return RawSendRequest.model_validate_json(event.body or "")
+        return RawSendRequest.model_validate(loads(event.body or ""))
     except ValidationError as exc:
         raise validation_failure(list(exc.errors())) from None
 

@@ -28,6 +28,7 @@ from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.core.auth import Principal
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError
+from postroom.core.untrusted import loads as untrusted_json
 from postroom.wiring.services import services
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-app = APIGatewayRestResolver(enable_validation=True)
+# Every JSON body is decoded by postroom.core.untrusted (depth, digits and constants limited), never by plain
+# json.loads.
+app = APIGatewayRestResolver(enable_validation=True, json_body_deserializer=untrusted_json)
 app.include_router(batch_routes.router, prefix="/v1/messages")  # before messages: /batch is not a message id
 app.include_router(message_routes.router, prefix="/v1/messages")
 app.include_router(me_routes.router, prefix="/v1/me")

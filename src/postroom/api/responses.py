@@ -52,6 +52,8 @@ def validation_failure(errors: list[dict[str, Any]]) -> PostroomError:
         if item.get("type") == "json_invalid":
             return InvalidJsonError("the request body is not valid JSON", field="body")
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
-        details.append({"field": field_path(item.get("loc", ())), "message": message, "type": item.get("type")})
+        # A model-level error (postroom.core.untrusted's text rule) names the offending field in its context.
+        loc = (*item.get("loc", ()), *(item.get("ctx") or {}).get("loc", ()))
+        details.append({"field": field_path(loc), "message": message, "type": item.get("type")})
     first = details[0] if details else {"field": "body", "message": "invalid request"}
     return ValidationFailedError(f"{first['field']}: {first['message']}", field=str(first["field"]), details=details)

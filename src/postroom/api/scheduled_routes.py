@@ -8,7 +8,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom.accept import scheduling
 from postroom.api.deps import require
@@ -16,6 +16,7 @@ from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ServiceUnavailableError
 from postroom.core.message_record import MessageRecord
 from postroom.core.message_store import MessageNotFoundError
+from postroom.core.untrusted import InputModel
 from postroom.wiring.services import services
 
 router = Router()
@@ -23,7 +24,7 @@ router = Router()
 MessageId = Annotated[str, Path(pattern=r"^msg_[0-9a-z]{26}$", description="The id returned by the send call.")]
 
 
-class Reschedule(BaseModel):
+class Reschedule(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     send_at: datetime = Field(description="The new time, ISO 8601 with a zone; at least 30 seconds ahead.")

@@ -9,12 +9,13 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from postroom.api.deps import require
 from postroom.core.addresses import AddressError, normalise_address
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.core.untrusted import InputModel
 from postroom.suppression.suppression_store import Suppression, SuppressionReason
 from postroom.wiring.event_services import event_services
 
@@ -31,7 +32,7 @@ def _address(value: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-class SuppressionRequest(BaseModel):
+class SuppressionRequest(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     address: str = Field(description="The address not to mail.")

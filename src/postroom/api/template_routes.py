@@ -8,11 +8,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
+from postroom.core.untrusted import InputModel
 from postroom.mailtemplates.render import TemplateSource, check, render
 from postroom.mailtemplates.template_store import NAME_PATTERN, TemplateNotFoundError
 from postroom.wiring.services import services
@@ -22,7 +23,7 @@ router = Router()
 TemplateName = Annotated[str, Path(pattern=NAME_PATTERN, description="Lower-case letters, digits, '_' and '-'.")]
 
 
-class TemplateBody(BaseModel):
+class TemplateBody(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     subject: str = Field(min_length=1, description="Jinja2; rendered onto one line.")
@@ -31,7 +32,7 @@ class TemplateBody(BaseModel):
     description: str = Field(default="", max_length=1024)
 
 
-class RenderBody(BaseModel):
+class RenderBody(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     variables: dict[str, Any] = Field(default_factory=dict)

@@ -8,11 +8,12 @@ from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.core.untrusted import InputModel
 from postroom.events.event_model import EventType
 from postroom.webhooks.signing import new_secret, secret_key
 from postroom.webhooks.subscriptions import ALL_EVENTS, SubscriptionNotFoundError
@@ -40,7 +41,7 @@ def _event_types(value: list[str] | None) -> list[str] | None:
     return sorted(set(value))
 
 
-class WebhookCreate(BaseModel):
+class WebhookCreate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=2048, description="https URL of a public endpoint.")
@@ -61,7 +62,7 @@ class WebhookCreate(BaseModel):
         return value
 
 
-class WebhookUpdate(BaseModel):
+class WebhookUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, max_length=2048)

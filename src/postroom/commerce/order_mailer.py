@@ -26,6 +26,7 @@ from postroom.commerce.orders import (
     RefundMail,
     RememberOrder,
     Reminder,
+    order_defaults,
     shopify_actions,
     woocommerce_actions,
 )
@@ -134,6 +135,9 @@ class CommerceWorker:
         if known is None:
             return f"ignored: refund for order {action.order_id}, which Postroom never saw"
         email, variables = known
+        # An order remembered before a template variable existed (locale, totals) still renders: the missing keys get
+        # the defaults every new order has.
+        variables["order"] = order_defaults(variables["order"])
         variables["order"]["refund"] = action.refund
         key = f"{store.id}:refund:{action.order_id}:{action.refund_id}"
         return self._mail(store, "refund", key, email, variables)

@@ -4,10 +4,18 @@ Variables, the same for both platforms (every key is always present, so template
 
     shop      name, support_email
     customer  first_name, last_name, name, email
-    order     id, name ("#1001"), number, currency, created_at, line_items [title, variant, sku, quantity, price,
-              total], subtotal, discount, shipping, tax, total (decimal strings; shipping/tax may be None),
+    order     id, name ("#1001"), number, currency, locale (a CLDR tag such as "fr_FR", for the money and date
+              filters), created_at, line_items [title, variant, sku, quantity, price, total (price × quantity,
+              before discounts)], subtotal (the items' sum, before discounts), discount (positive), shipping (after
+              shipping discounts; None when nothing ships), tax, taxes_included, total, totals, net_total,
               shipping_address / billing_address ({lines: [...]} or None), tracking [company, number, url],
               refund ({amount, reason, line_items} or None), cancel_reason, checkout_url, status_url
+
+Totals (decimal strings) follow each platform's own arithmetic so that what a mail prints adds up:
+``totals`` is the list of signed lines [{kind, amount}] whose sum is ``total`` (kinds: subtotal, discount, shipping,
+tax, duties, tip, fees, other); in a tax-inclusive store tax is part of the prices, so it is not a line but a note
+under the total. ``adjustments`` are the signed lines after the total (refunded, changes) and ``net_total`` what the
+order comes to after them (None when there are none).
 
 Each webhook becomes a list of actions; :mod:`postroom.commerce.order_mailer` carries them out. A mail action carries
 the
@@ -21,7 +29,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from aws_lambda_powertools import Logger
+from babel import Locale, UnknownLocaleError
+
+from postroom.commerce.postal_addresses import PostalAddress, address_lines
 from postroom.commerce.stores import Store
+from postroom.mailtemplates.render import parse_locale
+
+logger = Logger(child=True)
 
 Json = dict[str, Any]
 
@@ -96,13 +111,90 @@ def _sum(values: list[Any]) -> str:
     return f"{total:.2f}"
 
 
-def _address(data: Json | None, *, line1: str, line2: str, zip_key: str, province: str) -> Json | None:
-    if not data or not any(data.get(k) for k in (line1, "city", "country")):
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
         return None
-    name = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part) or data.get("name")
-    city = " ".join(part for part in (data.get(zip_key), data.get("city")) if part)
-    lines = [name, data.get("company"), data.get(line1), data.get(line2), city, data.get(province), data.get("country")]
-    return {"lines": [str(line) for line in lines if line]}
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _cents(value: Decimal) -> str:
+    return f"{value:.2f}"
+
+
+def _set_amount(payload: Json, key: str) -> Decimal | None:
+    """A Shopify ``*_set`` field's amount in the shop's currency (the one ``currency`` names)."""
+    return _decimal(((payload.get(key) or {}).get("shop_money") or {}).get("amount"))
+
+
+def _totals(
+    *,
+    subtotal: Decimal,
+    discount: Decimal,
+    shipping: Decimal | None,
+    tax: Decimal | None,
+    taxes_included: bool,
+    extras: dict[str, Decimal],
+    total: Decimal,
+    adjustments: list[tuple[str, Decimal]],
+    order_id: str,
+) -> Json:
+    """The order's printed lines, which add up to its total by construction.
+
+    A platform's total is the authority (it is what the customer paid). If the documented parts do not add up to it
+    (an unknown surcharge, a platform's rounding), the difference is printed as its own line rather than leaving a
+    mail whose lines contradict its total.
+    """
+    lines: list[tuple[str, Decimal]] = [("subtotal", subtotal)]
+    if discount:
+        lines.append(("discount", -discount))
+    if shipping is not None:
+        lines.append(("shipping", shipping))
+    if tax is not None and not taxes_included:
+        lines.append(("tax", tax))
+    lines += [(kind, amount) for kind, amount in extras.items() if amount]
+    rest = total - sum((amount for _, amount in lines), Decimal(0))
+    if rest:
+        logger.warning("order lines do not add up to its total", extra={"order": order_id, "difference": str(rest)})
+        lines.append(("other", rest))
+    after = [(kind, amount) for kind, amount in adjustments if amount]
+    return {
+        "subtotal": _cents(subtotal),
+        "discount": _cents(discount),
+        "shipping": None if shipping is None else _cents(shipping),
+        "tax": None if tax is None else _cents(tax),
+        "taxes_included": taxes_included,
+        "total": _cents(total),
+        "totals": [{"kind": kind, "amount": _cents(amount)} for kind, amount in lines],
+        "adjustments": [{"kind": kind, "amount": _cents(amount)} for kind, amount in after],
+        "net_total": _cents(total + sum((a for _, a in after), Decimal(0))) if after else None,
+    }
+
+
+def _locale(tag: Any, country: Any, fallback: str) -> str:
+    """The mail's locale: the customer's language, made regional with the address's country when CLDR has that pair.
+
+    Shopify's ``customer_locale`` is often a bare language ("fr"), while number formats are regional (fr-CH groups
+    digits differently from fr-FR). Without a customer locale the store's own locale applies.
+    """
+    if not tag:
+        return str(parse_locale(fallback or None))
+    base = parse_locale(str(tag))
+    if not base.territory and isinstance(country, str) and len(country) == 2:
+        try:
+            return str(Locale(base.language, country.upper()))
+        except (UnknownLocaleError, ValueError):
+            pass
+    return str(base)
+
+
+def _address_lines(address: PostalAddress | None, locale: str) -> Json | None:
+    if address is None:
+        return None
+    return {"lines": address_lines(address, parse_locale(locale))}
 
 
 def _customer(first: str, last: str, email: str) -> Json:
@@ -119,13 +211,18 @@ def _order_shape(**values: Any) -> Json:
         "name": "",
         "number": "",
         "currency": "",
+        "locale": str(parse_locale(None)),
         "created_at": None,
         "line_items": [],
         "subtotal": "0.00",
         "discount": "0.00",
         "shipping": None,
         "tax": None,
+        "taxes_included": False,
         "total": "0.00",
+        "totals": [],
+        "adjustments": [],
+        "net_total": None,
         "shipping_address": None,
         "billing_address": None,
         "tracking": [],
@@ -136,6 +233,11 @@ def _order_shape(**values: Any) -> Json:
     }
     base.update(values)
     return base
+
+
+def order_defaults(order: Json) -> Json:
+    """An order's variables with every key present (those remembered before a key was added lack it)."""
+    return _order_shape(**order)
 
 
 # --- Shopify ---------------------------------------------------------------------------------------------------------
@@ -160,8 +262,24 @@ def _shopify_items(items: list[Json]) -> list[Json]:
     return rows
 
 
-def _shopify_address(data: Json | None) -> Json | None:
-    return _address(data, line1="address1", line2="address2", zip_key="zip", province="province")
+def _shopify_address(data: Json | None) -> PostalAddress | None:
+    if not data or not any(data.get(k) for k in ("address1", "city", "country")):
+        return None
+    name = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part) or data.get("name")
+    code = str(data.get("province_code") or "")
+    # Where a country writes its states as codes (US "CA", Canada "QC") Shopify's province_code is that code; JP's
+    # codes are ISO ones ("JP-13"), which no Japanese address uses, so the prefecture's name is printed instead.
+    area = code if code.isalpha() and len(code) <= 3 else str(data.get("province") or "")
+    return PostalAddress(
+        country_code=str(data.get("country_code") or ""),
+        name=str(name or ""),
+        company=str(data.get("company") or ""),
+        street=tuple(str(line) for line in (data.get("address1"), data.get("address2")) if line),
+        city=str(data.get("city") or ""),
+        area=area,
+        postcode=str(data.get("zip") or ""),
+        country_name=str(data.get("country") or ""),
+    )
 
 
 def _shopify_people(payload: Json) -> tuple[str, Json]:
@@ -173,32 +291,85 @@ def _shopify_people(payload: Json) -> tuple[str, Json]:
     return email, _customer(first, last, email)
 
 
-def shopify_order(payload: Json) -> Json:
-    shipping_set = ((payload.get("total_shipping_price_set") or {}).get("shop_money") or {}).get("amount")
-    shipping = _money(shipping_set) or (
-        _sum([line.get("price") for line in payload.get("shipping_lines") or []])
-        if payload.get("shipping_lines")
-        else None
+def _shopify_shipping(payload: Json) -> Decimal | None:
+    """What the customer pays for shipping: each shipping line's price less its discounts (a free-shipping code)."""
+    lines = payload.get("shipping_lines")
+    if not lines:
+        # total_shipping_price_set is before shipping discounts, which are then part of total_discounts.
+        return _set_amount(payload, "total_shipping_price_set")
+    total = Decimal(0)
+    for line in lines:
+        price = _decimal(line.get("price")) or Decimal(0)
+        allocated = sum(
+            (_decimal(a.get("amount")) or Decimal(0) for a in line.get("discount_allocations") or []), Decimal(0)
+        )
+        # discounted_price is after the line's own discounts; the allocations cover discounts applied to it from the
+        # order. Depending on the discount's kind either one carries it, never both, so the lower of the two is it.
+        discounted = _decimal(line.get("discounted_price"))
+        net = price - allocated
+        total += min(net, discounted) if discounted is not None else net
+    return total
+
+
+def _shopify_totals(payload: Json, items: list[Json], order_id: str) -> Json:
+    """Shopify's arithmetic: ``total_price = subtotal_price + shipping + tax (unless included) + duties + tip``.
+
+    ``subtotal_price`` is after line and order discounts (and includes tax in a tax-inclusive store, as the item
+    prices do), so the discount printed is what separates the items' sum from it; shipping discounts are in the
+    shipping line. ``current_total_price`` reflects refunds, returns and order edits since the order was placed: the
+    difference is printed after the total, with what the order comes to now.
+    """
+    subtotal = sum((Decimal(item["total"]) for item in items), Decimal(0))
+    total = _decimal(payload.get("total_price")) or Decimal(0)
+    after_discounts = _decimal(payload.get("subtotal_price"))
+    if after_discounts is None:
+        after_discounts = subtotal - (_decimal(payload.get("total_discounts")) or Decimal(0))
+    extras = {
+        "duties": _set_amount(payload, "original_total_duties_set") or Decimal(0),
+        "fees": _set_amount(payload, "original_total_additional_fees_set") or Decimal(0),
+        "tip": _decimal(payload.get("total_tip_received")) or Decimal(0),
+    }
+    current = _decimal(payload.get("current_total_price"))
+    change = Decimal(0) if current is None else current - total
+    kind = "refunded" if payload.get("refunds") else "changes"
+    return _totals(
+        subtotal=subtotal,
+        discount=subtotal - after_discounts,
+        shipping=_shopify_shipping(payload),
+        tax=_decimal(payload.get("total_tax")),
+        taxes_included=bool(payload.get("taxes_included")),
+        extras=extras,
+        total=total,
+        adjustments=[(kind, change)],
+        order_id=order_id,
     )
+
+
+def _shopify_locale(payload: Json, store: Store) -> str:
+    address = payload.get("shipping_address") or payload.get("billing_address") or {}
+    return _locale(payload.get("customer_locale"), address.get("country_code"), store.locale)
+
+
+def shopify_order(payload: Json, store: Store) -> Json:
     tracking = [
         {"company": f.get("tracking_company"), "number": f.get("tracking_number"), "url": f.get("tracking_url")}
         for f in payload.get("fulfillments") or []
         if f.get("tracking_number") or f.get("tracking_url")
     ]
+    order_id = str(payload["id"])
+    items = _shopify_items(payload.get("line_items") or [])
+    locale = _shopify_locale(payload, store)
     return _order_shape(
-        id=str(payload["id"]),
+        id=order_id,
         name=payload.get("name") or f"#{payload.get('order_number', payload['id'])}",
         number=str(payload.get("order_number") or payload.get("number") or ""),
         currency=payload.get("currency") or "",
+        locale=locale,
         created_at=payload.get("created_at"),
-        line_items=_shopify_items(payload.get("line_items") or []),
-        subtotal=_money(payload.get("subtotal_price")) or "0.00",
-        discount=_money(payload.get("total_discounts")) or "0.00",
-        shipping=shipping,
-        tax=_money(payload.get("total_tax")),
-        total=_money(payload.get("total_price")) or "0.00",
-        shipping_address=_shopify_address(payload.get("shipping_address")),
-        billing_address=_shopify_address(payload.get("billing_address")),
+        line_items=items,
+        **_shopify_totals(payload, items, order_id),
+        shipping_address=_address_lines(_shopify_address(payload.get("shipping_address")), locale),
+        billing_address=_address_lines(_shopify_address(payload.get("billing_address")), locale),
         tracking=tracking,
         cancel_reason=payload.get("cancel_reason"),
         status_url=payload.get("order_status_url"),
@@ -234,7 +405,7 @@ def _shopify_refund(payload: Json) -> Json:
 def shopify_actions(topic: str, payload: Json, store: Store) -> list[Action] | Ignored:
     if topic in ("orders/create", "orders/fulfilled", "orders/cancelled"):
         email, customer = _shopify_people(payload)
-        order = shopify_order(payload)
+        order = shopify_order(payload, store)
         variables = {"shop": shop_variables(store), "customer": customer, "order": order}
         actions: list[Action] = [RememberOrder(order["id"], email, variables)]
         kind = {
@@ -256,16 +427,16 @@ def shopify_actions(topic: str, payload: Json, store: Store) -> list[Action] | I
         email, customer = _shopify_people(payload)
         if not email:
             return Ignored("the checkout has no email address yet")
+        items = _shopify_items(payload.get("line_items") or [])
+        locale = _shopify_locale(payload, store)
         order = _order_shape(
             id=token,
             currency=payload.get("currency") or payload.get("presentment_currency") or "",
+            locale=locale,
             created_at=payload.get("created_at"),
-            line_items=_shopify_items(payload.get("line_items") or []),
-            subtotal=_money(payload.get("subtotal_price")) or "0.00",
-            discount=_money(payload.get("total_discounts")) or "0.00",
-            tax=_money(payload.get("total_tax")),
-            total=_money(payload.get("total_price")) or "0.00",
-            shipping_address=_shopify_address(payload.get("shipping_address")),
+            line_items=items,
+            **_shopify_totals(payload, items, token),
+            shipping_address=_address_lines(_shopify_address(payload.get("shipping_address")), locale),
             checkout_url=payload.get("abandoned_checkout_url"),
         )
         updated = str(payload.get("updated_at") or payload.get("created_at") or "")
@@ -285,11 +456,70 @@ WOO_STATUS_MAIL = {
 }
 
 
-def _woo_address(data: Json | None) -> Json | None:
-    return _address(data, line1="address_1", line2="address_2", zip_key="postcode", province="state")
+def _woo_address(data: Json | None) -> PostalAddress | None:
+    if not data or not any(data.get(k) for k in ("address_1", "city", "country")):
+        return None
+    name = " ".join(part for part in (data.get("first_name"), data.get("last_name")) if part)
+    return PostalAddress(
+        country_code=str(data.get("country") or ""),  # WooCommerce sends the ISO code here
+        name=name,
+        company=str(data.get("company") or ""),
+        street=tuple(str(line) for line in (data.get("address_1"), data.get("address_2")) if line),
+        city=str(data.get("city") or ""),
+        area=str(data.get("state") or ""),
+        postcode=str(data.get("postcode") or ""),
+    )
 
 
-def woocommerce_order(payload: Json) -> Json:
+def _woo_locale(payload: Json, store: Store) -> str:
+    # WooCommerce orders carry no customer language; WPML (the common multilingual plugin) records it in meta_data.
+    language = next(
+        (
+            meta.get("value")
+            for meta in payload.get("meta_data") or []
+            if isinstance(meta, dict) and meta.get("key") == "wpml_language" and isinstance(meta.get("value"), str)
+        ),
+        None,
+    )
+    country = (payload.get("shipping") or {}).get("country") or (payload.get("billing") or {}).get("country")
+    return _locale(language, country, store.locale)
+
+
+def _woo_amount(row: Json, key: str, tax_key: str, included: bool) -> Decimal:
+    """A WooCommerce amount as the store shows it: the REST API sends amounts before tax, with their tax apart."""
+    amount = _decimal(row.get(key)) or Decimal(0)
+    return amount + (_decimal(row.get(tax_key)) or Decimal(0)) if included else amount
+
+
+def _woo_totals(payload: Json, items: list[Json], order_id: str) -> Json:
+    """WooCommerce's arithmetic: ``total = Σ line subtotals - discount_total + shipping_total + fees + total_tax``.
+
+    With ``prices_include_tax`` the store shows prices with tax, so each part is printed with its own tax
+    (``subtotal_tax``, ``discount_tax``, ``shipping_tax``, the fee's ``total_tax``) and the tax is a note under the
+    total instead of a line. Refunds are listed after the total (WooCommerce keeps ``total`` as placed).
+    """
+    included = bool(payload.get("prices_include_tax"))
+    subtotal = sum((Decimal(item["total"]) for item in items), Decimal(0))
+    shipping = None
+    if payload.get("shipping_lines"):
+        shipping = _woo_amount(payload, "shipping_total", "shipping_tax", included)
+    fees = sum((_woo_amount(fee, "total", "total_tax", included) for fee in payload.get("fee_lines") or []), Decimal(0))
+    refunded = sum((abs(_decimal(r.get("total")) or Decimal(0)) for r in payload.get("refunds") or []), Decimal(0))
+    return _totals(
+        subtotal=subtotal,
+        discount=_woo_amount(payload, "discount_total", "discount_tax", included),
+        shipping=shipping,
+        tax=_decimal(payload.get("total_tax")),
+        taxes_included=included,
+        extras={"fees": fees},
+        total=_decimal(payload.get("total")) or Decimal(0),
+        adjustments=[("refunded", -refunded)],
+        order_id=order_id,
+    )
+
+
+def woocommerce_order(payload: Json, store: Store) -> Json:
+    included = bool(payload.get("prices_include_tax"))
     items = []
     for item in payload.get("line_items") or []:
         quantity = int(item.get("quantity") or 0)
@@ -298,14 +528,16 @@ def woocommerce_order(payload: Json) -> Json:
             for meta in item.get("meta_data") or []
             if isinstance(meta, dict) and not str(meta.get("key", "_")).startswith("_")
         )
+        # The row shows the line before order discounts (its subtotal), like the Subtotal line the rows add up to.
+        line = _woo_amount(item, "subtotal", "subtotal_tax", included)
         items.append(
             {
                 "title": item.get("name") or "",
                 "variant": variant,
                 "sku": item.get("sku") or "",
                 "quantity": quantity,
-                "price": _money(item.get("price")) or "0.00",
-                "total": _money(item.get("total")) or "0.00",
+                "price": _cents(line / quantity) if quantity else _money(item.get("price")) or "0.00",
+                "total": _cents(line),
             }
         )
     refunds = payload.get("refunds") or []
@@ -316,20 +548,19 @@ def woocommerce_order(payload: Json) -> Json:
             "reason": "; ".join(r.get("reason") for r in refunds if r.get("reason")),
             "line_items": [],
         }
+    order_id = str(payload["id"])
+    locale = _woo_locale(payload, store)
     return _order_shape(
-        id=str(payload["id"]),
+        id=order_id,
         name=f"#{payload.get('number') or payload['id']}",
         number=str(payload.get("number") or payload["id"]),
         currency=payload.get("currency") or "",
+        locale=locale,
         created_at=payload.get("date_created_gmt") or payload.get("date_created"),
         line_items=items,
-        subtotal=_sum([item.get("subtotal") for item in payload.get("line_items") or []]),
-        discount=_money(payload.get("discount_total")) or "0.00",
-        shipping=_money(payload.get("shipping_total")),
-        tax=_money(payload.get("total_tax")),
-        total=_money(payload.get("total")) or "0.00",
-        shipping_address=_woo_address(payload.get("shipping")),
-        billing_address=_woo_address(payload.get("billing")),
+        **_woo_totals(payload, items, order_id),
+        shipping_address=_address_lines(_woo_address(payload.get("shipping")), locale),
+        billing_address=_address_lines(_woo_address(payload.get("billing")), locale),
         refund=refund,
     )
 
@@ -344,7 +575,7 @@ def woocommerce_actions(topic: str, payload: Json, store: Store) -> list[Action]
     email = billing.get("email") or ""
     if not email:
         return Ignored("the order has no billing email")
-    order = woocommerce_order(payload)
+    order = woocommerce_order(payload, store)
     if kind == "refund" and order["refund"] is None:
         order["refund"] = {"amount": order["total"], "reason": "", "line_items": []}
     customer = _customer(billing.get("first_name") or "", billing.get("last_name") or "", email)

@@ -37,6 +37,9 @@ class Store:
     tenant: str = "default"
     support_email: str = ""
     reminder_delay_minutes: int = 60  # abandoned checkout: how long after the customer's last change to remind
+    # The store's locale ("de-DE"): money, dates and country names in its mails when the order names no customer
+    # locale (WooCommerce never does). Empty means English formats.
+    locale: str = ""
     disabled: bool = False
 
 
@@ -63,6 +66,7 @@ class StoreRegistry:
             tenant=item.get("tenant", "default"),
             support_email=item.get("support_email", ""),
             reminder_delay_minutes=int(item.get("reminder_delay_minutes", 60)),
+            locale=item.get("locale", ""),
             disabled=bool(item.get("disabled", False)),
         )
 

@@ -14,11 +14,15 @@ never fetched: rendering must not make network requests on a caller's behalf.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import css_inline
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency, format_decimal
 from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
@@ -55,21 +59,57 @@ class Rendered:
         return {"subject": self.subject, "html": self.html, "text": self.text}
 
 
-_CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "CAD": "CA$", "AUD": "A$", "INR": "₹"}
+# Templates that pass no locale (a tenant's own, written before the locale argument existed) keep English formats.
+DEFAULT_LOCALE = "en"
 
 
-def money(amount: Any, currency: str = "") -> str:
-    """``{{ order.total | money(order.currency) }}`` → ``€59.99``; unknown currencies as ``59.99 CHF``."""
+@lru_cache(maxsize=64)
+def parse_locale(tag: str | None) -> Locale:
+    """``"fr-FR"``, ``"fr_FR"``, ``"ja"`` → a Babel locale; anything CLDR does not know → :data:`DEFAULT_LOCALE`.
+
+    Locale tags come from webhooks (Shopify's ``customer_locale``) and store settings, so an unknown or malformed
+    one must not fail the mail: it falls back to English, as the formats did before locales were honoured.
+    """
+    if tag:
+        try:
+            return Locale.parse(str(tag).strip().replace("-", "_"))
+        except (UnknownLocaleError, ValueError, TypeError):
+            pass
+    return Locale.parse(DEFAULT_LOCALE)
+
+
+def money(amount: Any, currency: str = "", locale: str | None = None) -> str:
+    """``{{ order.total | money(order.currency, order.locale) }}`` → ``€1,234.50`` (en), ``1 234,50 €`` (fr-FR).
+
+    Babel applies CLDR's rules for the locale: symbol and its placement, grouping and decimal separators, and the
+    currency's own number of digits (JPY has none). Without a currency code the plain localized number is printed.
+    """
     try:
         value = Decimal(str(amount))
     except (InvalidOperation, ValueError):
         return str(amount)
-    places = 0 if currency.upper() == "JPY" else 2
-    text = f"{value:,.{places}f}"
-    symbol = _CURRENCY_SYMBOLS.get(currency.upper())
-    if symbol:
-        return f"-{symbol}{text[1:]}" if text.startswith("-") else f"{symbol}{text}"
-    return f"{text} {currency}".strip()
+    if not value.is_finite():
+        return str(amount)
+    where = parse_locale(locale)
+    code = str(currency or "").strip().upper()
+    if not code:
+        return format_decimal(value, format="#,##0.00", locale=where)
+    return format_currency(value, code, locale=where)
+
+
+def date(value: Any, locale: str | None = None, length: str = "long") -> str:
+    """``{{ order.created_at | date(order.locale) }}`` → ``January 5, 2022`` (en), ``5 janvier 2022`` (fr).
+
+    The ISO timestamp's own date is printed (the shop's offset as the platform sent it), not a UTC conversion that
+    could move an evening order to the next day.
+    """
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    return format_date(moment.date(), format=length, locale=parse_locale(locale))
 
 
 def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
@@ -77,6 +117,7 @@ def _environment(*, autoescape: bool) -> ImmutableSandboxedEnvironment:
         undefined=StrictUndefined, autoescape=autoescape, trim_blocks=True, lstrip_blocks=True
     )
     env.filters["money"] = money
+    env.filters["date"] = date
     return env
 
 
