@@ -50,7 +50,7 @@ MESSAGE = {
     "tags": ["order-shipped"],
     "metadata": {"order": "1001"},
 }
-HELLO = '''
+HELLO = """
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.logging import correlation_paths
@@ -71,7 +71,7 @@ def hello():
 @metrics.log_metrics
 def lambda_handler(event, context):
     return app.resolve(event, context)
-'''
+"""
 
 
 class _Dynamo:

@@ -117,9 +117,10 @@ def main() -> None:
         if args.breakdown:
             top = breakdown(name)
             results[name]["breakdown"] = top
-            print("  beyond the reference, by top-level package (self time summed): " + ", ".join(
-                f"{pkg} {sec * 1000:.0f} ms" for pkg, sec in top[:10]
-            ))
+            print(
+                "  beyond the reference, by top-level package (self time summed): "
+                + ", ".join(f"{pkg} {sec * 1000:.0f} ms" for pkg, sec in top[:10])
+            )
     print(f"saved {save('cold_start', results)}")
 
 

@@ -15,7 +15,7 @@ from _common import ROOT, machine, save
 
 sys.path.insert(0, str(ROOT))
 
-from tests.fault.harness import FaultPlan, run  # noqa: E402
+from tests.fault.harness import FaultPlan, run
 
 
 def main() -> None:

@@ -60,15 +60,17 @@ def main() -> None:
             elapsed = (time.perf_counter() - start) * 1000
             assert not result["batchItemFailures"], result
             sqs.delete_message_batch(
-                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in
-                enumerate(messages)]
+                QueueUrl=url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
             )
             if run:  # the first round warms imports and clients
                 batch_ms.append(elapsed)
     figures = {"send_ms": statistics.median(send_ms[10:]), "worker_batch_ms": statistics.median(batch_ms)}
     print(f"handler durations against moto, {machine()}")
-    print(f"send API: {figures['send_ms']:.1f} ms per request; worker: {figures['worker_batch_ms']:.1f} ms per batch of
-    10")
+    print(
+        f"send API: {figures['send_ms']:.1f} ms per request; "
+        f"worker: {figures['worker_batch_ms']:.1f} ms per batch of 10"
+    )
     path = save("handler_durations", figures)
     print(f"saved {path}")
 

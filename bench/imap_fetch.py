@@ -163,11 +163,12 @@ def make_messages(count: int, seed: int = 11) -> list[tuple[bytes, datetime]]:
 def fill_bulk(messages: list[tuple[bytes, datetime]]) -> None:
     """What the inbound filer stores for each message, with the index entries bulk-loaded."""
     from postroom.core import aws
+    from postroom.mailbox.content_keys import raw_key
     from postroom.mailbox.mailbox_store import mail_ulid
-    from postroom.receive.filing import Envelope, raw_key
-    from postroom.receive.inbound_handler import filer
+    from postroom.receive.filing import Envelope
     from postroom.receive.mime_parse import parse_mail
     from postroom.receive.routing import Destination
+    from postroom.wiring.receive_wiring import filer
 
     inbound = filer()
     s3 = aws.client("s3")

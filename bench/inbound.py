@@ -16,7 +16,6 @@ Needs the inbound work (``postroom.receive.mime_parse.parse_mail``); without it 
 from __future__ import annotations
 
 import argparse
-import base64
 import io
 import os
 import subprocess
@@ -87,8 +86,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.eml"
         subprocess.run(
-            [sys.executable, __file__, "--write", str(path), "--rss-mb", str(args.rss_mb)], check=True,
-            cwd=Path(__file__).parent
+            [sys.executable, __file__, "--write", str(path), "--rss-mb", str(args.rss_mb)],
+            check=True,
+            cwd=Path(__file__).parent,
         )
         big_mb = path.stat().st_size / 1024 / 1024
         for what in ("read", "stdlib", "postroom"):

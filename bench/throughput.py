@@ -32,9 +32,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from typing import Iterator
 
 from _common import Paired, machine, print_paired, save
 
@@ -67,9 +67,10 @@ def smtp_sink(port: int) -> Iterator[subprocess.Popen[bytes]]:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
-            except OSError:
+            except OSError as error:
                 if sink.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"smtp-sink did not start: {sink.stderr.read().decode() if sink.stderr else ''}")
+                    output = sink.stderr.read().decode() if sink.stderr else ""
+                    raise RuntimeError(f"smtp-sink did not start: {output}") from error
                 time.sleep(0.02)
         yield sink
     finally:
@@ -89,9 +90,7 @@ def build_mime(size: int) -> bytes:
     return render(msg)
 
 
-def _worker(
-    count: int, batch: int, mime: bytes, dns_port: int, smtp_port: int, start: mp.Event, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
+def _worker(count: int, batch: int, mime: bytes, dns_port: int, smtp_port: int, start: mp.Event, out: mp.Queue) -> None:  # type: ignore[type-arg]
     resolver = MxResolver([("127.0.0.1", dns_port)])  # one per execution environment, as in delivery.batch
     options = SmtpOptions(helo_name="relay.postroom.test", port=smtp_port, timeout=30)
     resolver.resolve(DOMAIN)  # warm, as a warm Lambda would be
@@ -112,8 +111,9 @@ def run_postroom(args: argparse.Namespace, mime: bytes, dns_port: int, smtp_port
     ctx = mp.get_context("fork")
     start = ctx.Event()
     out = ctx.Queue()
-    shares = [args.messages // args.concurrency + (i < args.messages % args.concurrency) for i in
-    range(args.concurrency)]
+    shares = [
+        args.messages // args.concurrency + (i < args.messages % args.concurrency) for i in range(args.concurrency)
+    ]
     procs = [
         ctx.Process(target=_worker, args=(share, args.batch, mime, dns_port, smtp_port, start, out)) for share in shares
     ]

@@ -1,5 +1,5 @@
 """Commerce hooks Lambda: POST /v1/hooks/shopify/{store}, /v1/hooks/woocommerce/{store}. Wiring only; the gate is the
-platform's HMAC signature (see postroom.commerce.hook_routes)."""
+platform's HMAC signature (see postroom.api.commerce_hook_routes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.commerce.hook_routes import handle
+from postroom.api.commerce_hook_routes import handle
 
 logger = Logger()
 tracer = Tracer()

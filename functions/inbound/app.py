@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postroom.receive.inbound_handler import handle_ses
+from postroom.wiring.receive_wiring import filer
 
 logger = Logger()
 tracer = Tracer()
@@ -19,4 +20,4 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_ses(event, context)
+    return handle_ses(event, context, filer())

@@ -1,5 +1,5 @@
 """Public link Lambda: tracking pixel, tracked links, one-click unsubscribe. Wiring only; see
-postroom.tracking.link_routes."""
+postroom.api.link_routes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from postroom.tracking.link_routes import handle
+from postroom.api.link_routes import handle
 
 logger = Logger()
 tracer = Tracer()

@@ -8,6 +8,7 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from postroom.webhooks.sender_batch import handle_batch
+from postroom.wiring.event_services import event_services
 
 logger = Logger()
 tracer = Tracer()
@@ -18,4 +19,4 @@ metrics = Metrics()
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_batch(event, context)
+    return handle_batch(event, context, event_services())

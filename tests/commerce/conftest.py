@@ -18,7 +18,7 @@ from postroom.local import template as tpl
 from postroom.local.gateway import build_event
 from postroom.local.handlers import LocalFunction
 from postroom.local.poller import build_sqs_event
-from postroom.wiring.services import services
+from postroom.wiring.commerce_services import commerce_services
 from tests.conftest import ROOT, Stack, load_function, start_stack
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -104,7 +104,7 @@ def shop(monkeypatch: pytest.MonkeyPatch) -> Iterator[Shop]:
         for name, value in tpl.function_environment(template, "CommerceHooksFunction", stack.resources, {}).items():
             if name != "POSTROOM_SENDING_DOMAINS":
                 monkeypatch.setenv(name, value)
-        stores = services().commerce.stores
+        stores = commerce_services().stores
         stores.put(
             Store("demo-shopify", Platform.SHOPIFY, "Demo Shop <orders@shop.example>", "Demo Shop",
                   support_email="help@shop.example"),

@@ -8,7 +8,7 @@ from typing import Any
 
 from postroom.api.resolver import app
 from postroom.local import template as tpl
-from postroom.receive.filing import RAW_PREFIX
+from postroom.mailbox.content_keys import RAW_PREFIX
 
 
 def test_receipt_rule_stores_in_s3_then_invokes_the_inbound_function(template: dict[str, Any]) -> None:

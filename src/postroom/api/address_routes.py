@@ -16,7 +16,7 @@ from postroom.core.addresses import AddressError, normalise_address
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ValidationFailedError
 from postroom.core.untrusted import InputModel
-from postroom.mailbox.mailbox_content import mail_service
+from postroom.wiring.mailbox_wiring import mail_service
 from postroom.wiring.services import services
 
 router = Router()

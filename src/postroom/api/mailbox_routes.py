@@ -22,8 +22,9 @@ from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
 from postroom.mailbox import mailbox_store as mailstore
-from postroom.mailbox.mailbox_content import URL_SECONDS, mail_service
+from postroom.mailbox.mailbox_content import URL_SECONDS
 from postroom.mailbox.mailbox_errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
+from postroom.wiring.mailbox_wiring import mail_service
 
 router = Router()
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from postroom.commerce.registry import CommerceServices
     from postroom.wiring.services import Services
 
 logger = Logger(child=True)
@@ -65,9 +66,9 @@ class CommerceTask:
 
 
 class CommerceWorker:
-    def __init__(self, svc: Services, context: LambdaContext | None = None) -> None:
+    def __init__(self, svc: Services, commerce: CommerceServices, context: LambdaContext | None = None) -> None:
         self._svc = svc
-        self._commerce = svc.commerce
+        self._commerce = commerce
         self._context = context
 
     def process(self, task: CommerceTask) -> list[str]:
@@ -184,10 +185,11 @@ class CommerceWorker:
         return "cancelled"
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    from postroom.wiring.services import services
-
-    worker = CommerceWorker(services(), context)
+def handle_batch(
+    event: dict[str, Any], context: LambdaContext, svc: Services, commerce: CommerceServices
+) -> dict[str, Any]:
+    """``svc`` and ``commerce`` come from the function's wiring (functions/commerce_worker/app.py)."""
+    worker = CommerceWorker(svc, commerce, context)
 
     def record_handler(record: SQSRecord) -> list[str]:
         task = CommerceTask.from_json(record.body)

@@ -6,11 +6,11 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
+from postroom.commerce.hook_tasks import Hook, task_body
 from postroom.commerce.stores import StoreRegistry
 from postroom.core.dynamo import from_item, is_conditional_failure, to_item
 
 if TYPE_CHECKING:
-    from postroom.commerce.hook_routes import Hook
     from postroom.core.settings import Settings
 
 ORDER_RETENTION_SECONDS = 400 * 24 * 3600  # refunds come months after the order; customer data does not stay forever
@@ -29,8 +29,6 @@ class CommerceServices:
     # --- webhook payloads ---------------------------------------------------------------------------------------
     def stash(self, hook: Hook) -> str:
         """Keep the payload in S3 (orders can outgrow SQS's 256 KB), then queue a pointer to it."""
-        from postroom.commerce.hook_routes import task_body
-
         if not self._settings.commerce_queue_url:
             raise RuntimeError("POSTROOM_COMMERCE_QUEUE_URL is not set")
         safe_id = "".join(c if c.isalnum() or c in "-_." else "_" for c in hook.delivery_id)

@@ -14,11 +14,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 
 from postroom.core import aws
 from postroom.events.ses_notifications import NotReadyError, documents, reports
-from postroom.wiring.event_services import event_services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from postroom.wiring.event_services import EventServices
 
 logger = Logger(child=True)
 # A batch whose every record failed is still a partial response: each record keeps the visibility timeout it was
@@ -28,8 +29,8 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 NOT_READY_RETRY_SECONDS = 10  # the worker saves within seconds of SES accepting; no need to wait a full timeout
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    svc = event_services()
+def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> dict[str, Any]:
+    """``svc`` comes from the function's wiring (functions/events/app.py)."""
 
     def record_handler(record: SQSRecord) -> str:
         from postroom.events.ses_notifications import SesEventIngester

@@ -30,7 +30,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from postroom.core.clock import isoformat
 
 if TYPE_CHECKING:
-    from postroom.local.stack import LocalStack
+    from pathlib import Path
+
+    from postroom.local.handlers import LocalFunction
 
 log = logging.getLogger("postroom.local")
 
@@ -208,15 +210,18 @@ class _Controller(Controller):
         return server
 
 
-def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> InboundSmtpListener | None:
-    """Load the template's InboundFunction and put the listener in front of it (None when there are no inbound
-    domains). The port is POSTROOM_INBOUND_SMTP_PORT (default 2525; 0 picks a free one, as does an API port of 0)."""
+def start_inbound_listener(
+    root: Path, functions: dict[str, LocalFunction], api_port: int, template: dict[str, Any]
+) -> InboundSmtpListener | None:
+    """Load the template's InboundFunction (from the checkout at ``root``, registered in the stack's ``functions``) and
+    put the listener in front of it (None when there are no inbound domains). The port is POSTROOM_INBOUND_SMTP_PORT
+    (default 2525; 0 picks a free one, as does an API port of 0)."""
     from postroom.core import aws
     from postroom.local import template as tpl
     from postroom.local.handlers import LocalFunction
-    from postroom.receive.filing import raw_key
-    from postroom.receive.inbound_handler import filer
+    from postroom.mailbox.content_keys import raw_key
     from postroom.receive.routing import Rejection
+    from postroom.wiring.receive_wiring import filer
     from postroom.wiring.services import services
 
     if "InboundFunction" not in (template.get("Resources") or {}):
@@ -228,12 +233,12 @@ def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> Inbou
     module_name, _, handler = spec.handler.rpartition(".")
     function = LocalFunction(
         "InboundFunction",
-        stack.root / spec.code_uri / f"{module_name.replace('.', '/')}.py",
+        root / spec.code_uri / f"{module_name.replace('.', '/')}.py",
         handler,
         timeout=float(spec.timeout),
         memory=spec.memory_size,
     )
-    stack.functions["InboundFunction"] = function
+    functions["InboundFunction"] = function
     inbound_filer = filer()
 
     def route(recipient: str) -> str | None:
@@ -246,7 +251,7 @@ def start_inbound_listener(stack: LocalStack, template: dict[str, Any]) -> Inbou
         )
 
     # A stack started on an ephemeral API port (tests, several stacks at once) gets an ephemeral SMTP port too.
-    default = 0 if stack.config.api_port == 0 else DEFAULT_PORT
+    default = 0 if api_port == 0 else DEFAULT_PORT
     port = int(os.environ.get("POSTROOM_INBOUND_SMTP_PORT") or default)
     arn = f"arn:aws:lambda:{tpl.DEFAULT_REGION}:{tpl.DEFAULT_ACCOUNT_ID}:function:postroom-local-InboundFunction"
     return InboundSmtpListener(route=route, store=store, invoke=function.invoke, function_arn=arn, port=port).start()

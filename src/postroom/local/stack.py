@@ -180,7 +180,9 @@ class LocalStack:
             self._start_mail_client_listeners()
         self._start_schedule_firer()
         self._start_ses_events(session)
-        self.inbound = start_inbound_listener(self, template)  # SES's receiving side: SMTP on loopback
+        self.inbound = start_inbound_listener(
+            self.root, self.functions, self.config.api_port, template
+        )  # SES's receiving side: SMTP on loopback
         self._write_local_info()
         return self
 

@@ -9,10 +9,8 @@ from urllib.parse import quote
 
 from aws_lambda_powertools import Logger
 
-from postroom.core import aws
+from postroom.mailbox.content_keys import PARSED_PREFIX, parsed_key, part_key, raw_key
 from postroom.mailbox.mailbox_store import MailboxStore, public_message
-from postroom.receive.filing import PARSED_PREFIX, parsed_key, part_key, raw_key
-from postroom.wiring.services import services
 
 logger = Logger(child=True)
 
@@ -103,8 +101,3 @@ class MailService:
             self._s3.delete_objects(Bucket=self._bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True})
         self.store.forget_receipt(receipt_id)
         logger.info("received message removed from S3", extra={"receipt": receipt_id, "objects": len(keys)})
-
-
-def mail_service() -> MailService:
-    settings = services().settings
-    return MailService(MailboxStore(aws.client("dynamodb"), settings.table), aws.client("s3"), settings.inbound_bucket)

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
+from postroom.mailbox.content_keys import parsed_key, part_key, raw_key
 from postroom.mailbox.mailbox_store import mail_ulid, mailbox_id
 from postroom.receive.bounces.return_path_mail import BounceOutcome, BounceRecipient
 from postroom.receive.mime_parse import ParsedMail, parse_mail
@@ -42,23 +43,9 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-RAW_PREFIX = "inbound/"
-PARSED_PREFIX = "parsed/"
 MAX_LISTED_ADDRESSES = 50  # per header in the index item (400 KB item limit); message.json keeps them all
 MAX_REFERENCES = 20
 MAX_SUBJECT = 998  # RFC 5322 §2.1.1 line limit
-
-
-def raw_key(receipt_id: str) -> str:
-    return f"{RAW_PREFIX}{receipt_id}"
-
-
-def parsed_key(receipt_id: str) -> str:
-    return f"{PARSED_PREFIX}{receipt_id}/message.json"
-
-
-def part_key(receipt_id: str, part_id: str) -> str:
-    return f"{PARSED_PREFIX}{receipt_id}/parts/{part_id}"
 
 
 @dataclass(frozen=True)

@@ -16,54 +16,19 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from postroom.core import aws
 from postroom.core.clock import parse_iso
-from postroom.mailbox.mailbox_store import MailboxStore
-from postroom.receive.filing import Envelope, Filer, FilingResult
-from postroom.receive.mailbox_agent import InternalDeliveryAgent
-from postroom.wiring.services import services
+from postroom.receive.filing import Envelope, FilingResult
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.ses_event import SESEventRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-    from postroom.core.settings import Settings
-    from postroom.deliver.deliverer import LocalAgent
-    from postroom.receive.bounces.return_path_mail import BounceProcessor
+    from postroom.receive.filing import Filer
+
 
 logger = Logger(child=True)
 metrics = Metrics()  # shares the function's namespace and flush (functions/inbound/app.py)
 
 VERDICTS = ("spam", "virus", "spf", "dkim", "dmarc")  # SES receipt fields <name>Verdict: PASS/FAIL/GRAY/...
-
-
-def filer() -> Filer:
-    svc = services()
-    return Filer(
-        settings=svc.settings,
-        store=MailboxStore(aws.client("dynamodb"), svc.settings.table),
-        s3=aws.client("s3"),
-        bounces=bounce_processor(),
-    )
-
-
-def bounce_processor() -> BounceProcessor | None:
-    """What takes mail for the return path, when the stack has a return-path domain."""
-    from postroom.receive.bounces.return_path_mail import BounceProcessor
-    from postroom.wiring.event_services import event_services
-
-    events = event_services()
-    return_path = events.return_path()
-    if return_path is None:
-        return None
-    return BounceProcessor(
-        return_path=return_path, messages=events.core.messages, recorder=events.recorder, events=events.events
-    )
-
-
-def internal_delivery_agents(settings: Settings) -> list[LocalAgent]:
-    """The worker's local agents: internal delivery when the stack has inbound domains."""
-    if not settings.inbound_domains or not settings.inbound_bucket:
-        return []
-    return [InternalDeliveryAgent(settings=settings, filer=filer(), s3=aws.client("s3"))]
 
 
 def envelope_of(record: SESEventRecord, origin: str = "ses") -> Envelope:
@@ -120,10 +85,10 @@ def _bounce_metrics(result: FilingResult) -> None:
             metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
-def handle_ses(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle_ses(event: dict[str, Any], context: LambdaContext, worker: Filer) -> dict[str, Any]:
+    """``worker`` comes from the function's wiring (:func:`postroom.wiring.receive_wiring.filer`)."""
     ses_event = SESEvent(event)
     origin = event.get("postroomOrigin", "ses")  # the local listener marks its events; SES sends none
-    worker = filer()
     outcome: list[dict[str, Any]] = []
     for record in ses_event.records:
         envelope = envelope_of(record, origin)

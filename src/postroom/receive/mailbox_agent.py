@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 from postroom.core.clock import utcnow
 from postroom.core.delivery_results import Outcome, RecipientResult
-from postroom.receive.filing import Envelope, Filer, raw_key
+from postroom.mailbox.content_keys import raw_key
+from postroom.receive.filing import Envelope, Filer
 
 if TYPE_CHECKING:
     from postroom.core.message_record import MessageRecord

@@ -12,11 +12,12 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from postroom.core import aws
 from postroom.webhooks.attempt import WebhookDeliverer
 from postroom.webhooks.fanout import WebhookTask
-from postroom.wiring.event_services import event_services
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from postroom.wiring.event_services import EventServices
 
 logger = Logger(child=True)
 # A batch whose every record failed is still a partial response: each record keeps the visibility timeout it was
@@ -28,8 +29,8 @@ class RetryLaterError(Exception):
     """Marks a failed attempt as a batch item failure; its visibility timeout already holds the next delay."""
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    svc = event_services()
+def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> dict[str, Any]:
+    """``svc`` comes from the function's wiring (functions/webhook_sender/app.py)."""
     deliverer = WebhookDeliverer(svc.config, svc.webhooks, svc.events)
     sqs = aws.client("sqs")
 

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 from postroom.accept import intake
 from postroom.accept.delivery_queue import DeliveryQueue
 from postroom.accept.scheduling import DeliveryScheduler
-from postroom.commerce.registry import CommerceServices
 from postroom.core import aws
 from postroom.core.idempotency import DAY, Once
 from postroom.core.key_store import ApiKeyStore
@@ -77,16 +76,6 @@ class Services:
             return None
         return DeliveryScheduler(
             aws.client("scheduler"), group=s.schedule_group, role_arn=s.scheduler_role_arn, queue_arn=s.queue_arn
-        )
-
-    @cached_property
-    def commerce(self) -> CommerceServices:
-        return CommerceServices(
-            self.settings,
-            dynamodb=aws.client("dynamodb"),
-            s3=aws.client("s3"),
-            sqs=aws.client("sqs"),
-            secretsmanager=aws.client("secretsmanager"),
         )
 
     # -- accepting mail: the same stores, queue, templates and scheduler for every entry point --------------------

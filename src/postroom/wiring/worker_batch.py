@@ -27,9 +27,9 @@ from postroom.deliver.ses_agent import SesDeliveryAgent
 from postroom.observability.delivery_log import DeliveryLog
 from postroom.observability.metrics import DeliveryMetrics
 from postroom.observability.records import with_record_context
-from postroom.receive.inbound_handler import internal_delivery_agents
 from postroom.wiring import worker_deliverability as deliverability
 from postroom.wiring.event_services import event_services
+from postroom.wiring.receive_wiring import internal_delivery_agents
 from postroom.wiring.services import services
 from postroom.wiring.worker_events import delivery_hooks
 

@@ -34,16 +34,15 @@ from email.utils import format_datetime
 from io import BytesIO
 from typing import Any
 
-from twisted.cred import checkers, credentials, portal
-from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task, threads
 from twisted.internet.protocol import Factory
 from twisted.mail import imap4
 from zope.interface import implementer
 
+from postroom.protocols.bridge.login import GuardedPortal, api_portal
 from postroom.protocols.bridge.mailbox_client import Listing, MailApi, MailApiError
 from postroom.protocols.bridge.mime_view import MimePart, header_fields, split_header
-from postroom.protocols.submission.api_client import PostroomClient, looks_like_key
+from postroom.protocols.submission.api_client import PostroomClient
 from postroom.protocols.submission.smtp_listener import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
 
 FLAG_KEYWORDS = {
@@ -82,78 +81,6 @@ def flag_of(keyword: str) -> str:
 
 
 # -- credentials -----------------------------------------------------------------------------------------------------
-
-
-@implementer(checkers.ICredentialsChecker)
-class ApiKeyChecker:
-    """The password is an API key; it is good for the address if the API lists that address's mailboxes with it."""
-
-    credentialInterfaces = (credentials.IUsernamePassword,)
-
-    def __init__(self, client: PostroomClient) -> None:
-        self.client = client
-
-    def requestAvatarId(self, creds: Any) -> defer.Deferred[tuple[str, str]]:
-        address = creds.username.decode("utf-8", "replace").strip().lower()
-        key = creds.password.decode("utf-8", "replace").strip()
-        return threads.deferToThread(self._check, address, key)
-
-    def _check(self, address: str, key: str) -> tuple[str, str]:
-        if "@" not in address or not looks_like_key(key):
-            raise UnauthorizedLogin("the user name is the mailbox address, the password an API key")
-        try:
-            boxes = MailApi(self.client, key).mailboxes(address)
-        except MailApiError as error:
-            raise UnauthorizedLogin(str(error)) from None
-        if not boxes:
-            raise UnauthorizedLogin(f"{address} has no mailboxes")
-        return address, key
-
-
-@implementer(portal.IRealm)
-class ApiRealm:
-    def __init__(self, client: PostroomClient) -> None:
-        self.client = client
-
-    def requestAvatar(self, avatar_id: tuple[str, str], _mind: Any, *interfaces: Any) -> tuple[Any, Any, Any]:
-        address, key = avatar_id
-        if imap4.IAccount in interfaces:
-            return imap4.IAccount, Account(MailApi(self.client, key), address), lambda: None
-        from twisted.mail import pop3
-
-        if pop3.IMailbox in interfaces:
-            from postroom.protocols.bridge.pop3 import Pop3Mailbox
-
-            # The maildrop is listed once, at login (RFC 1939's snapshot); a Deferred result is waited for.
-            maildrop = Pop3Mailbox(MailApi(self.client, key), address)
-            return threads.deferToThread(maildrop.load).addCallback(  # type: ignore[return-value]
-                lambda box: (pop3.IMailbox, box, lambda: None)
-            )
-        raise NotImplementedError("no such interface")
-
-
-def api_portal(client: PostroomClient) -> portal.Portal:
-    return portal.Portal(ApiRealm(client), [ApiKeyChecker(client)])
-
-
-class GuardedPortal:
-    """One connection's view of the portal: a client address with too many failed logins is refused without asking
-    the API (the same lockout as SMTP submission), so a password guesser gets nowhere and costs nothing."""
-
-    def __init__(self, inner: portal.Portal, failures: RateLimiter, peer: str) -> None:
-        self.inner, self.failures, self.peer = inner, failures, peer
-
-    def login(self, creds: Any, mind: Any, *interfaces: Any) -> defer.Deferred[Any]:
-        if self.failures.count(self.peer) >= FAILED_LOGINS_ALLOWED:
-            return defer.fail(UnauthorizedLogin("too many failed logins; try again later"))
-
-        def failed(failure: Any) -> Any:
-            if failure.check(UnauthorizedLogin):
-                self.failures.add(self.peer)
-                log.info("failed bridge login", extra={"peer": self.peer})  # never the password
-            return failure
-
-        return self.inner.login(creds, mind, *interfaces).addErrback(failed)
 
 
 # -- account ---------------------------------------------------------------------------------------------------------
@@ -869,7 +796,7 @@ class ServerFactory(Factory):
         tls: Any = None,
         failures: RateLimiter | None = None,  # shared with the bridge's other listeners
     ) -> None:
-        self.portal = api_portal(client)
+        self.portal = api_portal(client, imap4.IAccount, Account)
         self.failures = failures if failures is not None else RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self.idle_poll_seconds = idle_poll_seconds
         self.tls = tls

@@ -19,6 +19,7 @@ from twisted.internet.protocol import Factory
 from twisted.mail import pop3
 from zope.interface import implementer
 
+from postroom.protocols.bridge.login import GuardedPortal, api_portal
 from postroom.protocols.bridge.mailbox_client import Listing, MailApi, MailApiError
 from postroom.protocols.submission.api_client import PostroomClient
 from postroom.protocols.submission.smtp_listener import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
@@ -112,16 +113,18 @@ class Server(pop3.POP3):
         mbox.sync().addCallbacks(answer, broken)
 
 
+def _maildrop(api: MailApi, address: str) -> defer.Deferred[Pop3Mailbox]:
+    """The maildrop is listed once, at login (RFC 1939's snapshot)."""
+    maildrop = Pop3Mailbox(api, address)
+    return threads.deferToThread(maildrop.load)
+
+
 class ServerFactory(Factory):
     def __init__(self, client: PostroomClient, *, failures: RateLimiter | None = None) -> None:
-        from postroom.protocols.bridge.imap import api_portal
-
-        self.portal = api_portal(client)
+        self.portal = api_portal(client, pop3.IMailbox, _maildrop)
         self.failures = failures if failures is not None else RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
 
     def buildProtocol(self, addr: Any) -> Server:
-        from postroom.protocols.bridge.imap import GuardedPortal
-
         server = Server()
         server.portal = GuardedPortal(self.portal, self.failures, getattr(addr, "host", "?"))
         server.factory = self

@@ -1,7 +1,7 @@
 """The webhook endpoints: ``POST /v1/hooks/shopify/{store}`` and ``POST /v1/hooks/woocommerce/{store}``.
 
 These routes are authenticated by the platform's HMAC, not by a Postroom API key: :func:`screen` is their gate and
-runs before the resolver, as ``postroom.api.gate`` does for the send API. Then the delivery is deduplicated on the
+runs before the resolver, as :mod:`postroom.api.gate` does for the send API. Then the delivery is deduplicated on the
 platform's delivery id (a Powertools idempotency record per store and id) and its raw payload is stored in S3 and
 queued for the commerce worker; the answer is a 200 within milliseconds, because Shopify gives up after 5 s and
 retries. A redelivery gets a 200 that says ``duplicate``; a bad signature a 401.
@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -20,9 +19,9 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from postroom.api.gate import body_bytes
 from postroom.api.responses import error_proxy_result, error_response
+from postroom.commerce.hook_tasks import Hook
 from postroom.commerce.signatures import SHOPIFY_HEADER, WOOCOMMERCE_HEADER, verify
-from postroom.commerce.stores import Platform, Store
-from postroom.core.clock import now_iso
+from postroom.commerce.stores import Platform
 from postroom.core.errors import (
     ConflictError,
     ForbiddenError,
@@ -34,6 +33,7 @@ from postroom.core.errors import (
 from postroom.core.idempotency import IdempotencyAlreadyInProgressError
 from postroom.core.untrusted import check_text
 from postroom.core.untrusted import loads as untrusted_json
+from postroom.wiring.commerce_services import commerce_services
 from postroom.wiring.services import services
 
 if TYPE_CHECKING:
@@ -53,15 +53,6 @@ _HEADERS = {
 }
 # WooCommerce pings a new webhook's URL with this unsigned form body and activates the webhook only on a 200.
 _WOO_PING = re.compile(rb"^webhook_id=\d+$")
-
-
-@dataclass(frozen=True)
-class Hook:
-    platform: Platform
-    store: Store
-    topic: str
-    delivery_id: str
-    body: bytes
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
@@ -119,9 +110,8 @@ def _accept(hook: Hook) -> Response:
     # Refused here, not by the worker later: a payload the worker could not read would be retried from the queue
     # and dead-lettered, while the platform, told 4xx now, shows the failed delivery to the shop owner.
     check_text(untrusted_json(hook.body))
-    svc = services()
-    commerce = svc.commerce
-    once = svc.once("hook-delivery")
+    commerce = commerce_services()
+    once = services().once("hook-delivery")
     if once is None:
         raise ServiceUnavailableError("this stack has no idempotency table; webhooks cannot be deduplicated")
 
@@ -156,7 +146,7 @@ def woocommerce(store: str) -> Response:
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
-        hook = screen(event, services().commerce)
+        hook = screen(event, commerce_services())
     except PostroomError as error:
         logger.info("webhook refused", extra={"code": error.code, "status": int(error.status)})
         return error_proxy_result(error)
@@ -165,17 +155,3 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 "body": json.dumps({"status": "pong"}), "isBase64Encoded": False}  # fmt: skip
     app.append_context(hook=hook)
     return app.resolve(event, context)
-
-
-def task_body(hook: Hook, payload_key: str) -> str:
-    return json.dumps(
-        {
-            "v": 1,
-            "platform": hook.platform.value,
-            "store": hook.store.id,
-            "topic": hook.topic,
-            "delivery_id": hook.delivery_id,
-            "payload": payload_key,
-            "received_at": now_iso(),
-        }
-    )
