@@ -122,8 +122,10 @@ def check_originators(
         if rule.own_domain:
             for mailbox in mailboxes:
                 if mailbox.domain not in sending_domains:
+                    # No open relay: only configured identities may say who wrote or sent the message.
                     raise SenderNotAllowedError(
-                        f"{title}: {mailbox.domain!r} is not a sending domain of this Postroom stack",
+                        f"{mailbox.domain!r} is not a sending domain of this Postroom stack; configure it in "
+                        "SendingDomains first",
                         field=name_for(title),
                     )
         checked.append((key, mailboxes))
