@@ -29,7 +29,11 @@ from postroom.models import Mailbox, SendRequest
 # policy.SMTP: CRLF line endings, RFC 2047 encoded words for non-ASCII headers, folding at 78 characters.
 __all__ = ["SMTP_POLICY", "build_message", "message_id_header", "originator_fields", "render"]
 
-SMTP_POLICY = policy.SMTP.clone(max_line_length=78)
+# refold_source="none": the address and text fields are written pre-folded (set_raw, below). With the default
+# ("long") the email package refolds any such field with a line over 78 characters - a long address is one - and its
+# refold drops the quotes of a display name: '"Shop, Inc" <long-address@…>' left as 'Shop, Inc <long-address@…>',
+# two mailboxes to a receiver, not the one the accept path checked.
+SMTP_POLICY = policy.SMTP.clone(max_line_length=78, refold_source="none")
 _MAX_LINE = 998
 
 
