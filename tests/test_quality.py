@@ -12,5 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ruff_is_clean() -> None:
     ruff = Path(sys.executable).with_name("ruff")
     command = [str(ruff)] if ruff.exists() else [sys.executable, "-m", "ruff"]
-    result = subprocess.run([*command, "check", "src", "functions", "tests", "bench"], cwd=ROOT, capture_output=True, text=True)
+    result = subprocess.run(
+        [*command, "check", "src", "functions", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

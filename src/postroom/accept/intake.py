@@ -18,12 +18,13 @@ from aws_lambda_powertools import Logger
 
 from postroom.accept.compose import compose, send_at, template_name
 from postroom.accept.delivery_queue import DeliveryTask
+from postroom.accept.mime_build import originator_fields
+from postroom.accept.originators import check_originators, parse_header_block
 from postroom.accept.raw import prepare_raw
 from postroom.core.clock import isoformat, utcnow
 from postroom.core.errors import (
     PayloadTooLargeError,
     PostroomError,
-    SenderNotAllowedError,
     ServiceUnavailableError,
     ValidationFailedError,
 )
@@ -50,14 +51,17 @@ class Accepted:
     status: MessageStatus
 
 
+# The JSON API's names for the originator fields it writes (Sender and Resent-* are reserved headers there).
+_JSON_FIELDS = {"From": "from", "Reply-To": "reply_to"}
+
+
 def check_sender(request: SendRequest, settings: Settings) -> None:
-    domain = request.from_.to_address().domain
-    if domain not in settings.sending_domains:
-        # No open relay: only configured identities may appear in From.
-        raise SenderNotAllowedError(
-            f"{domain!r} is not a sending domain of this Postroom stack; configure it in SendingDomains first",
-            field="from",
-        )
+    """No open relay, no ambiguous originator: the From and Reply-To lines the worker will write go through the same
+    check as a raw message's (:func:`postroom.accept.originators.check_originators`)."""
+    block = originator_fields(request)
+    check_originators(
+        parse_header_block(block), settings.sending_domains, field_name=lambda title: _JSON_FIELDS.get(title, title)
+    )
 
 
 def check_delivery(delivery: str, settings: Settings) -> None:

@@ -27,9 +27,13 @@ from postroom.core.html_text import html_to_text
 from postroom.core.ids import message_id_header  # re-exported: it used to live here
 
 # policy.SMTP: CRLF line endings, RFC 2047 encoded words for non-ASCII headers, folding at 78 characters.
-__all__ = ["SMTP_POLICY", "build_message", "message_id_header", "render"]
+__all__ = ["SMTP_POLICY", "build_message", "message_id_header", "originator_fields", "render"]
 
-SMTP_POLICY = policy.SMTP.clone(max_line_length=78)
+# refold_source="none": the address and text fields are written pre-folded (set_raw, below). With the default
+# ("long") the email package refolds any such field with a line over 78 characters - a long address is one - and its
+# refold drops the quotes of a display name: '"Shop, Inc" <long-address@…>' left as 'Shop, Inc <long-address@…>',
+# two mailboxes to a receiver, not the one the accept path checked.
+SMTP_POLICY = policy.SMTP.clone(max_line_length=78, refold_source="none")
 _MAX_LINE = 998
 
 
@@ -122,6 +126,16 @@ def _set_text(msg: EmailMessage, name: str, value: str) -> None:
 
 def _set_addresses(msg: EmailMessage, name: str, mailboxes: list[Mailbox]) -> None:
     msg.set_raw(name, fold_address_field(name, [(mailbox.name, mailbox.email) for mailbox in mailboxes]))
+
+
+def originator_fields(request: SendRequest) -> bytes:
+    """The From and Reply-To lines exactly as :func:`build_message` writes them (same folding, same policy), so the
+    accept path checks the bytes that will leave rather than the request's fields."""
+    msg = EmailMessage(policy=SMTP_POLICY)
+    _set_addresses(msg, "From", [request.from_])
+    if request.reply_to:
+        _set_addresses(msg, "Reply-To", request.reply_to)
+    return render(msg)
 
 
 def render(msg: EmailMessage) -> bytes:

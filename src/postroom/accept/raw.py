@@ -21,6 +21,7 @@ from email.utils import format_datetime, getaddresses
 
 from postroom.accept.mime_build import message_id_header
 from postroom.accept.models import MAX_RECIPIENTS
+from postroom.accept.originators import check_originators
 from postroom.core.addresses import AddressError, EmailAddress, normalise_address
 from postroom.core.errors import PayloadTooLargeError, SenderNotAllowedError, ValidationFailedError
 from postroom.core.settings import Settings
@@ -38,6 +39,7 @@ _FATAL_DEFECTS = (
     email_errors.NoBoundaryInMultipartDefect,
     email_errors.InvalidMultipartContentTransferEncodingDefect,
 )
+_KEEP_SOURCE_HEADERS = policy.SMTP.clone(refold_source="none")
 MAX_PARTS = 500
 MAX_DEPTH = 20
 
@@ -178,16 +180,13 @@ def prepare_raw(
 
     msg = BytesParser(policy=policy.default).parsebytes(data)
     _walk_checked(msg)  # type: ignore[arg-type]
-    from_addresses = _addresses([str(v) for v in msg.get_all("From", [])], "From")
-    if len(from_addresses) != 1:
-        raise _fail("From must hold exactly one address", field="From")
-    sender = from_addresses[0]
-    for address in (sender, *(_addresses([mail_from], "mail_from") if mail_from else [])):
-        if address.domain not in settings.sending_domains:
-            raise SenderNotAllowedError(
-                f"{address.domain!r} is not a sending domain of this Postroom stack", field="From"
-            )
+    # The header block below keeps these fields byte for byte, so the addresses checked here are the ones that leave.
+    sender = check_originators(msg, settings.sending_domains).author
     envelope_from = _addresses([mail_from], "mail_from")[0] if mail_from else sender
+    if envelope_from.domain not in settings.sending_domains:
+        raise SenderNotAllowedError(
+            f"{envelope_from.domain!r} is not a sending domain of this Postroom stack", field="mail_from"
+        )
 
     if recipients:
         envelope = _addresses(recipients, "recipients")
@@ -217,7 +216,9 @@ def prepare_raw(
     if not body.isascii():
         rebuilt = BytesParser(policy=policy.default).parsebytes(mime)
         _seven_bit(rebuilt)  # type: ignore[arg-type]
-        mime = rebuilt.as_bytes(policy=policy.SMTP)
+        # refold_source="none": header lines from the submission are written as they came. The default refolds any
+        # line over 78 characters, and a refolded From is no longer the From that was checked (nor the one signed).
+        mime = rebuilt.as_bytes(policy=_KEEP_SOURCE_HEADERS)
 
     return PreparedMessage(
         mail_from=envelope_from,

@@ -20,7 +20,7 @@ from postroom.protocols.bridge.mailbox_client import MailApi, MailApiError
 from postroom.protocols.submission.api_client import PostroomClient, looks_like_key
 from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED, RateLimiter
 
-log = logging.getLogger("postroom.bridge")
+log = logging.getLogger("postroom.protocols.bridge")
 
 # Builds one protocol's avatar for a logged-in address: the object itself, or a Deferred that fires with it.
 AvatarFactory = Callable[[MailApi, str], Any]
