@@ -127,7 +127,9 @@ def test_sam_build_makes_a_layer_for_lambda_and_handlers_that_import_from_it(rep
     # ... the built template names every function of the source template, each with its built handler
     built: dict[str, Any] = tpl.load_template(arm64 / "template.yaml")
     source_functions = {
-        lid for lid, r in tpl.load_template(template_path)["Resources"].items() if r["Type"] == "AWS::Serverless::Function"
+        lid
+        for lid, r in tpl.load_template(template_path)["Resources"].items()
+        if r["Type"] == "AWS::Serverless::Function"
     }
     functions = {lid: r for lid, r in built["Resources"].items() if r["Type"] == "AWS::Serverless::Function"}
     assert set(functions) == source_functions
