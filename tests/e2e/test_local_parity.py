@@ -15,18 +15,20 @@ import os
 import poplib
 import smtplib
 import socket
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
+from postroom.api.gate import screen
 from postroom.cli import main
 from postroom.commerce.signatures import sign
+from postroom.errors import UnsupportedMediaTypeError
 from postroom.local.functions import LAMBDA_MAX_SYNC_PAYLOAD
-from postroom.local.gateway import API_GATEWAY_MAX_BODY
+from postroom.local.gateway import API_GATEWAY_MAX_BODY, build_event
 from postroom.local.stack import LocalStack, StackConfig
+from postroom.services import services
 from postroom.submission.server import FAILED_LOGINS_ALLOWED
 
 pytestmark = pytest.mark.e2e
@@ -155,6 +157,21 @@ def test_a_json_suffixed_media_type_is_refused_with_postrooms_structured_415(loc
         local, "POST", "/v1/messages", json.dumps(message).encode(), {"Content-Type": "application/json"}
     )
     assert status == 202, body
+    # and it is the gate that refuses them, before the resolver (which parses only application/json) sees the body
+    for media_type in ("application/x+json", "application/merge-patch+json"):
+        event = build_event(
+            method="POST",
+            path="/v1/messages",
+            resource="/v1/messages",
+            query="",
+            headers=[("Authorization", f"Bearer {local.api_key}"), ("Content-Type", media_type)],
+            body=json.dumps(message).encode(),
+            source_ip="127.0.0.1",
+            path_parameters={},
+            stage="api",
+        )
+        with pytest.raises(UnsupportedMediaTypeError):
+            screen(event, services())
 
 
 def test_a_lockout_earned_on_imap_holds_for_the_local_stacks_smtp_submission(local: LocalStack) -> None:
@@ -174,7 +191,7 @@ def test_a_lockout_earned_on_imap_holds_for_the_local_stacks_smtp_submission(loc
     # WHEN it turns to the stack's SMTP submission listener with the right key
     # THEN it is locked out there too (454, without asking the API), as the README says
     with smtplib.SMTP("127.0.0.1", local.submission.port, timeout=10) as smtp:
-        smtp.starttls(context=ssl.create_default_context(cafile=str(local.bridge.certificate)))
+        smtp.ehlo()  # AUTH without STARTTLS: allowed from the same machine
         with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
             smtp.login("me", local.api_key)
         assert refused.value.smtp_code == 454
