@@ -37,6 +37,8 @@ Postroom local stack is up.
         print(f"  SMTP submission 127.0.0.1:{stack.submission.port} (STARTTLS; user: anything, password: the API key)")
     if stack.bridge is not None:
         for name, port in stack.bridge.ports().items():
+            if name == "smtp":
+                continue  # the SMTP submission line above
             print(f"  {name.upper():<15} 127.0.0.1:{port} (user: an inbound address, password: the API key)")
     if getattr(stack, "inbound", None) is not None:
         inbound = stack.parameters.get("InboundDomains", "").split(",")[0]

@@ -11,10 +11,16 @@ from http import HTTPStatus
 from typing import Any
 
 from postroom.local import template as tpl
-from postroom.local.gateway import build_event, proxy_result_to_http
+from postroom.local.gateway import (
+    GATEWAY_ERROR_HEADER,
+    build_event,
+    missing_authentication_token,
+    proxy_result_to_http,
+    request_too_long,
+)
+from postroom.local.handlers import RequestEntityTooLargeError
 
 OPENAPI_PATH = "/openapi.json"
-GATEWAY_ERROR_HEADER = "x-amzn-ErrorType"  # set, as API Gateway does, on answers the gateway gives itself
 
 Invoke = Callable[[dict[str, Any]], Any]
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
@@ -54,8 +60,7 @@ class WsgiGateway:
         matched = tpl.match_route(self._routes, method, path)
         if matched is None:
             # API Gateway's own answer for an undeclared route (its body is not Postroom's error shape).
-            headers = {GATEWAY_ERROR_HEADER: "MissingAuthenticationTokenException"}
-            return 403, headers, json.dumps({"message": "Missing Authentication Token"}).encode()
+            return missing_authentication_token()
         route, params = matched
         event = build_event(
             method=method,
@@ -71,6 +76,8 @@ class WsgiGateway:
         self.invocations += 1
         try:
             result = self.invokers[route.function_logical_id](event)
+        except RequestEntityTooLargeError:
+            return request_too_long()  # Lambda refused the event: not a crash
         except Exception as exc:  # noqa: BLE001 - a crashing handler is API Gateway's 502, and a finding
             return (
                 502,

@@ -31,7 +31,12 @@ SCOPED_POLICY_TEMPLATES = {
     "SNSPublishMessagePolicy",
 }
 # Actions IAM authorizes only against Resource "*" (they have no resource types); each must still be region-bound.
-ACTIONS_WITHOUT_RESOURCE_TYPES = {"ses:GetAccount", "ecr:GetAuthorizationToken"}
+ACTIONS_WITHOUT_RESOURCE_TYPES = {
+    "ses:GetAccount",
+    "ecr:GetAuthorizationToken",
+    "ses:DescribeActiveReceiptRuleSet",
+    "ses:SetActiveReceiptRuleSet",
+}
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -303,6 +308,9 @@ def test_unemulated_resources_are_listed_honestly(template):
         "InboundFunctionLogGroup",
         "MailboxApiFunction",
         "MailboxApiFunctionLogGroup",
+        "ApiAccessLogGroup",
+        "PublicApiAccessLogGroup",
+        "InboundRuleSetActivatorLogGroup",
         # the optional submission service: locally, the stack's own submission listener stands in for it
         "SubmissionFargateService",
         "SubmissionLogGroup",

@@ -7,7 +7,10 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 
 from postroom.api import (
     address_routes,
@@ -27,7 +30,7 @@ from postroom.api.deps import required_scopes
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.core.auth import Principal
-from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError
+from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
 from postroom.core.untrusted import loads as untrusted_json
 from postroom.wiring.services import services
 
@@ -70,6 +73,17 @@ def _validation_error(error: RequestValidationError) -> Response:
         if missing:
             return error_response(ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization"))
     return error_response(validation_failure(list(error.errors())))
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+    # The gate admits only what the resolver parses; should the two ever disagree, the answer keeps Postroom's shape.
+    content_type = app.current_event.headers.get("content-type") or "none"
+    return error_response(
+        UnsupportedMediaTypeError(
+            f"send the body as JSON with 'Content-Type: application/json' (got {content_type!r})", field="Content-Type"
+        )
+    )
 
 
 @app.not_found

@@ -1,10 +1,11 @@
 """Loading the real Lambda handlers from ``functions/<name>/app.py`` and invoking them as Lambda would: one
 invocation at a time per function (a Lambda execution environment serves one event at a time, and Powertools'
-resolver keeps per-request state in module globals)."""
+resolver keeps per-request state in module globals), and refusing an event larger than Lambda accepts."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import threading
 import time
 import uuid
@@ -12,6 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+# Lambda's quota for a synchronous invocation's payload, which is the event serialised as JSON (not just the HTTP body
+# inside it): 6 MB, refused with RequestEntityTooLargeException "Request must be smaller than 6291456 bytes for the
+# InvokeFunction operation". API Gateway forwards a request up to 10 MB, so bodies between the two reach this cap.
+LAMBDA_MAX_SYNC_PAYLOAD = 6 * 1024 * 1024
+
+
+class RequestEntityTooLargeError(Exception):
+    """Lambda's RequestEntityTooLargeException: the invocation never reached the handler."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"Request must be smaller than {LAMBDA_MAX_SYNC_PAYLOAD} bytes (this one is {size})")
+        self.size = size
 
 
 @dataclass
@@ -46,6 +60,11 @@ class LocalFunction:
         self._handler = getattr(module, handler_name)
 
     def invoke(self, event: dict[str, Any]) -> Any:
+        # Checked before the handler runs, as Lambda does: without it a function served locally took events (a 9 MB
+        # webhook body) that could never reach it on AWS.
+        size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+        if size >= LAMBDA_MAX_SYNC_PAYLOAD:
+            raise RequestEntityTooLargeError(size)
         with self._lock:
             context = LocalLambdaContext(self.logical_id, memory_limit_in_mb=self.memory, timeout_seconds=self.timeout)
             return self._handler(event, context)

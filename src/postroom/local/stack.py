@@ -174,9 +174,8 @@ class LocalStack:
         self._start_gateway(tpl.api_routes(template))
         self._point_links_at_gateway()
         self._start_pollers(tpl.sqs_event_sources(template), aws.client("sqs"))
-        if self.config.submission_port is not None:
-            self._start_submission(self.config.submission_port)
-        if self.config.imap_port is not None or self.config.pop3_port is not None:
+        ports = (self.config.submission_port, self.config.imap_port, self.config.pop3_port)
+        if any(port is not None for port in ports):
             self._start_mail_client_listeners()
         self._start_schedule_firer()
         self._start_ses_events(session)
@@ -189,12 +188,10 @@ class LocalStack:
     def stop(self) -> None:
         if getattr(self, "inbound", None) is not None:
             self.inbound.stop()
-        if self.submission is not None:
-            self.submission.stop()
-            self.submission = None
         if self.bridge is not None:
-            self.bridge.stop()
+            self.bridge.stop()  # the submission listener is one of the bridge's
             self.bridge = None
+            self.submission = None
         if self.firer is not None:
             self.firer.stop()
             self.firer.join(timeout=5)
@@ -300,34 +297,29 @@ class LocalStack:
             mailboxes=frozenset({"*"}),  # every inbound address
         )
 
-    def _start_submission(self, port: int) -> None:
-        """The SMTP submission listener, as `postroom bridge` runs it, pointed at this stack's API."""
-        from postroom.protocols.submission.api_client import PostroomClient
-        from postroom.protocols.submission.smtp_listener import submission_server
-        from postroom.protocols.tlscert import server_context, write_self_signed
+    def _start_mail_client_listeners(self) -> None:
+        """SMTP submission, IMAP and POP3 as `postroom bridge` serves them, over this stack's API (plain IMAP and POP3,
+        loopback only). One Bridge runs them all, so they share one failed-login lockout as the README promises: a
+        password guesser locked out of IMAP is locked out of SMTP too (two listeners each had their own before)."""
+        from postroom.protocols.bridge.runner import Bridge, BridgeConfig
+        from postroom.protocols.tlscert import write_self_signed
 
         certificate, key = write_self_signed(self.root / ".postroom" / "tls")
-        self.submission = submission_server(
-            PostroomClient(self.api_url), host="127.0.0.1", port=port, tls_context=server_context(certificate, key)
-        )
-        self.submission.start()
-
-    def _start_mail_client_listeners(self) -> None:
-        """IMAP and POP3 as `postroom bridge` serves them, over this stack's mailbox API (plain, loopback only)."""
-        from postroom.protocols.bridge.runner import Bridge, BridgeConfig
-
         config = BridgeConfig(
             api_url=self.api_url,
-            smtp_port=None,
+            smtp_port=self.config.submission_port,
             smtps_port=None,
             imaps_port=None,
             pop3s_port=None,
             imap_port=self.config.imap_port,
             pop3_port=self.config.pop3_port,
+            certificate=certificate,
+            key=key,
             state_dir=self.root / ".postroom" / "bridge",
             idle_poll_seconds=5.0,
         )
         self.bridge = Bridge(config).start()
+        self.submission = self.bridge.listeners.get("smtp")
 
     def _start_gateway(self, routes: list[Any]) -> None:
         from postroom.local.template import match_route
