@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from postroom.delivery.batch import reset_resolver
 from postroom.local.poller import build_sqs_event
-from postroom.services import reset_services
+from postroom.services import reset_services, services
 from postroom.status import RecipientStatus
 from postroom.store.messages import MessageStore
 from postroom.testing.dns import LoopbackDnsServer
@@ -136,3 +137,58 @@ def test_stored_results_come_back_with_their_enums() -> None:
     assert replayed == results
     assert replayed[0].bounce_type is BounceType.MAILBOX_FULL
     assert replayed[1].bounce_type is None
+
+
+def hand_over(stack: Stack, message: dict, receive_count: int) -> dict:
+    """The queued message handed to the worker, as SQS does (again after a crash), with its ApproximateReceiveCount."""
+    event = build_sqs_event([message], stack.resources["DeliveryQueue"]["Arn"], "us-east-1")
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return stack.worker.invoke(event)
+
+
+def dead_lettered(stack: Stack) -> list[dict]:
+    url = stack.resources["DeliveryDeadLetterQueue"]["Ref"]
+    return boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+
+
+def test_a_crashed_attempt_whose_redelivery_reaches_the_crash_loop_threshold_ends_delivered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a message the sink accepted, and a worker that died before saving that (the record says "sending")
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    assert smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]["status"] == "sending"
+    # WHEN SQS hands the pointer over again only at the crash-loop threshold (the batches it sat in kept crashing)
+    threshold = services().settings.poison_receive_count
+    assert hand_over(smtp_stack, queued, threshold) == {"batchItemFailures": []}
+    # THEN the record is completed from what the sink answered, not failed as a crash loop: nothing is parked, and
+    # the sink got the message once
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert (record["status"], record["reason"]) == ("delivered", None)
+    assert [(r["status"], r["attempts"], r["smtp_code"]) for r in record["recipients"]] == [("delivered", 1, 250)] * 2
+    assert dead_lettered(smtp_stack) == []
+    assert len(sink.messages) == 1
+
+
+def test_a_crashed_attempt_that_used_up_the_attempt_budget_ends_delivered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stack that allows one attempt, and a worker that died after the sink accepted the message in it
+    monkeypatch.setenv("POSTROOM_MAX_ATTEMPTS", "1")
+    reset_services()
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    # WHEN SQS hands the pointer over again (the crashed attempt counts: the budget is used up)
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    # THEN the record says delivered, as the sink answered, instead of "gave up after 1 attempts" for mail it has
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert (record["status"], record["reason"], record["attempts"]) == ("delivered", None, 1)
+    assert [r["status"] for r in record["recipients"]] == ["delivered"] * 2
+    assert dead_lettered(smtp_stack) == []
+    assert len(sink.messages) == 1

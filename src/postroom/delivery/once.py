@@ -11,6 +11,13 @@ The attempt counts are the recipients' own (``RecipientState.attempts``), which 
 crashed attempt leaves them unchanged (same key, results replayed), while a deferred recipient's retry has a higher
 count (new key, sent again).
 
+Replaying needs the worker to reach the guard again, and a redelivered attempt may not: by then the crashed attempts
+may have used up the attempt budget, the pointer may have reached the crash-loop threshold, or a filter (the pacer,
+the suppression list) may decide the recipient differently. So before anything else, an attempt that finds the record
+left ``sending`` asks :meth:`OnceGuard.stored` for the results the crashed attempt stored, without sending, and
+completes the record from them (see ``Deliverer.attempt``). A recipient the remote accepted is then recorded
+delivered, never failed, suppressed or deferred in its place.
+
 What remains is the crash *inside* the send, between the remote's "250 OK" and the write of the results - the window
 of one DynamoDB write. The in-progress record then expires with the invocation (``register_lambda_context``) and the
 next attempt sends again: at least once, as SMTP itself is.
@@ -65,15 +72,24 @@ class OnceGuard:
     def __call__(
         self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]:
-        attempts = {r.address.lower(): r.attempts for r in record.recipients}
-        group = ",".join(sorted(f"{address.lower()}#{attempts.get(address.lower(), 0)}" for address in recipients))
         try:
-            stored, _ = self._once.run(f"{record.id}|{path}|{group}", lambda: _to_json(send()), context=self._context)
+            stored, _ = self._once.run(_key(record, path, recipients), lambda: _to_json(send()), context=self._context)
         except IdempotencyAlreadyInProgressError:
             raise SendInProgressError(
                 f"{record.id}: another worker is sending to {len(recipients)} recipient(s)"
             ) from None
         return _from_json(stored)
+
+    def stored(self, record: MessageRecord, path: str, recipients: list[str]) -> list[RecipientResult] | None:
+        """What a send of this recipient group in this attempt returned, if one completed; never sends."""
+        found = self._once.stored(_key(record, path, recipients))
+        return _from_json(found) if found is not None else None
+
+
+def _key(record: MessageRecord, path: str, recipients: list[str]) -> str:
+    attempts = {r.address.lower(): r.attempts for r in record.recipients}
+    group = ",".join(sorted(f"{address.lower()}#{attempts.get(address.lower(), 0)}" for address in recipients))
+    return f"{record.id}|{path}|{group}"
 
 
 def send_guard(svc: Services, context: LambdaContext | None) -> OnceGuard | None:
