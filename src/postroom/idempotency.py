@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "IdempotencyAlreadyInProgressError",
     "IdempotencyKeyReusedError",
+    "IdempotencyPersistenceLayerError",
     "Once",
     "api_errors",
 ]

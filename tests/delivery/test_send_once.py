@@ -192,3 +192,32 @@ def test_a_crashed_attempt_that_used_up_the_attempt_budget_ends_delivered(
     assert [r["status"] for r in record["recipients"]] == ["delivered"] * 2
     assert dead_lettered(smtp_stack) == []
     assert len(sink.messages) == 1
+
+
+def test_a_send_whose_results_the_guard_cannot_store_is_still_recorded(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
+    from botocore.exceptions import ClientError
+
+    # GIVEN an idempotency table that fails the write of a send's results, after the sink answered 250 (its claim on
+    # the send stays "in progress" until the invocation's time is up)
+    def unavailable(self: DynamoDBPersistenceLayer, data_record: object) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+
+    real_update = DynamoDBPersistenceLayer._update_record
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", unavailable)
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    (queued,) = smtp_stack.queue_messages()
+    # WHEN the worker delivers it
+    result = hand_over(smtp_stack, queued, 1)
+    # THEN the 250 it has in hand is recorded anyway: the record is final, not left "sending" with its recipients
+    # "pending" until the claim expires (and then sent again)
+    assert result == {"batchItemFailures": []}
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "delivered"
+    assert [(r["status"], r["smtp_code"]) for r in record["recipients"]] == [("delivered", 250)] * 2
+    # and a redelivery of the pointer sends nothing again
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", real_update)
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    assert len(sink.messages) == 1

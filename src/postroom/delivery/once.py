@@ -20,7 +20,9 @@ delivered, never failed, suppressed or deferred in its place.
 
 What remains is the crash *inside* the send, between the remote's "250 OK" and the write of the results - the window
 of one DynamoDB write. The in-progress record then expires with the invocation (``register_lambda_context``) and the
-next attempt sends again: at least once, as SMTP itself is.
+next attempt sends again: at least once, as SMTP itself is. A write of the results that *fails* (the table throttles
+or errs, the worker lives on) is no crash: the guard hands the results it has to the worker, which records them in
+the message record, and that record stops any resend.
 """
 
 from __future__ import annotations
@@ -29,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+
 from postroom.deliverability.bounces import BounceType
 from postroom.delivery.results import Outcome, RecipientResult
-from postroom.idempotency import IdempotencyAlreadyInProgressError
+from postroom.idempotency import IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
     from postroom.idempotency import Once
     from postroom.record import MessageRecord
     from postroom.services import Services
+
+logger = Logger(child=True)
 
 
 class SendInProgressError(RuntimeError):
@@ -72,12 +78,31 @@ class OnceGuard:
     def __call__(
         self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]:
+        sent: list[list[RecipientResult]] = []
+
+        def work() -> list[dict[str, Any]]:
+            results = send()
+            sent.append(results)
+            return _to_json(results)
+
         try:
-            stored, _ = self._once.run(_key(record, path, recipients), lambda: _to_json(send()), context=self._context)
+            stored, _ = self._once.run(_key(record, path, recipients), work, context=self._context)
         except IdempotencyAlreadyInProgressError:
             raise SendInProgressError(
                 f"{record.id}: another worker is sending to {len(recipients)} recipient(s)"
             ) from None
+        except IdempotencyPersistenceLayerError:
+            if not sent:
+                raise
+            # The send happened and only storing its results failed: the worker records them in the message record,
+            # which then stops any resend. Raising instead would drop the remote's answer and leave the record
+            # "sending" behind a claim that stays in progress until the invocation's time is up, then sends again.
+            logger.warning(
+                "send guard could not store the results of a completed send; recording them anyway",
+                extra={"message_id": record.id, "recipients": len(recipients)},
+                exc_info=True,
+            )
+            return sent[0]
         return _from_json(stored)
 
     def stored(self, record: MessageRecord, path: str, recipients: list[str]) -> list[RecipientResult] | None:
