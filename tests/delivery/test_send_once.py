@@ -221,3 +221,30 @@ def test_a_send_whose_results_the_guard_cannot_store_is_still_recorded(
     monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", real_update)
     assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
     assert len(sink.messages) == 1
+
+
+def test_a_recipient_suppressed_after_the_crash_is_recorded_as_the_server_answered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postroom.events.services import event_services
+    from postroom.suppression.store import Suppression, SuppressionReason
+
+    # GIVEN a message the sink accepted for both recipients, and a worker that died before saving that
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    # and one recipient put on the suppression list before SQS hands the pointer over again
+    tenant = services().messages.get(body["id"]).tenant
+    event_services().suppressions.add(tenant, Suppression(address="ann@example.org", reason=SuppressionReason.MANUAL))
+    # WHEN it does
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    # THEN the record says what happened - both delivered, once - and not "suppressed" for mail ann already has
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "delivered"
+    assert [(r["address"], r["status"]) for r in record["recipients"]] == [
+        ("ann@example.org", "delivered"),
+        ("bob@example.org", "delivered"),
+    ]
+    assert len(sink.messages) == 1
