@@ -248,3 +248,32 @@ def test_a_recipient_suppressed_after_the_crash_is_recorded_as_the_server_answer
         ("bob@example.org", "delivered"),
     ]
     assert len(sink.messages) == 1
+
+
+def test_at_the_crash_loop_threshold_a_failing_lookup_of_stored_results_does_not_stop_the_give_up(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postroom.delivery.once import OnceGuard
+
+    # GIVEN a crashed attempt (the record says "sending") and stored results that cannot be read back
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+
+    def unreadable(self: OnceGuard, *args: object) -> None:
+        raise SimulatedCrashError("stored results unreadable")
+
+    monkeypatch.setattr(OnceGuard, "stored", unreadable)
+    # WHEN SQS hands the pointer over below the threshold  THEN the lookup's failure keeps it in the queue
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 2)
+    # WHEN it hands it over at the threshold  THEN the worker still has the last word: failed with a reason and
+    # dead-lettered, rather than left "sending" for the redrive to park without one
+    threshold = services().settings.poison_receive_count
+    assert hand_over(smtp_stack, queued, threshold) == {"batchItemFailures": []}
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("gave up: processing crashed or timed out repeatedly")
+    assert len(dead_lettered(smtp_stack)) == 1

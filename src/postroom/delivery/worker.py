@@ -162,11 +162,20 @@ class Deliverer:
         path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
         # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
         started = parse_iso(record.send_at or record.created_at)
+        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
         if record.status is MessageStatus.SENDING:
             # The last attempt crashed before its results were saved, possibly after a remote had accepted the
             # message. What the guard stored for it completes that attempt now: the give-ups below would fail those
             # recipients (crashed attempts count towards both limits), and the filters could suppress or defer them.
-            replayed = self._stored_results(path, record)
+            try:
+                replayed = self._stored_results(path, record)
+            except Exception:
+                if not crashed:
+                    raise
+                # At the crash-loop threshold the worker must have the last word, or the redrive parks the pointer
+                # with the record left "sending": a lookup that keeps failing does not stop the give-up below.
+                logger.exception("could not read the send guard's stored results; giving up without them")
+                replayed = []
             if replayed:
                 logger.info(
                     "completing a crashed attempt from the send guard's stored results",
@@ -176,7 +185,6 @@ class Deliverer:
 
         # A message whose processing keeps crashing the function is not attempted again: the crash is likely in the
         # attempt itself, and the queue's redrive would soon park it with no reason and its record left "sending".
-        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
         if crashed:
             return self._give_up(record, task, crashed, now)
 
