@@ -161,7 +161,9 @@ def test_a_crashed_attempt_whose_redelivery_reaches_the_crash_loop_threshold_end
     with pytest.raises(BatchProcessingError):
         hand_over(smtp_stack, queued, 1)
     assert smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]["status"] == "sending"
-    # WHEN SQS hands the pointer over again only at the crash-loop threshold (the batches it sat in kept crashing)
+    # WHEN SQS hands the pointer over again only at the crash-loop threshold (the batches it sat in kept crashing),
+    # to a fresh execution environment (the crashed one is gone, and its clients and guards with it)
+    reset_services()
     threshold = services().settings.poison_receive_count
     assert hand_over(smtp_stack, queued, threshold) == {"batchItemFailures": []}
     # THEN the record is completed from what the sink answered, not failed as a crash loop: nothing is parked, and
