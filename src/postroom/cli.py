@@ -9,6 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postroom.store.keys import ApiKeyStore
 
 
 def _cmd_local(_: argparse.Namespace) -> int:
@@ -126,7 +130,7 @@ def _cmd_submission_server(_: argparse.Namespace) -> int:
     return main(os.environ)
 
 
-def _keys_store(table: str | None) -> object:
+def _keys_store(table: str | None) -> ApiKeyStore:
     from postroom import aws
     from postroom.store.keys import ApiKeyStore
 
@@ -145,7 +149,7 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     store = _keys_store(args.table)
     mailboxes = frozenset(m.strip().lower() for m in (args.mailboxes or "").split(",") if m.strip())
-    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)  # type: ignore[attr-defined]
+    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)
     # The key is shown once; only its hash is stored.
     print(key)
     print(
@@ -156,9 +160,31 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
 
 
 def _cmd_keys_disable(args: argparse.Namespace) -> int:
-    count = _keys_store(args.table).disable(args.key_id)  # type: ignore[attr-defined]
-    print(f"disabled {count} key(s)")
-    return 0 if count else 1
+    from postroom.store.keys import MIN_KEY_ID_PREFIX, KeyInfo
+
+    store = _keys_store(args.table)
+    # Resolve every id before disabling anything: one bad id refuses the whole command, so nothing is half done.
+    targets: dict[str, KeyInfo] = {}
+    for wanted in args.key_ids:
+        found = store.matching(wanted)
+        if not found:
+            if len(wanted.strip()) < MIN_KEY_ID_PREFIX:
+                raise SystemExit(
+                    f"no key has the id {wanted!r}; give a whole key id or a prefix of at least "
+                    f"{MIN_KEY_ID_PREFIX} characters"
+                )
+            raise SystemExit(f"no key has an id starting with {wanted!r}")
+        if len(found) > 1:
+            listed = ", ".join(sorted(k.key_id for k in found))
+            raise SystemExit(f"{wanted!r} is ambiguous: it matches {len(found)} keys ({listed}); give more characters")
+        targets[found[0].key_id] = found[0]
+    if len(targets) > 1 and not args.yes:
+        listed = "\n".join(f"  {k.key_id}  {k.name} (tenant {k.tenant})" for k in targets.values())
+        raise SystemExit(f"this would disable {len(targets)} keys:\n{listed}\nrepeat with --yes to disable them")
+    for info in targets.values():
+        store.disable(info.key_id)
+        print(f"disabled {info.key_id}  {info.name} (tenant {info.tenant})")
+    return 0
 
 
 def _cmd_stores_add(args: argparse.Namespace) -> int:
@@ -252,8 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="addresses whose mailboxes the key may use: support@shop.example, *@shop.example or *; comma list",
     )
     create.set_defaults(func=_cmd_keys_create)
-    disable = keys_sub.add_parser("disable", help="disable keys by id (the id shown in logs, a hash prefix)")
-    disable.add_argument("key_id")
+    disable = keys_sub.add_parser(
+        "disable", help="disable keys by id (the key_id shown by GET /v1/me and in logs; 8+ characters of it will do)"
+    )
+    disable.add_argument("key_ids", nargs="+", metavar="key_id")
+    disable.add_argument("--yes", action="store_true", help="confirm disabling more than one key")
     disable.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     disable.set_defaults(func=_cmd_keys_disable)
 
