@@ -149,6 +149,7 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     store = _keys_store(args.table)
     mailboxes = frozenset(m.strip().lower() for m in (args.mailboxes or "").split(",") if m.strip())
+    _refuse_foreign_addresses(mailboxes, args.tenant, args.table)
     key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)
     # The key is shown once; only its hash is stored.
     print(key)
@@ -157,6 +158,21 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _refuse_foreign_addresses(mailboxes: frozenset[str], tenant: str, table: str | None) -> None:
+    """A key reaches only its own tenant's addresses, so listing another tenant's address is a mistake to say."""
+    from postroom import aws
+    from postroom.mailbox.store import MailboxStore
+
+    store = MailboxStore(aws.client("dynamodb"), table or os.environ.get("POSTROOM_TABLE", ""))
+    for address in sorted(m for m in mailboxes if not m.startswith("*")):
+        owner = store.address_tenant(address)
+        if owner is not None and owner != tenant:
+            raise SystemExit(
+                f"{address} is registered to tenant {owner!r}; a key of tenant {tenant!r} could never reach it "
+                f"(give --tenant {owner} for a key to that address)"
+            )
 
 
 def _cmd_keys_disable(args: argparse.Namespace) -> int:
@@ -312,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
     add.add_argument("address")
+    add.add_argument(
+        "--tenant", default="default", help="the tenant whose keys may read its mail (keys of other tenants never can)"
+    )
     add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     add.set_defaults(func=_cmd_addresses_create)
     return parser
@@ -326,9 +345,14 @@ def _cmd_addresses_create(args: argparse.Namespace) -> int:
         raise SystemExit("give --table (the stack's TableName output) or set POSTROOM_TABLE")
     if "@" not in args.address or "+" in args.address.partition("@")[0]:
         raise SystemExit("give a base address like support@shop.example (no +tag)")
-    created = MailboxStore(aws.client("dynamodb"), table).create_address(args.address)
-    print(f"{args.address.lower()}: {'created' if created else 'already registered'}")
-    return 0
+    store = MailboxStore(aws.client("dynamodb"), table)
+    created = store.create_address(args.address, args.tenant)
+    owner = store.address_tenant(args.address)
+    if created:
+        print(f"{args.address.lower()}: created for tenant {owner}")
+        return 0
+    print(f"{args.address.lower()}: already registered to tenant {owner}")
+    return 0 if owner == args.tenant else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
