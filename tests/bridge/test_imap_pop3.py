@@ -454,6 +454,14 @@ def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(local: L
         )
         assert command(b"DELE 99") == b"-ERR no such message\r\n"
         assert command(b"STAT 1 2") == b"-ERR wrong number of arguments for STAT\r\n"
+        # WHEN commands are pipelined behind one that takes a while (LIST holds the rest back, then replays them)
+        raw.sendall(b"LIST\r\nPASS\r\nDELE x\r\nNOOP\r\n")
+        assert reader.readline().startswith(b"+OK")
+        assert reader.readline() == b".\r\n"  # the maildrop is empty
+        # THEN the queued ones get the same answers, in order
+        assert reader.readline() == b"-ERR wrong number of arguments for PASS\r\n"
+        assert reader.readline() == b"-ERR invalid argument for DELE: a message number is a decimal number from 1\r\n"
+        assert reader.readline().startswith(b"+OK")
         assert command(b"NOOP").startswith(b"+OK")
         assert command(b"QUIT").startswith(b"+OK")
 

@@ -101,17 +101,23 @@ class Pop3Mailbox:
 
 class Server(pop3.POP3):
     def state_COMMAND(self, line: bytes) -> Any:
+        return self.processCommand(*line.split(b" "))
+
+    def processCommand(self, command: bytes, *args: bytes) -> Any:
+        # Here rather than in state_COMMAND: pipelined commands that arrive during a long operation are queued and
+        # replayed through processCommand alone (Twisted's _unblock), and must be answered the same way.
         # Twisted's own handler joins the error's arguments as bytes, which fails for most errors and drops the
         # connection. A client's mistake gets a -ERR in protocol terms (never a Python exception's text, which
         # would describe this server's code, not the command) and the session goes on.
-        command, *args = line.split(b" ")
+        if self.blocked is not None:
+            return super().processCommand(command, *args)  # queued; it comes back here, in order
         name = command.upper().decode("ascii", "replace")
         handler = getattr(self, f"do_{name}", None)
         if handler is not None and not _takes(handler, args):
             self.failResponse(f"wrong number of arguments for {name}".encode())
             return None
         try:
-            return self.processCommand(command, *args)
+            return super().processCommand(command, *args)
         except pop3.POP3Error as error:
             # Twisted's own protocol answers ("not authenticated yet: cannot do STAT", "Unknown protocol command")
             self.failResponse(b" ".join(a if isinstance(a, bytes) else str(a).encode() for a in error.args)[:200])
