@@ -9,6 +9,10 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postroom.store.keys import ApiKeyStore
 
 
 def _cmd_local(_: argparse.Namespace) -> int:
@@ -128,7 +132,7 @@ def _cmd_submission_server(_: argparse.Namespace) -> int:
     return main(os.environ)
 
 
-def _keys_store(table: str | None) -> object:
+def _keys_store(table: str | None) -> ApiKeyStore:
     from postroom import aws
     from postroom.store.keys import ApiKeyStore
 
@@ -147,7 +151,8 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     store = _keys_store(args.table)
     mailboxes = frozenset(m.strip().lower() for m in (args.mailboxes or "").split(",") if m.strip())
-    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)  # type: ignore[attr-defined]
+    _refuse_foreign_addresses(mailboxes, args.tenant, args.table)
+    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)
     # The key is shown once; only its hash is stored.
     print(key)
     print(
@@ -157,10 +162,47 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_foreign_addresses(mailboxes: frozenset[str], tenant: str, table: str | None) -> None:
+    """A key reaches only its own tenant's addresses, so listing another tenant's address is a mistake to say."""
+    from postroom import aws
+    from postroom.mailbox.store import MailboxStore
+
+    store = MailboxStore(aws.client("dynamodb"), table or os.environ.get("POSTROOM_TABLE", ""))
+    for address in sorted(m for m in mailboxes if not m.startswith("*")):
+        owner = store.address_tenant(address)
+        if owner is not None and owner != tenant:
+            raise SystemExit(
+                f"{address} is registered to tenant {owner!r}; a key of tenant {tenant!r} could never reach it "
+                f"(give --tenant {owner} for a key to that address)"
+            )
+
+
 def _cmd_keys_disable(args: argparse.Namespace) -> int:
-    count = _keys_store(args.table).disable(args.key_id)  # type: ignore[attr-defined]
-    print(f"disabled {count} key(s)")
-    return 0 if count else 1
+    from postroom.store.keys import MIN_KEY_ID_PREFIX, KeyInfo
+
+    store = _keys_store(args.table)
+    # Resolve every id before disabling anything: one bad id refuses the whole command, so nothing is half done.
+    targets: dict[str, KeyInfo] = {}
+    for wanted in args.key_ids:
+        found = store.matching(wanted)
+        if not found:
+            if len(wanted.strip()) < MIN_KEY_ID_PREFIX:
+                raise SystemExit(
+                    f"no key has the id {wanted!r}; give a whole key id or a prefix of at least "
+                    f"{MIN_KEY_ID_PREFIX} characters"
+                )
+            raise SystemExit(f"no key has an id starting with {wanted!r}")
+        if len(found) > 1:
+            listed = ", ".join(sorted(k.key_id for k in found))
+            raise SystemExit(f"{wanted!r} is ambiguous: it matches {len(found)} keys ({listed}); give more characters")
+        targets[found[0].key_id] = found[0]
+    if len(targets) > 1 and not args.yes:
+        listed = "\n".join(f"  {k.key_id}  {k.name} (tenant {k.tenant})" for k in targets.values())
+        raise SystemExit(f"this would disable {len(targets)} keys:\n{listed}\nrepeat with --yes to disable them")
+    for info in targets.values():
+        store.disable(info.key_id)
+        print(f"disabled {info.key_id}  {info.name} (tenant {info.tenant})")
+    return 0
 
 
 def _cmd_stores_add(args: argparse.Namespace) -> int:
@@ -255,8 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="addresses whose mailboxes the key may use: support@shop.example, *@shop.example or *; comma list",
     )
     create.set_defaults(func=_cmd_keys_create)
-    disable = keys_sub.add_parser("disable", help="disable keys by id (the id shown in logs, a hash prefix)")
-    disable.add_argument("key_id")
+    disable = keys_sub.add_parser(
+        "disable", help="disable keys by id (the key_id shown by GET /v1/me and in logs; 8+ characters of it will do)"
+    )
+    disable.add_argument("key_ids", nargs="+", metavar="key_id")
+    disable.add_argument("--yes", action="store_true", help="confirm disabling more than one key")
     disable.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     disable.set_defaults(func=_cmd_keys_disable)
 
@@ -288,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
     add.add_argument("address")
+    add.add_argument(
+        "--tenant", default="default", help="the tenant whose keys may read its mail (keys of other tenants never can)"
+    )
     add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     add.set_defaults(func=_cmd_addresses_create)
     return parser
@@ -302,9 +350,14 @@ def _cmd_addresses_create(args: argparse.Namespace) -> int:
         raise SystemExit("give --table (the stack's TableName output) or set POSTROOM_TABLE")
     if "@" not in args.address or "+" in args.address.partition("@")[0]:
         raise SystemExit("give a base address like support@shop.example (no +tag)")
-    created = MailboxStore(aws.client("dynamodb"), table).create_address(args.address)
-    print(f"{args.address.lower()}: {'created' if created else 'already registered'}")
-    return 0
+    store = MailboxStore(aws.client("dynamodb"), table)
+    created = store.create_address(args.address, args.tenant)
+    owner = store.address_tenant(args.address)
+    if created:
+        print(f"{args.address.lower()}: created for tenant {owner}")
+        return 0
+    print(f"{args.address.lower()}: already registered to tenant {owner}")
+    return 0 if owner == args.tenant else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
