@@ -73,6 +73,9 @@ class StackConfig:
     submission_port: int | None = None  # SMTP submission listener (STARTTLS, AUTH with an API key); None: off
     imap_port: int | None = None  # the bridge's IMAP listener (loopback, user: an address, password: a key); None: off
     pop3_port: int | None = None  # the bridge's POP3 listener; None: off
+    # Where the emulation's journal lives (postroom.local.durable); None: state lives in memory and dies with the
+    # process (tests, `postroom local --ephemeral`).
+    state_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -110,15 +113,16 @@ class LocalStack:
         self.submission: Any = None
         self.bridge: Any = None
         self.firer: Any = None
+        self.replayed: Any = None  # postroom.local.durable.ReplayReport of this start, None when ephemeral
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
-
         from postroom.local import template as tpl
+        from postroom.local.durable import Journal, MotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
+        journal = Journal(self.config.state_dir) if self.config.state_dir is not None else None
+        self.moto = MotoServer("127.0.0.1", self.config.aws_port, journal)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
@@ -127,6 +131,9 @@ class LocalStack:
         reset = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the loopback emulator just started
             pass
+        # Then what an earlier run of this stack acknowledged, before any handler runs; creating the template's
+        # resources below finds them there and reuses them.
+        self.replayed = self.moto.replay()
         self._set_env(
             {
                 "AWS_ENDPOINT_URL": self.aws_endpoint,
