@@ -233,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     local = sub.add_parser("local", help="run the whole stack locally on loopback (no AWS account, no Docker)")
     local.add_argument(
-        "--state-dir", help="where accepted mail, records and mailboxes are kept across restarts (default: .postroom/state)"
+        "--state-dir",
+        help="where accepted mail, records, mailboxes and events are kept across restarts (default: .postroom/state)",
     )
     local.add_argument(
         "--ephemeral", action="store_true", help="keep all state in memory: a restart starts empty (throwaway runs)"
