@@ -22,15 +22,21 @@ from pathlib import Path
 
 import pytest
 
-from postroom.local.stack import repo_root
+from postroom.idempotency import IdempotencyAlreadyInProgressError
+from postroom.local.functions import LocalLambdaContext
+from postroom.local.stack import LocalStack, StackConfig, repo_root
 from postroom.mime import postroom_id_from_message_id
+from postroom.services import services
+from postroom.testing.dns import LoopbackDnsServer
+from postroom.testing.smtp import RecordingSink
 
 pytestmark = pytest.mark.e2e
 
 BURST = 500
 SENDERS = 4
-START_TIMEOUT = 120  # seconds: the second start replays the journal first
-DELIVERY_TIMEOUT = 120
+# Upper bounds only, generous for a loaded CI machine: the second start replays the journal first.
+START_TIMEOUT = 300
+DELIVERY_TIMEOUT = 300
 
 
 @dataclass
@@ -165,3 +171,47 @@ def test_kill_9_during_a_burst_loses_no_accepted_message_and_sends_none_twice(tm
     finally:
         second.process.send_signal(signal.SIGTERM)
         second.process.wait(timeout=30)
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL inside a guarded send: not an Exception, so Powertools leaves its record in progress."""
+
+
+def test_a_restart_ends_the_send_guards_the_killed_process_left_in_progress(
+    tmp_path: Path, sink: RecordingSink, dns: LoopbackDnsServer
+) -> None:
+    config = StackConfig(
+        api_port=0,
+        sandbox=False,
+        submission_port=None,
+        imap_port=None,
+        pop3_port=None,
+        state_dir=tmp_path / "state",
+        parameters={"DnsNameservers": f"127.0.0.1:{dns.port}", "SmtpPort": str(sink.port)},
+    )
+    key = "msg_01killed|smtp|ann@example.org#0"
+    context = LocalLambdaContext("WorkerFunction", timeout_seconds=120)
+
+    def killed_mid_send() -> list[str]:
+        raise Killed
+
+    # GIVEN a worker's send-once guard left in progress by a process that died inside the send
+    stack = LocalStack(config).start()
+    try:
+        once = services().once("worker-send")
+        assert once is not None
+        with pytest.raises(Killed):
+            once.run(key, killed_mid_send, context=context)
+        with pytest.raises(IdempotencyAlreadyInProgressError):  # until the dead invocation's deadline, 120 s away
+            once.run(key, lambda: ["sent"], context=context)
+    finally:
+        stack.stop()
+    # WHEN the stack starts again on the same state
+    stack = LocalStack(config).start()
+    try:
+        once = services().once("worker-send")
+        assert once is not None
+        # THEN the guard runs the send again at once, as Lambda would after the dead invocation's timeout
+        assert once.run(key, lambda: ["sent"], context=LocalLambdaContext("WorkerFunction")) == (["sent"], False)
+    finally:
+        stack.stop()

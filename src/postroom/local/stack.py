@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,6 +176,7 @@ class LocalStack:
         from postroom.services import reset_services
 
         reset_services()
+        self._end_dead_invocations()
         self._verify_sending_identities(session, parameters.get("SendingDomains", ""))
         self._load_functions(template)
         self._create_dev_key()
@@ -266,6 +268,46 @@ class LocalStack:
         self.sink.start()
         self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1")
         self.dns.start()
+
+    def _end_dead_invocations(self) -> None:
+        """After a restart on durable state, end what the old process left in progress, as Lambda's timeout would.
+
+        Every invocation of the old process died with it, but an idempotency record it left in progress (the
+        worker's send-once guard around an SMTP transaction) still claims its key until that invocation's deadline,
+        and the worker that meets it puts the message back for the queue's whole visibility timeout (12 minutes).
+        Expiring such records now lets the replayed queue be delivered at once; Powertools then runs the guarded send
+        again, which is what it does on AWS once the dead invocation's timeout has passed.
+        """
+        table = os.environ.get("POSTROOM_IDEMPOTENCY_TABLE")
+        if not table or self.replayed is None or not self.replayed.records:
+            return
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+        from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+
+        from postroom import aws
+
+        dynamodb = aws.client("dynamodb")
+        # The layer only lends its attribute names, so they are Powertools' own rather than copies of them.
+        layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
+        in_progress = {":in_progress": {"S": STATUS_CONSTANTS["INPROGRESS"]}}
+        names = {"#status": layer.status_attr, "#until": layer.in_progress_expiry_attr}
+        keys = [layer.key_attr, *([layer.sort_key_attr] if layer.sort_key_attr else [])]
+        for page in dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            FilterExpression="#status = :in_progress",
+            ExpressionAttributeNames={"#status": layer.status_attr},
+            ExpressionAttributeValues=in_progress,
+        ):
+            for item in page.get("Items", []):
+                dynamodb.update_item(
+                    TableName=table,
+                    Key={name: item[name] for name in keys},
+                    UpdateExpression="SET #until = :now",
+                    ConditionExpression="#status = :in_progress",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={**in_progress, ":now": {"N": str(int(time.time() * 1000) - 1)}},
+                )
+                log.warning("ended an in-progress idempotency record left by the previous run: %s", item[keys[0]])
 
     def _verify_sending_identities(self, session: Any, spec: str) -> None:
         from postroom.settings import parse_sending_domains
