@@ -86,6 +86,32 @@ def test_restart_keeps_undeleted_messages_with_their_ids_and_never_resurrects_de
         second.stop()
 
 
+def test_a_snapshot_holds_the_queue_and_the_journal_only_what_came_after(state: Path) -> None:
+    # GIVEN a queued message, and a start that replayed it and took a snapshot
+    first = Emulation(state)
+    sqs = first.client("sqs")
+    url = sqs.create_queue(QueueName="work")["QueueUrl"]
+    kept = sqs.send_message(QueueUrl=url, MessageBody="kept")["MessageId"]
+    first.stop()
+    second = Emulation(state)
+    assert second.report.records == 2
+    later = second.client("sqs").send_message(QueueUrl=url, MessageBody="later")["MessageId"]
+    second.stop()
+    # WHEN the emulation starts again
+    third = Emulation(state)
+    try:
+        # THEN it replays only the send after the snapshot, and has both messages with their ids
+        assert third.report.records == 1
+        sqs = third.client("sqs")
+        found: dict[str, str] = {}
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages"):
+            found |= {m["Body"]: m["MessageId"] for m in batch}
+        assert found == {"kept": kept, "later": later}
+        assert kept != later
+    finally:
+        third.stop()
+
+
 def test_reads_receives_and_refused_writes_are_not_journaled(state: Path) -> None:
     emulation = Emulation(state)
     try:

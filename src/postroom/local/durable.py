@@ -11,6 +11,9 @@ keeps the one emulation and makes it durable, without a second implementation of
   (a conditional write that won, won again).
 * On start, :meth:`Journal.replay` feeds the records to the same moto application in process, in order, before any
   handler runs. The handlers then talk to an emulation holding exactly the acknowledged state.
+* Replay runs at moto's own speed, so the journal must not grow for ever: at quiet points (after a start's replay,
+  at a clean stop) :meth:`Journal.checkpoint` pickles moto's backends to ``snapshot.pickle`` and empties the journal.
+  A start loads the snapshot and replays only what came after it.
 
 Why not moto's own recorder (``MOTO_ENABLE_RECORDING``): it writes each request *before* moto runs it, whether it
 succeeds or not, without ``fsync``, in the order threads reach it rather than the order moto applied them; it
@@ -43,6 +46,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import random
 import re
 import sys
@@ -58,6 +62,7 @@ from urllib.parse import parse_qs, urlsplit
 log = logging.getLogger("postroom.local")
 
 JOURNAL_FILE = "journal.log"
+SNAPSHOT_FILE = "snapshot.pickle"
 # Operations (X-Amz-Target suffix or query-protocol Action) that only read. Anything else that is not a GET/HEAD is
 # journaled: writing a read costs a little replay time, missing a write loses state.
 _READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet", "TransactGet", "Head", "Check")
@@ -222,6 +227,47 @@ def _delete_by_id(account: str, region: str, name: str, ids: Iterable[str]) -> i
     return removed
 
 
+# --- snapshots of moto's backends ------------------------------------------------------------------------------
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+class _SnapshotPickler(pickle.Pickler):
+    """Pickles moto's backends; their locks (SQS queues hold one for long polls) are saved as fresh, unlocked ones."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, _LOCK_TYPES):
+            return (threading.RLock if isinstance(obj, _LOCK_TYPES[1]) else threading.Lock), ()
+        return NotImplemented
+
+
+def _backend_dicts() -> dict[str, Any]:
+    """Every moto service backend in use, by ``module:attribute`` of its ``BackendDict``."""
+    from moto.core.base_backend import BackendDict
+
+    found: dict[str, Any] = {}
+    for backends in list(BackendDict._instances):
+        module = sys.modules.get(backends.backend.__module__)
+        for name, value in vars(module or object()).items():
+            if value is backends:
+                found[f"{module.__name__}:{name}"] = backends  # type: ignore[union-attr]
+                break
+    return found
+
+
+def _restore_backends(saved: dict[str, dict[str, Any]]) -> None:
+    import importlib
+
+    from moto.core.base_backend import BackendDict
+
+    for where, accounts in saved.items():
+        module_name, _, attribute = where.partition(":")
+        live = getattr(importlib.import_module(module_name), attribute)
+        live.clear()
+        live.update(accounts)
+        if live not in BackendDict._instances:
+            BackendDict._instances.append(live)  # so that /moto-api/reset still clears it
+
+
 # --- the journal -----------------------------------------------------------------------------------------------
 @dataclass
 class ReplayReport:
@@ -255,10 +301,42 @@ class Journal:
                 os.close(self._fd)  # closing the descriptor also releases the flock
                 self._fd = -1
 
+    # --- snapshots -------------------------------------------------------------------------------------------
+    @property
+    def snapshot_path(self) -> Path:
+        return self.directory / SNAPSHOT_FILE
+
+    def checkpoint(self) -> None:
+        """Save moto's whole state and empty the journal. Call at a quiet point: mutations wait on the journal's lock,
+        but SQS receives do not, so no poller may be running."""
+        with self._lock:
+            partial = self.snapshot_path.with_suffix(".partial")
+            with partial.open("wb") as out:
+                _SnapshotPickler(out, protocol=pickle.HIGHEST_PROTOCOL).dump(
+                    {"seq": self._next_seq - 1, "backends": {k: dict(v) for k, v in _backend_dicts().items()}}
+                )
+                out.flush()
+                os.fsync(out.fileno())
+            partial.replace(self.snapshot_path)
+            _fsync_directory(self.directory)
+            # A crash before this truncation leaves records the snapshot already holds: replay skips them by seq.
+            os.ftruncate(self._fd, 0)
+            os.fsync(self._fd)
+
+    def _load_snapshot(self) -> int:
+        if not self.snapshot_path.is_file():
+            return 0
+        with self.snapshot_path.open("rb") as snapshot:
+            saved = pickle.load(snapshot)  # noqa: S301 - written by this stack into its own state directory
+        _restore_backends(saved["backends"])
+        return int(saved["seq"])
+
     # --- replay ----------------------------------------------------------------------------------------------
     def replay(self, app: WsgiApp) -> ReplayReport:
-        """Apply every complete record to ``app`` in order (call before anything else talks to the emulation)."""
+        """Load the snapshot, then apply every later complete record to ``app`` in order (call before anything else
+        talks to the emulation)."""
         started = time.monotonic()
+        self._next_seq = self._load_snapshot() + 1
         data = self.path.read_bytes()
         complete = data.rfind(b"\n") + 1
         torn = len(data) - complete
@@ -271,6 +349,8 @@ class Journal:
             if not line.strip():
                 continue
             record = json.loads(line)
+            if record["seq"] < self._next_seq:
+                continue  # already in the snapshot (a crash came between writing it and emptying the journal)
             with _seeded_ids(record["seq"]):
                 if "sqs_delete" in record:
                     spec = record["sqs_delete"]
@@ -353,6 +433,14 @@ class Journal:
         return status, headers, content
 
 
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _call(app: WsgiApp, environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
     captured: dict[str, Any] = {}
 
@@ -393,7 +481,15 @@ class MotoServer:
         self._thread: threading.Thread | None = None
 
     def replay(self) -> ReplayReport | None:
-        return self.journal.replay(self.app) if self.journal is not None else None
+        if self.journal is None:
+            return None
+        report = self.journal.replay(self.app)
+        self.journal.checkpoint()  # the next start replays only what this run adds
+        return report
+
+    def checkpoint(self) -> None:
+        if self.journal is not None:
+            self.journal.checkpoint()
 
     def start(self) -> None:
         from werkzeug.serving import make_server

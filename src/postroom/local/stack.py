@@ -220,6 +220,9 @@ class LocalStack:
         if self.dns is not None:
             self.dns.stop()
         if self.moto is not None:
+            # Everything that talks to the emulation has stopped: a quiet point, so the next start loads a snapshot
+            # instead of replaying this run's journal.
+            self.moto.checkpoint()
             self.moto.stop()
         self._restore_env()
         from postroom.delivery.batch import reset_resolver
