@@ -13,7 +13,7 @@ keeps the one emulation and makes it durable, without a second implementation of
   handler runs. The handlers then talk to an emulation holding exactly the acknowledged state.
 * Replay runs at moto's own speed, so the journal must not grow for ever: at quiet points (after a start's replay,
   at a clean stop) :meth:`Journal.checkpoint` pickles moto's backends to ``snapshot.pickle`` and empties the journal.
-  A start loads the snapshot and replays only what came after it.
+  A start loads the snapshot, releases the messages its consumers held, and replays only what came after it.
 
 Why not moto's own recorder (``MOTO_ENABLE_RECORDING``): it writes each request *before* moto runs it, whether it
 succeeds or not, without ``fsync``, in the order threads reach it rather than the order moto applied them; it
@@ -266,6 +266,21 @@ def _restore_backends(saved: dict[str, dict[str, Any]]) -> None:
         live.update(accounts)
         if live not in BackendDict._instances:
             BackendDict._instances.append(live)  # so that /moto-api/reset still clears it
+    _release_in_flight()
+
+
+def _release_in_flight() -> None:
+    """Make every SQS message visible that a consumer of the old process held (a clean stop may come in the middle
+    of a batch): as after a replay, no consumer outlives its process, so none may hide a message for its visibility
+    timeout (12 minutes for the delivery queue)."""
+    from moto.sqs.models import sqs_backends
+
+    for accounts in sqs_backends.values():
+        for backend in accounts.values():
+            for queue in backend.queues.values():
+                for message in queue.pending_messages:
+                    message.change_visibility(0)
+                queue.pending_messages.clear()
 
 
 # --- the journal -----------------------------------------------------------------------------------------------

@@ -275,15 +275,15 @@ class LocalStack:
     def _end_dead_invocations(self) -> None:
         """After a restart on durable state, end what the old process left in progress, as Lambda's timeout would.
 
-        Every invocation of the old process died with it, but an idempotency record it left in progress (the
-        worker's send-once guard around an SMTP transaction) still claims its key until that invocation's deadline,
-        and the worker that meets it puts the message back for the queue's whole visibility timeout (12 minutes).
-        Expiring such records now lets the replayed queue be delivered at once; Powertools then runs the guarded send
-        again, which is what it does on AWS once the dead invocation's timeout has passed.
+        Every invocation of the old process died with it (a kill, or a clean stop in the middle of a batch), but an
+        idempotency record it left in progress (the worker's send-once guard around an SMTP transaction) still claims
+        its key until that invocation's deadline, and the worker that meets it puts the message back for the queue's
+        whole visibility timeout (12 minutes). Expiring such records now lets the queue be delivered at once;
+        Powertools then runs the guarded send again, as it does on AWS once the dead invocation's timeout has passed.
         """
         table = os.environ.get("POSTROOM_IDEMPOTENCY_TABLE")
-        if not table or self.replayed is None or not self.replayed.records:
-            return
+        if not table or self.replayed is None:
+            return  # ephemeral: nothing survives from an earlier process
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
         from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 
