@@ -15,12 +15,22 @@ if TYPE_CHECKING:
     from postroom.store.keys import ApiKeyStore
 
 
-def _cmd_local(_: argparse.Namespace) -> int:
-    from postroom.local.stack import LocalStack, StackConfig
+def _cmd_local(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from postroom.local.durable import StateLockedError
+    from postroom.local.stack import LocalStack, StackConfig, repo_root
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    stack = LocalStack(StackConfig.from_env()).start()
+    config = StackConfig.from_env()
+    if not args.ephemeral:
+        config.state_dir = Path(args.state_dir) if args.state_dir else repo_root() / ".postroom" / "state"
+    try:
+        stack = LocalStack(config).start()
+    except StateLockedError as error:
+        print(f"postroom local: {error} (stop it, or give another --state-dir)", file=sys.stderr)
+        return 2
     domains = stack.parameters.get("SendingDomains", "")
     sender = f"shop@{domains.split(',')[0].split('=')[0].strip()}" if domains else "shop@example.com"
     print(f"""
@@ -30,6 +40,13 @@ Postroom local stack is up.
   AWS emulation   {stack.aws_endpoint}  (moto; resources created from template.yaml)
   sending domains {domains}
   default path    {stack.parameters.get("DefaultDelivery")}""")
+    if stack.replayed is None:
+        print("  state           in memory only (--ephemeral): a restart starts empty")
+    else:
+        print(
+            f"  state           {config.state_dir} (kept across restarts; "
+            f"{stack.replayed.records} records replayed in {stack.replayed.seconds:.1f} s)"
+        )
     if stack.config.sandbox:
         print(
             f"  outbound SMTP   sandbox: every MX resolves to 127.0.0.1:{stack.sink.port}; mail lands in {stack.outbox}"
@@ -260,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="run the whole stack locally on loopback (no AWS account, no Docker)")
+    local.add_argument(
+        "--state-dir",
+        help="where accepted mail, records, mailboxes and events are kept across restarts (default: .postroom/state)",
+    )
+    local.add_argument(
+        "--ephemeral", action="store_true", help="keep all state in memory: a restart starts empty (throwaway runs)"
+    )
     local.set_defaults(func=_cmd_local)
 
     bridge = sub.add_parser("bridge", help="serve SMTP submission, IMAP and POP3 on this machine, over a Postroom API")
