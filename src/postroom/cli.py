@@ -9,14 +9,28 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from postroom.core.key_store import ApiKeyStore
 
 
-def _cmd_local(_: argparse.Namespace) -> int:
-    from postroom.local.stack import LocalStack, StackConfig
+def _cmd_local(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from postroom.local.durable import StateLockedError
+    from postroom.local.stack import LocalStack, StackConfig, repo_root
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    stack = LocalStack(StackConfig.from_env()).start()
+    config = StackConfig.from_env()
+    if not args.ephemeral:
+        config.state_dir = Path(args.state_dir) if args.state_dir else repo_root() / ".postroom" / "state"
+    try:
+        stack = LocalStack(config).start()
+    except StateLockedError as error:
+        print(f"postroom local: {error} (stop it, or give another --state-dir)", file=sys.stderr)
+        return 2
     domains = stack.parameters.get("SendingDomains", "")
     sender = f"shop@{domains.split(',')[0].split('=')[0].strip()}" if domains else "shop@example.com"
     print(f"""
@@ -26,6 +40,13 @@ Postroom local stack is up.
   AWS emulation   {stack.aws_endpoint}  (moto; resources created from template.yaml)
   sending domains {domains}
   default path    {stack.parameters.get("DefaultDelivery")}""")
+    if stack.replayed is None:
+        print("  state           in memory only (--ephemeral): a restart starts empty")
+    else:
+        print(
+            f"  state           {config.state_dir} (kept across restarts; "
+            f"{stack.replayed.records} records replayed in {stack.replayed.seconds:.1f} s)"
+        )
     if stack.config.sandbox:
         print(
             f"  outbound SMTP   sandbox: every MX resolves to 127.0.0.1:{stack.sink.port}; mail lands in {stack.outbox}"
@@ -128,7 +149,7 @@ def _cmd_submission_server(_: argparse.Namespace) -> int:
     return main(os.environ)
 
 
-def _keys_store(table: str | None) -> object:
+def _keys_store(table: str | None) -> ApiKeyStore:
     from postroom.core import aws
     from postroom.core.key_store import ApiKeyStore
 
@@ -147,7 +168,8 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
         raise SystemExit(str(exc)) from None
     store = _keys_store(args.table)
     mailboxes = frozenset(m.strip().lower() for m in (args.mailboxes or "").split(",") if m.strip())
-    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)  # type: ignore[attr-defined]
+    _refuse_foreign_addresses(mailboxes, args.tenant, args.table)
+    key = store.create(name=args.name, scopes=scopes, tenant=args.tenant, mailboxes=mailboxes)
     # The key is shown once; only its hash is stored.
     print(key)
     print(
@@ -157,10 +179,47 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_foreign_addresses(mailboxes: frozenset[str], tenant: str, table: str | None) -> None:
+    """A key reaches only its own tenant's addresses, so listing another tenant's address is a mistake to say."""
+    from postroom.core import aws
+    from postroom.mailbox.mailbox_store import MailboxStore
+
+    store = MailboxStore(aws.client("dynamodb"), table or os.environ.get("POSTROOM_TABLE", ""))
+    for address in sorted(m for m in mailboxes if not m.startswith("*")):
+        owner = store.address_tenant(address)
+        if owner is not None and owner != tenant:
+            raise SystemExit(
+                f"{address} is registered to tenant {owner!r}; a key of tenant {tenant!r} could never reach it "
+                f"(give --tenant {owner} for a key to that address)"
+            )
+
+
 def _cmd_keys_disable(args: argparse.Namespace) -> int:
-    count = _keys_store(args.table).disable(args.key_id)  # type: ignore[attr-defined]
-    print(f"disabled {count} key(s)")
-    return 0 if count else 1
+    from postroom.core.key_store import MIN_KEY_ID_PREFIX, KeyInfo
+
+    store = _keys_store(args.table)
+    # Resolve every id before disabling anything: one bad id refuses the whole command, so nothing is half done.
+    targets: dict[str, KeyInfo] = {}
+    for wanted in args.key_ids:
+        found = store.matching(wanted)
+        if not found:
+            if len(wanted.strip()) < MIN_KEY_ID_PREFIX:
+                raise SystemExit(
+                    f"no key has the id {wanted!r}; give a whole key id or a prefix of at least "
+                    f"{MIN_KEY_ID_PREFIX} characters"
+                )
+            raise SystemExit(f"no key has an id starting with {wanted!r}")
+        if len(found) > 1:
+            listed = ", ".join(sorted(k.key_id for k in found))
+            raise SystemExit(f"{wanted!r} is ambiguous: it matches {len(found)} keys ({listed}); give more characters")
+        targets[found[0].key_id] = found[0]
+    if len(targets) > 1 and not args.yes:
+        listed = "\n".join(f"  {k.key_id}  {k.name} (tenant {k.tenant})" for k in targets.values())
+        raise SystemExit(f"this would disable {len(targets)} keys:\n{listed}\nrepeat with --yes to disable them")
+    for info in targets.values():
+        store.disable(info.key_id)
+        print(f"disabled {info.key_id}  {info.name} (tenant {info.tenant})")
+    return 0
 
 
 def _cmd_stores_add(args: argparse.Namespace) -> int:
@@ -218,6 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     local = sub.add_parser("local", help="run the whole stack locally on loopback (no AWS account, no Docker)")
+    local.add_argument(
+        "--state-dir",
+        help="where accepted mail, records, mailboxes and events are kept across restarts (default: .postroom/state)",
+    )
+    local.add_argument(
+        "--ephemeral", action="store_true", help="keep all state in memory: a restart starts empty (throwaway runs)"
+    )
     local.set_defaults(func=_cmd_local)
 
     bridge = sub.add_parser("bridge", help="serve SMTP submission, IMAP and POP3 on this machine, over a Postroom API")
@@ -255,8 +321,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="addresses whose mailboxes the key may use: support@shop.example, *@shop.example or *; comma list",
     )
     create.set_defaults(func=_cmd_keys_create)
-    disable = keys_sub.add_parser("disable", help="disable keys by id (the id shown in logs, a hash prefix)")
-    disable.add_argument("key_id")
+    disable = keys_sub.add_parser(
+        "disable", help="disable keys by id (the key_id shown by GET /v1/me and in logs; 8+ characters of it will do)"
+    )
+    disable.add_argument("key_ids", nargs="+", metavar="key_id")
+    disable.add_argument("--yes", action="store_true", help="confirm disabling more than one key")
     disable.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     disable.set_defaults(func=_cmd_keys_disable)
 
@@ -288,6 +357,9 @@ def build_parser() -> argparse.ArgumentParser:
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
     add.add_argument("address")
+    add.add_argument(
+        "--tenant", default="default", help="the tenant whose keys may read its mail (keys of other tenants never can)"
+    )
     add.add_argument("--table", help="DynamoDB table (default: $POSTROOM_TABLE)")
     add.set_defaults(func=_cmd_addresses_create)
     return parser
@@ -302,9 +374,14 @@ def _cmd_addresses_create(args: argparse.Namespace) -> int:
         raise SystemExit("give --table (the stack's TableName output) or set POSTROOM_TABLE")
     if "@" not in args.address or "+" in args.address.partition("@")[0]:
         raise SystemExit("give a base address like support@shop.example (no +tag)")
-    created = MailboxStore(aws.client("dynamodb"), table).create_address(args.address)
-    print(f"{args.address.lower()}: {'created' if created else 'already registered'}")
-    return 0
+    store = MailboxStore(aws.client("dynamodb"), table)
+    created = store.create_address(args.address, args.tenant)
+    owner = store.address_tenant(args.address)
+    if created:
+        print(f"{args.address.lower()}: created for tenant {owner}")
+        return 0
+    print(f"{args.address.lower()}: already registered to tenant {owner}")
+    return 0 if owner == args.tenant else 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:

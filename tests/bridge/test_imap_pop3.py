@@ -430,3 +430,58 @@ def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStac
             with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
                 smtp.login("me", local.api_key)
             assert refused.value.smtp_code == 454
+
+
+def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(local: LocalStack, bridge: Bridge) -> None:
+    with socket.create_connection(("127.0.0.1", bridge.ports()["pop3"]), timeout=10) as raw:
+        reader = raw.makefile("rb")
+
+        def command(line: bytes) -> bytes:
+            raw.sendall(line + b"\r\n")
+            return reader.readline()
+
+        assert reader.readline().startswith(b"+OK")  # greeting
+        assert command(b"USER " + ADDRESS.encode()).startswith(b"+OK")
+        # WHEN PASS comes with no argument THEN a protocol error, not "do_PASS() missing 1 required positional ..."
+        assert command(b"PASS") == b"-ERR wrong number of arguments for PASS\r\n"
+        assert command(b"USER") == b"-ERR wrong number of arguments for USER\r\n"
+        # and the session goes on to a normal login
+        assert command(b"USER " + ADDRESS.encode()).startswith(b"+OK")
+        assert command(b"PASS " + local.api_key.encode()).startswith(b"+OK")
+        # WHEN a message number is not a number THEN no "invalid literal for int() with base 10: b'abc'"
+        assert (
+            command(b"DELE abc") == b"-ERR invalid argument for DELE: a message number is a decimal number from 1\r\n"
+        )
+        assert command(b"DELE 99") == b"-ERR no such message\r\n"
+        assert command(b"STAT 1 2") == b"-ERR wrong number of arguments for STAT\r\n"
+        # WHEN commands are pipelined behind one that takes a while (LIST holds the rest back, then replays them)
+        raw.sendall(b"LIST\r\nPASS\r\nDELE x\r\nNOOP\r\n")
+        assert reader.readline().startswith(b"+OK")
+        assert reader.readline() == b".\r\n"  # the maildrop is empty
+        # THEN the queued ones get the same answers, in order
+        assert reader.readline() == b"-ERR wrong number of arguments for PASS\r\n"
+        assert reader.readline() == b"-ERR invalid argument for DELE: a message number is a decimal number from 1\r\n"
+        assert reader.readline().startswith(b"+OK")
+        assert command(b"NOOP").startswith(b"+OK")
+        assert command(b"QUIT").startswith(b"+OK")
+
+
+def test_imap_negative_literal_sizes_are_refused_not_asked_for(local: LocalStack, bridge: Bridge) -> None:
+    with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
+        reader = raw.makefile("rb")
+        reader.readline()  # greeting
+        # WHEN a literal announces -1 octets THEN BAD (it used to answer "+ Ready for -1 octets of text")
+        raw.sendall(b"a LOGIN {-1}\r\n")
+        assert reader.readline() == b"a BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"
+        # WHEN the negative literal comes after a good one (the rest of the command arrives after the first literal)
+        raw.sendall(b"b LOGIN {%d}\r\n" % len(ADDRESS))
+        assert reader.readline().startswith(b"+ ")
+        raw.sendall(ADDRESS.encode() + b" {-5}\r\n")
+        assert reader.readline() == b"b BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"
+        # THEN the session goes on
+        raw.sendall(b"c LOGIN " + ADDRESS.encode() + b" " + local.api_key.encode() + b"\r\n")
+        assert reader.readline().startswith(b"c OK")
+        raw.sendall(b"d APPEND INBOX {-1}\r\n")
+        assert reader.readline() == b"d BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"
+        raw.sendall(b"e NOOP\r\n")
+        assert reader.readline().startswith(b"e OK")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
@@ -13,7 +14,7 @@ from postroom.core.status import RecipientStatus
 from postroom.local.poller import build_sqs_event
 from postroom.testing.dns_server import LoopbackDnsServer
 from postroom.testing.smtp_peers import RecordingSink
-from postroom.wiring.services import reset_services
+from postroom.wiring.services import reset_services, services
 from postroom.wiring.worker_batch import reset_resolver
 from tests.conftest import Stack
 
@@ -136,3 +137,145 @@ def test_stored_results_come_back_with_their_enums() -> None:
     assert replayed == results
     assert replayed[0].bounce_type is BounceType.MAILBOX_FULL
     assert replayed[1].bounce_type is None
+
+
+def hand_over(stack: Stack, message: dict, receive_count: int) -> dict:
+    """The queued message handed to the worker, as SQS does (again after a crash), with its ApproximateReceiveCount."""
+    event = build_sqs_event([message], stack.resources["DeliveryQueue"]["Arn"], "us-east-1")
+    event["Records"][0]["attributes"]["ApproximateReceiveCount"] = str(receive_count)
+    return stack.worker.invoke(event)
+
+
+def dead_lettered(stack: Stack) -> list[dict]:
+    url = stack.resources["DeliveryDeadLetterQueue"]["Ref"]
+    return boto3.client("sqs").receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+
+
+def test_a_crashed_attempt_whose_redelivery_reaches_the_crash_loop_threshold_ends_delivered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a message the sink accepted, and a worker that died before saving that (the record says "sending")
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    assert smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]["status"] == "sending"
+    # WHEN SQS hands the pointer over again only at the crash-loop threshold (the batches it sat in kept crashing),
+    # to a fresh execution environment (the crashed one is gone, and its clients and guards with it)
+    reset_services()
+    threshold = services().settings.poison_receive_count
+    assert hand_over(smtp_stack, queued, threshold) == {"batchItemFailures": []}
+    # THEN the record is completed from what the sink answered, not failed as a crash loop: nothing is parked, and
+    # the sink got the message once
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert (record["status"], record["reason"]) == ("delivered", None)
+    assert [(r["status"], r["attempts"], r["smtp_code"]) for r in record["recipients"]] == [("delivered", 1, 250)] * 2
+    assert dead_lettered(smtp_stack) == []
+    assert len(sink.messages) == 1
+
+
+def test_a_crashed_attempt_that_used_up_the_attempt_budget_ends_delivered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a stack that allows one attempt, and a worker that died after the sink accepted the message in it
+    monkeypatch.setenv("POSTROOM_MAX_ATTEMPTS", "1")
+    reset_services()
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    # WHEN SQS hands the pointer over again (the crashed attempt counts: the budget is used up)
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    # THEN the record says delivered, as the sink answered, instead of "gave up after 1 attempts" for mail it has
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert (record["status"], record["reason"], record["attempts"]) == ("delivered", None, 1)
+    assert [r["status"] for r in record["recipients"]] == ["delivered"] * 2
+    assert dead_lettered(smtp_stack) == []
+    assert len(sink.messages) == 1
+
+
+def test_a_send_whose_results_the_guard_cannot_store_is_still_recorded(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
+    from botocore.exceptions import ClientError
+
+    # GIVEN an idempotency table that fails the write of a send's results, after the sink answered 250 (its claim on
+    # the send stays "in progress" until the invocation's time is up)
+    def unavailable(self: DynamoDBPersistenceLayer, data_record: object) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "injected"}}, "UpdateItem")
+
+    real_update = DynamoDBPersistenceLayer._update_record
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", unavailable)
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    (queued,) = smtp_stack.queue_messages()
+    # WHEN the worker delivers it
+    result = hand_over(smtp_stack, queued, 1)
+    # THEN the 250 it has in hand is recorded anyway: the record is final, not left "sending" with its recipients
+    # "pending" until the claim expires (and then sent again)
+    assert result == {"batchItemFailures": []}
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "delivered"
+    assert [(r["status"], r["smtp_code"]) for r in record["recipients"]] == [("delivered", 250)] * 2
+    # and a redelivery of the pointer sends nothing again
+    monkeypatch.setattr(DynamoDBPersistenceLayer, "_update_record", real_update)
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    assert len(sink.messages) == 1
+
+
+def test_a_recipient_suppressed_after_the_crash_is_recorded_as_the_server_answered(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postroom.suppression.suppression_store import Suppression, SuppressionReason
+    from postroom.wiring.event_services import event_services
+
+    # GIVEN a message the sink accepted for both recipients, and a worker that died before saving that
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+    # and one recipient put on the suppression list before SQS hands the pointer over again
+    tenant = services().messages.get(body["id"]).tenant
+    event_services().suppressions.add(tenant, Suppression(address="ann@example.org", reason=SuppressionReason.MANUAL))
+    # WHEN it does
+    assert hand_over(smtp_stack, queued, 2) == {"batchItemFailures": []}
+    # THEN the record says what happened - both delivered, once - and not "suppressed" for mail ann already has
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "delivered"
+    assert [(r["address"], r["status"]) for r in record["recipients"]] == [
+        ("ann@example.org", "delivered"),
+        ("bob@example.org", "delivered"),
+    ]
+    assert len(sink.messages) == 1
+
+
+def test_at_the_crash_loop_threshold_a_failing_lookup_of_stored_results_does_not_stop_the_give_up(
+    smtp_stack: Stack, sink: RecordingSink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from postroom.deliver.send_once import OnceGuard
+
+    # GIVEN a crashed attempt (the record says "sending") and stored results that cannot be read back
+    _, body = smtp_stack.request("POST", "/v1/messages", SEND)
+    crash_after_remote_accept(monkeypatch)
+    (queued,) = smtp_stack.queue_messages()
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 1)
+
+    def unreadable(self: OnceGuard, *args: object) -> None:
+        raise SimulatedCrashError("stored results unreadable")
+
+    monkeypatch.setattr(OnceGuard, "stored", unreadable)
+    # WHEN SQS hands the pointer over below the threshold  THEN the lookup's failure keeps it in the queue
+    with pytest.raises(BatchProcessingError):
+        hand_over(smtp_stack, queued, 2)
+    # WHEN it hands it over at the threshold  THEN the worker still has the last word: failed with a reason and
+    # dead-lettered, rather than left "sending" for the redrive to park without one
+    threshold = services().settings.poison_receive_count
+    assert hand_over(smtp_stack, queued, threshold) == {"batchItemFailures": []}
+    record = smtp_stack.request("GET", f"/v1/messages/{body['id']}")[1]
+    assert record["status"] == "failed"
+    assert record["reason"].startswith("gave up: processing crashed or timed out repeatedly")
+    assert len(dead_lettered(smtp_stack)) == 1

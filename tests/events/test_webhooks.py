@@ -169,6 +169,34 @@ def test_private_link_local_and_mapped_addresses_are_refused(address: str) -> No
         check_url("https://hooks.example.com/in", resolve=resolver("93.184.216.34", address))
 
 
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 (RFC 6052) of 169.254.169.254, the instance metadata service
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b:1::808:808",  # NAT64 local-use prefix (RFC 8215): only ever a local network
+        "2002:a9fe:a9fe::1",  # 6to4 (RFC 3056) of 169.254.169.254
+        "2002:c0a8:101::",  # 6to4 of 192.168.1.1
+        "2002:6440:1::1",  # 6to4 of 100.64.0.1 (CGNAT)
+        "::a9fe:a9fe",  # IPv4-compatible (RFC 4291 2.5.5.1) form of 169.254.169.254
+        "::10.0.0.1",  # the same form written with a dotted quad
+        "::ffff:169.254.169.254",  # IPv4-mapped, already refused before: kept as the reference case
+    ],
+)
+def test_ipv6_forms_of_private_or_metadata_addresses_are_refused(address: str) -> None:
+    # Each is a global IPv6 address to Python 3.11/3.12's ipaddress; what it reaches is the embedded IPv4 address.
+    with pytest.raises(UnsafeUrlError, match="not a public address"):
+        check_url("https://hooks.example.com/in", resolve=resolver(address))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "2002:808:808::1", "::ffff:8.8.8.8"])
+def test_ipv6_forms_of_public_addresses_pass(address: str) -> None:
+    # Decided by the embedded address, not by refusing the translation prefixes wholesale: NAT64 and 6to4 to a
+    # public IPv4 endpoint are ordinary ways for an IPv6-only network to reach it.
+    assert check_url("https://hooks.example.com/in", resolve=resolver(address)).addresses == (address,)
+
+
 def test_public_https_urls_pass_and_keep_the_checked_addresses() -> None:
     target = check_url("https://hooks.example.com:8443/in?x=1", resolve=resolver("93.184.216.34", "2606:2800::1"))
     assert (target.host, target.port, target.path) == ("hooks.example.com", 8443, "/in?x=1")

@@ -32,7 +32,7 @@ class NewAddress(InputModel):
 def list_addresses(
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
 ) -> dict[str, object]:
-    addresses = [a for a in mail_service().store.list_addresses() if principal.may_access(a)]
+    addresses = [a for a in mail_service().store.list_addresses(principal.tenant) if principal.may_access(a)]
     return {"addresses": [{"address": a, "mailboxes_url": f"/v1/mailboxes?address={a}"} for a in addresses]}
 
 
@@ -49,9 +49,12 @@ def create_address(
         raise ValidationFailedError(f"{address.rpartition('@')[2]} is not an inbound domain", field="address")
     if "+" in address.partition("@")[0]:
         raise ValidationFailedError("'+' starts a tag (plus-addressing); register the base address", field="address")
-    check_address(principal, address)
     service = mail_service()
-    created = service.store.create_address(address)
+    check_address(service, principal, address)
+    created = service.store.create_address(address, principal.tenant)
+    if not created:
+        # Registered meanwhile, or before: answer with its mailboxes only if it is this tenant's.
+        check_address(service, principal, address)
     return Response(
         status_code=201 if created else 200,
         content_type=content_types.APPLICATION_JSON,

@@ -94,7 +94,7 @@ def update_mail(
     item = mail_for(service, principal, mail_id)
     try:
         if body.mailbox:
-            check_address(principal, mailstore.split_mailbox_id(body.mailbox)[0])
+            check_address(service, principal, mailstore.split_mailbox_id(body.mailbox)[0])
             item = service.store.move(mail_id, body.mailbox)
         if body.keywords:
             add = [k for k, on in body.keywords.items() if on]
@@ -121,7 +121,7 @@ def copy_mail(
 ) -> Response[dict[str, object]]:
     service = mail_service()
     mail_for(service, principal, mail_id)
-    check_address(principal, mailstore.split_mailbox_id(body.mailbox)[0])
+    check_address(service, principal, mailstore.split_mailbox_id(body.mailbox)[0])
     try:
         copied = service.store.copy(mail_id, body.mailbox)
     except mailstore.MailboxNotFoundError:

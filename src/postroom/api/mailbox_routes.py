@@ -55,10 +55,10 @@ def list_mailboxes(
 ) -> dict[str, object]:
     service = mail_service()
     if address:
-        check_address(principal, address)
+        check_address(service, principal, address)
         addresses = [address.lower()]
     else:
-        addresses = [a for a in service.store.list_addresses() if principal.may_access(a)]
+        addresses = [a for a in service.store.list_addresses(principal.tenant) if principal.may_access(a)]
     boxes = [box.public() for a in addresses for box in service.store.mailboxes(a)]
     return {"mailboxes": boxes}
 
@@ -68,9 +68,10 @@ def create_mailbox(
     body: Annotated[NewMailbox, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
 ) -> Response[dict[str, object]]:
-    check_address(principal, body.address)
+    service = mail_service()
+    check_address(service, principal, body.address)
     try:
-        box = mail_service().store.create_mailbox(body.address, body.name.strip())
+        box = service.store.create_mailbox(body.address, body.name.strip())
     except mailstore.AddressNotFoundError:
         raise NotFoundError(f"no address {body.address}; register it first", field="address") from None
     except mailstore.MailboxConflictError as error:

@@ -11,7 +11,8 @@ keep the first function's key prefix) and its own key prefix, so keys of differe
     ``commerce-mail``   (store, mail kind, order id): a shop's order mail is sent once however its hooks arrive
 
 The work runs once per key while the key lives; a later call with the key returns the first call's result. When the
-work raises, Powertools deletes its in-progress record, so a retry may run it again.
+work raises, Powertools deletes its in-progress record, so a retry may run it again. :meth:`Once.stored` reads a key's
+result without running anything (the worker completes a crashed attempt's record from it).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyItemNotFoundError,
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
 
 from postroom.core.errors import ConflictError, ServiceUnavailableError
 
@@ -39,11 +42,13 @@ if TYPE_CHECKING:
 __all__ = [
     "IdempotencyAlreadyInProgressError",
     "IdempotencyKeyReusedError",
+    "IdempotencyPersistenceLayerError",
     "Once",
     "api_errors",
 ]
 
 DAY = 24 * 3600
+COMPLETED = STATUS_CONSTANTS["COMPLETED"]
 _REPLAYED = "__postroom_replayed__"
 
 
@@ -74,6 +79,8 @@ class Once:
             response_hook=_mark_replay,
         )
         self._layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
+        # Configured here, not only on the first run(), so that stored() hashes keys as run() does from a cold start.
+        self._layer.configure(config=self._config, key_prefix=scope)
         self._run = idempotent_function(
             _call, data_keyword_argument="data", persistence_store=self._layer, config=self._config, key_prefix=scope
         )
@@ -92,6 +99,17 @@ class Once:
         if isinstance(result, dict) and result.get(_REPLAYED):
             return result["response"], True
         return result, False
+
+    def stored(self, key: str) -> Any:
+        """The result :meth:`run` stored for ``key``, without running anything; None when there is none: never run,
+        still in progress (or orphaned by a crash), failed, or expired."""
+        try:
+            record = self._layer.get_record(data={"key": key, "payload": None})
+        except IdempotencyItemNotFoundError:
+            return None
+        if record is None or record.status != COMPLETED:
+            return None
+        return record.response_json_as_dict()
 
 
 def api_errors(exc: Exception) -> Exception:

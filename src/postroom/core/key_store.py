@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from postroom.core.auth import Principal, Scope, generate_key, hash_key
@@ -9,6 +10,19 @@ from postroom.core.clock import now_iso
 from postroom.core.dynamo import from_item, to_item
 
 _KNOWN_SCOPES = frozenset(s.value for s in Scope)
+# A key id is the first 12 hex digits of the key's hash; an admin may shorten it to a prefix of at least this many
+# digits (2^32 values, so a prefix names one key in any realistic key table, and an ambiguous one is refused).
+MIN_KEY_ID_PREFIX = 8
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What an admin sees of a stored key (never the key itself)."""
+
+    key_id: str
+    name: str
+    tenant: str
+    disabled: bool
 
 
 class ApiKeyStore:
@@ -59,14 +73,43 @@ class ApiKeyStore:
         mailboxes = frozenset(item.get("mailboxes") or ())
         return Principal(key_id=item["key_id"], tenant=item["tenant"], scopes=scopes, mailboxes=mailboxes)
 
-    def disable(self, key_id_prefix: str) -> int:
-        """Disable every key whose id starts with the given prefix; returns how many (admin CLI)."""
-        count = 0
+    def matching(self, key_id: str) -> list[KeyInfo]:
+        """The keys an admin's id names: the key whose id is exactly ``key_id``, or else every key whose id starts
+        with it. An id shorter than :data:`MIN_KEY_ID_PREFIX` names only an exact match, so ``""`` or ``"a"`` can
+        never sweep up keys (``postroom keys disable ""`` once disabled them all)."""
+        wanted = key_id.strip().lower()
+        if not wanted:
+            return []
+        found: list[KeyInfo] = []
         paginator = self._ddb.get_paginator("scan")
         for page in paginator.paginate(
             TableName=self._table,
             FilterExpression="sk = :sk AND begins_with(key_id, :p)",
-            ExpressionAttributeValues=to_item({":sk": "KEY", ":p": key_id_prefix}),
+            ExpressionAttributeValues=to_item({":sk": "KEY", ":p": wanted}),
+        ):
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                found.append(
+                    KeyInfo(
+                        key_id=item["key_id"],
+                        name=item.get("name", ""),
+                        tenant=item.get("tenant", ""),
+                        disabled=bool(item.get("disabled")),
+                    )
+                )
+        exact = [k for k in found if k.key_id == wanted]
+        if exact:
+            return exact
+        return found if len(wanted) >= MIN_KEY_ID_PREFIX else []
+
+    def disable(self, key_id: str) -> int:
+        """Disable the key with exactly this id (never a prefix); returns how many were disabled (0 or 1)."""
+        count = 0
+        paginator = self._ddb.get_paginator("scan")
+        for page in paginator.paginate(
+            TableName=self._table,
+            FilterExpression="sk = :sk AND key_id = :id",
+            ExpressionAttributeValues=to_item({":sk": "KEY", ":id": key_id}),
         ):
             for item in page.get("Items", []):
                 self._ddb.update_item(

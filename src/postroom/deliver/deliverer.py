@@ -2,7 +2,9 @@
 recipient to its agent, record per-recipient results, and decide what happens next.
 
 The worker never loses a message: every path ends with the record saved in a state that says what happened —
-delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt. A
+delivered, bounced, failed with a reason (and dead-lettered), or deferred with the time of the next attempt. An attempt
+that crashed after a remote accepted the message (the record still says "sending") is completed first, from the
+results the send guard stored, before any give-up or filter can decide those recipients otherwise. A
 message whose processing keeps crashing the function never reaches such a save by itself; once SQS has handed it over
 ``poison_receive_count`` times, the worker gives up on it without attempting it again. If that give-up crashes too, the
 exception leaves the pointer in the queue, for the next receive or, at last, the queue's redrive.
@@ -74,11 +76,21 @@ class SendGuard(Protocol):
         self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]: ...
 
+    def stored(self, record: MessageRecord, path: str, recipients: list[str]) -> list[RecipientResult] | None:
+        """The results a completed send of this group in this attempt stored, without sending; None if none."""
+        ...
 
-def _send_directly(
-    _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
-) -> list[RecipientResult]:
-    return send()
+
+class _SendDirectly:
+    """No guard (a stack without an idempotency table): every call sends, and nothing is stored."""
+
+    def __call__(
+        self, _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
+    ) -> list[RecipientResult]:
+        return send()
+
+    def stored(self, _record: MessageRecord, _path: str, _recipients: list[str]) -> list[RecipientResult] | None:
+        return None
 
 
 class AttemptObserver(Protocol):
@@ -126,7 +138,7 @@ class Deliverer:
         self._local = local or []
         self._observers = observers or []
         self._relay = relay
-        self._guard: SendGuard = send_guard or _send_directly
+        self._guard: SendGuard = send_guard or _SendDirectly()
         self._decorators = decorators or []
         self._return_path = return_path
 
@@ -147,14 +159,35 @@ class Deliverer:
             logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
             return AttemptResult(record.id, record.status)
 
+        path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
+        # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
+        started = parse_iso(record.send_at or record.created_at)
+        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
+        if record.status is MessageStatus.SENDING:
+            # The last attempt crashed before its results were saved, possibly after a remote had accepted the
+            # message. What the guard stored for it completes that attempt now: the give-ups below would fail those
+            # recipients (crashed attempts count towards both limits), and the filters could suppress or defer them.
+            try:
+                replayed = self._stored_results(path, record)
+            except Exception:
+                if not crashed:
+                    raise
+                # At the crash-loop threshold the worker must have the last word, or the redrive parks the pointer
+                # with the record left "sending": a lookup that keeps failing does not stop the give-up below.
+                logger.exception("could not read the send guard's stored results; giving up without them")
+                replayed = []
+            if replayed:
+                logger.info(
+                    "completing a crashed attempt from the send guard's stored results",
+                    extra={"message_id": record.id, "attempt": record.attempts, "recipients": len(replayed)},
+                )
+                return self._conclude(record, task, path, replayed, now, started)
+
         # A message whose processing keeps crashing the function is not attempted again: the crash is likely in the
         # attempt itself, and the queue's redrive would soon park it with no reason and its record left "sending".
-        crashed = crash_give_up_reason(received=received, attempts=record.attempts, settings=self._settings)
         if crashed:
             return self._give_up(record, task, crashed, now)
 
-        # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
-        started = parse_iso(record.send_at or record.created_at)
         reason = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
         if reason:
             return self._give_up(record, task, reason, now)
@@ -165,8 +198,18 @@ class Deliverer:
         self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
 
         mime = self._mime(record)
-        path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
-        results = self._deliver(path, record, mime)
+        return self._conclude(record, task, path, self._deliver(path, record, mime), now, started)
+
+    def _conclude(
+        self,
+        record: MessageRecord,
+        task: DeliveryTask,
+        path: DeliveryPath,
+        results: list[tuple[RecipientResult, str]],
+        now: datetime,
+        started: datetime,
+    ) -> AttemptResult:
+        """Record one attempt's results, decide what follows (done, retry later, or give up) and save."""
         stamp = isoformat(utcnow())
         by_address = {r.address.lower(): r for r in record.recipients}
         for result, agent in results:
@@ -210,6 +253,26 @@ class Deliverer:
         record.size = len(mime)
         return mime
 
+    def _stored_results(self, path: DeliveryPath, record: MessageRecord) -> list[tuple[RecipientResult, str]]:
+        """The results the guard holds for the pending recipients' current attempt, group by group as
+        :meth:`_deliver` forms them (a group a filter had narrowed is found by the guard's replay in the attempt)."""
+        remote = [r.address for r in record.pending() if not any(agent.handles(r.address) for agent in self._local)]
+        results: list[tuple[RecipientResult, str]] = []
+        for group in self._groups(path, remote):
+            stored = self._guard.stored(record, path.value, group)
+            results.extend((result, path.value) for result in stored or [])
+        return results
+
+    def _groups(self, path: DeliveryPath, recipients: list[str]) -> list[list[str]]:
+        """The recipients of one remote send each: SES and the smart host take them all at once, direct SMTP one
+        transaction per domain."""
+        if path is DeliveryPath.SES or (path is DeliveryPath.RELAY and self._relay is not None):
+            return [recipients] if recipients else []
+        by_domain: dict[str, list[str]] = defaultdict(list)
+        for address in recipients:
+            by_domain[address.rpartition("@")[2].lower()].append(address)
+        return list(by_domain.values())
+
     def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[tuple[RecipientResult, str]]:
         """Each pending recipient goes through the filters, then to a local agent that hosts it, else to ``path``.
         Returns each result with the name of the agent (or filter) that produced it."""
@@ -240,10 +303,8 @@ class Deliverer:
             sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
             results.extend((r, path.value) for r in sent)
             return results
-        by_domain: dict[str, list[str]] = defaultdict(list)
-        for address in pending:
-            by_domain[address.rpartition("@")[2].lower()].append(address)
-        for domain, recipients in by_domain.items():
+        for recipients in self._groups(path, pending):
+            domain = recipients[0].rpartition("@")[2].lower()
             delivered = self._guard(
                 record,
                 path.value,

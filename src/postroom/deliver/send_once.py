@@ -11,9 +11,18 @@ The attempt counts are the recipients' own (``RecipientState.attempts``), which 
 crashed attempt leaves them unchanged (same key, results replayed), while a deferred recipient's retry has a higher
 count (new key, sent again).
 
+Replaying needs the worker to reach the guard again, and a redelivered attempt may not: by then the crashed attempts
+may have used up the attempt budget, the pointer may have reached the crash-loop threshold, or a filter (the pacer,
+the suppression list) may decide the recipient differently. So before anything else, an attempt that finds the record
+left ``sending`` asks :meth:`OnceGuard.stored` for the results the crashed attempt stored, without sending, and
+completes the record from them (see ``Deliverer.attempt``). A recipient the remote accepted is then recorded
+delivered, never failed, suppressed or deferred in its place.
+
 What remains is the crash *inside* the send, between the remote's "250 OK" and the write of the results - the window
 of one DynamoDB write. The in-progress record then expires with the invocation (``register_lambda_context``) and the
-next attempt sends again: at least once, as SMTP itself is.
+next attempt sends again: at least once, as SMTP itself is. A write of the results that *fails* (the table throttles
+or errs, the worker lives on) is no crash: the guard hands the results it has to the worker, which records them in
+the message record, and that record stops any resend.
 """
 
 from __future__ import annotations
@@ -22,9 +31,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools import Logger
+
 from postroom.core.bounce_types import BounceType
 from postroom.core.delivery_results import Outcome, RecipientResult
-from postroom.core.idempotency import IdempotencyAlreadyInProgressError
+from postroom.core.idempotency import IdempotencyAlreadyInProgressError, IdempotencyPersistenceLayerError
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -32,6 +43,8 @@ if TYPE_CHECKING:
     from postroom.core.idempotency import Once
     from postroom.core.message_record import MessageRecord
     from postroom.wiring.services import Services
+
+logger = Logger(child=True)
 
 
 class SendInProgressError(RuntimeError):
@@ -65,15 +78,43 @@ class OnceGuard:
     def __call__(
         self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]:
-        attempts = {r.address.lower(): r.attempts for r in record.recipients}
-        group = ",".join(sorted(f"{address.lower()}#{attempts.get(address.lower(), 0)}" for address in recipients))
+        sent: list[list[RecipientResult]] = []
+
+        def work() -> list[dict[str, Any]]:
+            results = send()
+            sent.append(results)
+            return _to_json(results)
+
         try:
-            stored, _ = self._once.run(f"{record.id}|{path}|{group}", lambda: _to_json(send()), context=self._context)
+            stored, _ = self._once.run(_key(record, path, recipients), work, context=self._context)
         except IdempotencyAlreadyInProgressError:
             raise SendInProgressError(
                 f"{record.id}: another worker is sending to {len(recipients)} recipient(s)"
             ) from None
+        except IdempotencyPersistenceLayerError:
+            if not sent:
+                raise
+            # The send happened and only storing its results failed: the worker records them in the message record,
+            # which then stops any resend. Raising instead would drop the remote's answer and leave the record
+            # "sending" behind a claim that stays in progress until the invocation's time is up, then sends again.
+            logger.warning(
+                "send guard could not store the results of a completed send; recording them anyway",
+                extra={"message_id": record.id, "recipients": len(recipients)},
+                exc_info=True,
+            )
+            return sent[0]
         return _from_json(stored)
+
+    def stored(self, record: MessageRecord, path: str, recipients: list[str]) -> list[RecipientResult] | None:
+        """What a send of this recipient group in this attempt returned, if one completed; never sends."""
+        found = self._once.stored(_key(record, path, recipients))
+        return _from_json(found) if found is not None else None
+
+
+def _key(record: MessageRecord, path: str, recipients: list[str]) -> str:
+    attempts = {r.address.lower(): r.attempts for r in record.recipients}
+    group = ",".join(sorted(f"{address.lower()}#{attempts.get(address.lower(), 0)}" for address in recipients))
+    return f"{record.id}|{path}|{group}"
 
 
 def send_guard(svc: Services, context: LambdaContext | None) -> OnceGuard | None:

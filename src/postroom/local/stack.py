@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +74,9 @@ class StackConfig:
     submission_port: int | None = None  # SMTP submission listener (STARTTLS, AUTH with an API key); None: off
     imap_port: int | None = None  # the bridge's IMAP listener (loopback, user: an address, password: a key); None: off
     pop3_port: int | None = None  # the bridge's POP3 listener; None: off
+    # Where the emulation's journal lives (postroom.local.durable); None: state lives in memory and dies with the
+    # process (tests, `postroom local --ephemeral`).
+    state_dir: Path | None = None
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -110,15 +114,16 @@ class LocalStack:
         self.submission: Any = None
         self.bridge: Any = None
         self.firer: Any = None
+        self.replayed: Any = None  # postroom.local.durable.ReplayReport of this start, None when ephemeral
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
-        from moto.server import ThreadedMotoServer
-
         from postroom.local import template as tpl
+        from postroom.local.durable import Journal, MotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.config.aws_port, verbose=False)
+        journal = Journal(self.config.state_dir) if self.config.state_dir is not None else None
+        self.moto = MotoServer("127.0.0.1", self.config.aws_port, journal)
         self.moto.start()
         host, port = self.moto.get_host_and_port()
         self.aws_endpoint = f"http://{host}:{port}"
@@ -127,6 +132,9 @@ class LocalStack:
         reset = urllib.request.Request(f"{self.aws_endpoint}/moto-api/reset", method="POST")  # noqa: S310
         with urllib.request.urlopen(reset, timeout=10):  # noqa: S310 - the loopback emulator just started
             pass
+        # Then what an earlier run of this stack acknowledged, before any handler runs; creating the template's
+        # resources below finds them there and reuses them.
+        self.replayed = self.moto.replay()
         self._set_env(
             {
                 "AWS_ENDPOINT_URL": self.aws_endpoint,
@@ -168,6 +176,7 @@ class LocalStack:
         from postroom.wiring.services import reset_services
 
         reset_services()
+        self._end_dead_invocations()
         self._verify_sending_identities(session, parameters.get("SendingDomains", ""))
         self._load_functions(template)
         self._create_dev_key()
@@ -210,6 +219,9 @@ class LocalStack:
         if self.dns is not None:
             self.dns.stop()
         if self.moto is not None:
+            # Everything that talks to the emulation has stopped: a quiet point, so the next start loads a snapshot
+            # instead of replaying this run's journal.
+            self.moto.checkpoint()
             self.moto.stop()
         self._restore_env()
         from postroom.wiring.services import reset_services
@@ -258,6 +270,46 @@ class LocalStack:
         self.sink.start()
         self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1")
         self.dns.start()
+
+    def _end_dead_invocations(self) -> None:
+        """After a restart on durable state, end what the old process left in progress, as Lambda's timeout would.
+
+        Every invocation of the old process died with it (a kill, or a clean stop in the middle of a batch), but an
+        idempotency record it left in progress (the worker's send-once guard around an SMTP transaction) still claims
+        its key until that invocation's deadline, and the worker that meets it puts the message back for the queue's
+        whole visibility timeout (12 minutes). Expiring such records now lets the queue be delivered at once;
+        Powertools then runs the guarded send again, as it does on AWS once the dead invocation's timeout has passed.
+        """
+        table = os.environ.get("POSTROOM_IDEMPOTENCY_TABLE")
+        if not table or self.replayed is None:
+            return  # ephemeral: nothing survives from an earlier process
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+        from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS
+
+        from postroom.core import aws
+
+        dynamodb = aws.client("dynamodb")
+        # The layer only lends its attribute names, so they are Powertools' own rather than copies of them.
+        layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=dynamodb)
+        in_progress = {":in_progress": {"S": STATUS_CONSTANTS["INPROGRESS"]}}
+        names = {"#status": layer.status_attr, "#until": layer.in_progress_expiry_attr}
+        keys = [layer.key_attr, *([layer.sort_key_attr] if layer.sort_key_attr else [])]
+        for page in dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            FilterExpression="#status = :in_progress",
+            ExpressionAttributeNames={"#status": layer.status_attr},
+            ExpressionAttributeValues=in_progress,
+        ):
+            for item in page.get("Items", []):
+                dynamodb.update_item(
+                    TableName=table,
+                    Key={name: item[name] for name in keys},
+                    UpdateExpression="SET #until = :now",
+                    ConditionExpression="#status = :in_progress",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues={**in_progress, ":now": {"N": str(int(time.time() * 1000) - 1)}},
+                )
+                log.warning("ended an in-progress idempotency record left by the previous run: %s", item[keys[0]])
 
     def _verify_sending_identities(self, session: Any, spec: str) -> None:
         from postroom.core.settings import parse_sending_domains

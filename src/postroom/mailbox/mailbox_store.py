@@ -2,7 +2,7 @@
 
 Items (see also the comment above ``Table`` in template.yaml):
 
-    address   pk=ADDR#<address>            sk=ADDR                 gsi1pk=ADDR, gsi1sk=<address>
+    address   pk=ADDR#<address>            sk=ADDR                 tenant, gsi1pk=ADDR, gsi1sk=<address>
     mailbox   pk=ADDR#<address>            sk=MBX#<key>            name, role, total, unread, modseq, uidvalidity
     message   pk=MBX#<mailbox id>          sk=MSG#<ulid>           the listing fields, keywords, modseq, uid
     pointer   pk=MAIL#<mail id>            sk=MAIL                 mailbox id, address, receipt
@@ -10,9 +10,9 @@ Items (see also the comment above ``Table`` in template.yaml):
     receipt   pk=RCV#<receipt id>          sk=RCV                  refs (mailbox copies still using the S3 objects)
 
 A mailbox id is ``<address>:<key>`` (``support@shop.example:inbox``): readable in a curl command and it names the
-address, so scope checks need no read. A message's sort key is its id's ULID, whose first ten characters are the
-received time: a newest-first Query with ``Limit`` reads one page whatever the mailbox holds, and since/before are key
-conditions, not filters.
+address, whose item says which tenant owns it (and so all its mailboxes and messages). A message's sort key is its
+id's ULID, whose first ten characters are the received time: a newest-first Query with ``Limit`` reads one page
+whatever the mailbox holds, and since/before are key conditions, not filters.
 
 **Modseq.** Every change to a mailbox (a message filed, flagged, moved in or out, expunged) runs in one transaction
 that also moves the mailbox item's ``modseq`` from n to n+1 (conditioned on n) and writes change n+1. Writers to one
@@ -44,6 +44,9 @@ from typing import Any
 from postroom.core.clock import now_iso
 from postroom.core.dynamo import from_item, to_item
 
+# The tenant of an address registered without one: addresses from before tenants were recorded on them, and a
+# catch-all address created on first use (register it under a tenant beforehand to give it to that tenant).
+DEFAULT_TENANT = "default"
 SYSTEM_MAILBOXES = (("inbox", "Inbox"), ("archive", "Archive"), ("trash", "Trash"))
 SYSTEM_ROLES = frozenset(key for key, _ in SYSTEM_MAILBOXES)
 SEEN, FLAGGED, ANSWERED, DELETED = "$seen", "$flagged", "$answered", "$deleted"
@@ -224,11 +227,19 @@ class MailboxStore:
         self._table = table
 
     # -- addresses and mailboxes ---------------------------------------------------------------------------------
-    def create_address(self, address: str) -> bool:
-        """Register an address with its system mailboxes; True if it is new. Idempotent."""
+    def create_address(self, address: str, tenant: str = DEFAULT_TENANT) -> bool:
+        """Register an address for a tenant, with its system mailboxes; True if it is new. Idempotent: an address
+        registered before keeps its tenant (see :meth:`address_tenant`)."""
         address = address.lower()
         created = self._put_new(
-            {"pk": f"ADDR#{address}", "sk": "ADDR", "address": address, "gsi1pk": "ADDR", "gsi1sk": address}
+            {
+                "pk": f"ADDR#{address}",
+                "sk": "ADDR",
+                "address": address,
+                "tenant": tenant,
+                "gsi1pk": "ADDR",
+                "gsi1sk": address,
+            }
         )
         for key, name in SYSTEM_MAILBOXES:
             self._put_new(self._mailbox_item(address, key, name, role=key))
@@ -240,7 +251,20 @@ class MailboxStore:
         )
         return "Item" in response
 
-    def list_addresses(self) -> list[str]:
+    def address_tenant(self, address: str) -> str | None:
+        """The tenant an address belongs to; None if it is not registered."""
+        response = self._ddb.get_item(
+            TableName=self._table,
+            Key=to_item({"pk": f"ADDR#{address.lower()}", "sk": "ADDR"}),
+            ConsistentRead=True,
+            ProjectionExpression="tenant",
+        )
+        if "Item" not in response:
+            return None
+        return str(from_item(response["Item"]).get("tenant") or DEFAULT_TENANT)
+
+    def list_addresses(self, tenant: str | None = None) -> list[str]:
+        """Registered addresses, only one tenant's when ``tenant`` is given."""
         addresses: list[str] = []
         paginator = self._ddb.get_paginator("query")
         for page in paginator.paginate(
@@ -249,7 +273,10 @@ class MailboxStore:
             KeyConditionExpression="gsi1pk = :pk",
             ExpressionAttributeValues=to_item({":pk": "ADDR"}),
         ):
-            addresses += [from_item(item)["address"] for item in page.get("Items", [])]
+            for raw in page.get("Items", []):
+                item = from_item(raw)
+                if tenant is None or item.get("tenant", DEFAULT_TENANT) == tenant:
+                    addresses.append(item["address"])
         return addresses
 
     def create_mailbox(self, address: str, name: str) -> Mailbox:

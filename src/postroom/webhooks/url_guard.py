@@ -2,7 +2,8 @@
 
 A URL is refused unless it is https and every address its host resolves to is a global unicast address: no
 loopback, private (RFC 1918, ULA), link-local (169.254.0.0/16 holds the instance metadata service), CGNAT, multicast,
-reserved or unspecified ones, and IPv4-mapped IPv6 is judged by the IPv4 it maps. The check runs when a subscription
+reserved or unspecified ones. An IPv6 address that embeds an IPv4 one (IPv4-mapped, 6to4, NAT64, IPv4-compatible)
+is judged by the IPv4 address it leads to. The check runs when a subscription
 is made and again before every delivery, and the delivery connects to the address that was checked, not to a second
 lookup of the name, so DNS rebinding cannot swap in an internal address in between. Only the local stack allows
 private addresses and plain http (``POSTROOM_WEBHOOK_ALLOW_PRIVATE``), because there the receiver is on loopback.
@@ -35,9 +36,33 @@ class Target:
     addresses: tuple[str, ...]  # vetted addresses to connect to, in resolver order
 
 
+# IPv6 forms that carry an IPv4 address in their low 32 bits and that ``ipaddress`` has no property for (it has
+# ``ipv4_mapped`` and ``sixtofour``): a packet to one of them ends up at that IPv4 address, so it is that address
+# that must be public. NAT64's well-known prefix (RFC 6052 §2.1, a /96); IPv4-compatible addresses (RFC 4291
+# §2.5.5.1, deprecated but still parsed by stacks).
+_LOW_32_BITS_IPV4 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("::/96"))
+# NAT64's local-use prefix (RFC 8215) places the IPv4 address where each operator chooses; it only ever reaches
+# a local network, so it is never a public endpoint (Python 3.13 calls it private; 3.11 and 3.12 do not).
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for (mapped, 6to4, NAT64 or IPv4-compatible), if any."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _LOW_32_BITS_IPV4):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in _NAT64_LOCAL_USE:
+            return False
+        # Judged by the IPv4 address it leads to: "2002:a9fe:a9fe::" is global as IPv6 but reaches 169.254.169.254.
+        address = embedded_ipv4(address) or address
     return address.is_global and not address.is_multicast
 
 

@@ -533,6 +533,17 @@ class Server(imap4.IMAP4Server):
         if self._in_flight is None and self.blocked is not None:
             self._unblock()
 
+    # -- literals: RFC 3501 9: literal = "{" number "}" CRLF *CHAR8, number = 1*DIGIT -----------------------------
+    # Twisted reads the size with int(), which takes "-1", and then asked for "-1 octets". Every literal (in the
+    # command line or in the rest of it after an earlier literal) passes through these two, so the check is here.
+    def _stringLiteral(self, size: int) -> Any:
+        _check_literal_size(size)
+        return super()._stringLiteral(size)
+
+    def _fileLiteral(self, size: int) -> Any:
+        _check_literal_size(size)
+        return super()._fileLiteral(size)
+
     # -- SELECT / EXAMINE: Twisted's, plus UIDNEXT, PERMANENTFLAGS and UNSEEN --------------------------------------
     def _cbSelectWork(self, mbox: Mailbox | None, cmd_name: bytes, tag: bytes) -> None:
         if mbox is None:
@@ -772,6 +783,12 @@ class Server(imap4.IMAP4Server):
     auth_EXAMINE = select_EXAMINE = (_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
     auth_LIST = select_LIST = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 0, b"LIST")
     auth_LSUB = select_LSUB = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 1, b"LSUB")
+
+
+def _check_literal_size(size: int) -> None:
+    if size < 0:
+        # Answered "<tag> BAD Illegal syntax: ..." by Twisted's dispatch; the session goes on.
+        raise imap4.IllegalClientResponse("a literal's size is a number of octets, {0} or more")
 
 
 def _is_structure(part: Any) -> bool:

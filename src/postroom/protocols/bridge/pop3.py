@@ -11,6 +11,9 @@ DELETE does) and only then answers +OK, so a client that sees +OK knows the dele
 
 from __future__ import annotations
 
+import inspect
+import logging
+from collections.abc import Callable
 from io import BytesIO
 from typing import Any
 
@@ -23,6 +26,21 @@ from postroom.protocols.bridge.login import GuardedPortal, api_portal
 from postroom.protocols.bridge.mailbox_client import Listing, MailApi, MailApiError
 from postroom.protocols.submission.api_client import PostroomClient
 from postroom.protocols.submission.smtp_listener import FAILED_LOGIN_WINDOW, FAILED_LOGINS_ALLOWED, RateLimiter
+
+log = logging.getLogger(__name__)
+
+
+class NoSuchMessageError(ValueError):
+    """A message number outside the maildrop, or marked deleted (pop3.IMailbox's contract: a ValueError)."""
+
+
+def _takes(handler: Callable[..., Any], args: list[bytes]) -> bool:
+    """Whether a ``do_*`` handler accepts this many arguments (``PASS`` with none made Python raise a TypeError)."""
+    try:
+        inspect.signature(handler).bind(*args)
+    except TypeError:
+        return False
+    return True
 
 
 @implementer(pop3.IMailbox)
@@ -79,19 +97,41 @@ class Pop3Mailbox:
 
     def _check(self, index: int) -> None:
         if not 0 <= index < len(self.messages) or index in self.deleted:
-            raise ValueError("no such message")
+            raise NoSuchMessageError("no such message")
 
 
 class Server(pop3.POP3):
     def state_COMMAND(self, line: bytes) -> Any:
+        return self.processCommand(*line.split(b" "))
+
+    def processCommand(self, command: bytes, *args: bytes) -> Any:
+        # Here rather than in state_COMMAND: pipelined commands that arrive during a long operation are queued and
+        # replayed through processCommand alone (Twisted's _unblock), and must be answered the same way.
         # Twisted's own handler joins the error's arguments as bytes, which fails for most errors and drops the
-        # connection; a client's mistake gets a -ERR naming it and the session goes on.
-        try:
-            return self.processCommand(*line.split(b" "))
-        except (ValueError, AttributeError, pop3.POP3Error, TypeError) as error:
-            reason = " ".join(str(a.decode() if isinstance(a, bytes) else a) for a in error.args) or "bad arguments"
-            self.failResponse(b"bad command: " + reason.encode("ascii", "replace")[:200])
+        # connection. A client's mistake gets a -ERR in protocol terms (never a Python exception's text, which
+        # would describe this server's code, not the command) and the session goes on.
+        if self.blocked is not None:
+            return super().processCommand(command, *args)  # queued; it comes back here, in order
+        name = command.upper().decode("ascii", "replace")
+        handler = getattr(self, f"do_{name}", None)
+        if handler is not None and not _takes(handler, args):
+            self.failResponse(f"wrong number of arguments for {name}".encode())
             return None
+        try:
+            return super().processCommand(command, *args)
+        except pop3.POP3Error as error:
+            # Twisted's own protocol answers ("not authenticated yet: cannot do STAT", "Unknown protocol command")
+            self.failResponse(b" ".join(a if isinstance(a, bytes) else str(a).encode() for a in error.args)[:200])
+        except NoSuchMessageError as error:
+            self.failResponse(str(error).encode())
+        except ValueError:
+            # e.g. ``DELE abc``: Twisted's int() of the argument (RFC 1939: a message-number is a decimal number)
+            self.failResponse(f"invalid argument for {name}: a message number is a decimal number from 1".encode())
+        except (AttributeError, TypeError):
+            # A fault in this server, not the client's: the details go to the log, the client gets a plain answer.
+            log.exception("POP3 %s failed", name)
+            self.failResponse(b"internal error")
+        return None
 
     def do_QUIT(self) -> None:
         if self.mbox is None:
