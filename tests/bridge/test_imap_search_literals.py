@@ -61,9 +61,7 @@ def test_search_with_a_utf8_literal_finds_exactly_the_matches_and_the_session_go
     with IMAPClient("127.0.0.1", port=bridge.ports()["imap"], ssl=False, timeout=10) as client:
         client.login(ADDRESS, local.api_key)
         client.select_folder("INBOX")
-        uids = {
-            client.fetch([uid], ["ENVELOPE"])[uid][b"ENVELOPE"].subject: uid for uid in client.search(["ALL"])
-        }
+        uids = {client.fetch([uid], ["ENVELOPE"])[uid][b"ENVELOPE"].subject: uid for uid in client.search(["ALL"])}
         assert len(uids) == 3
         # WHEN the client searches for a non-ASCII string: imapclient sends it as a literal,
         # "SEARCH CHARSET UTF-8 SUBJECT {6}" and then the six octets
