@@ -53,3 +53,10 @@ def route(recipient: str, settings: Settings, exists: Callable[[str], bool]) -> 
         target = f"{catch_all}@{domain}"
         return Destination(recipient, target, tag or None, catch_all=address != target, registered=False)
     return Rejection(recipient, "5.1.1", f"<{recipient}>: no such mailbox here")
+
+
+def catch_all_addresses(settings: Settings) -> list[str]:
+    """The catch-all addresses the settings name on the stack's inbound domains. They are mailboxes of their own,
+    created from the start (postroom.wiring.mailbox_wiring) so that a client can log in to one before its first mail."""
+    configured = settings.inbound_catch_all.items()
+    return sorted(f"{local}@{domain}" for domain, local in configured if domain in settings.inbound_domains)

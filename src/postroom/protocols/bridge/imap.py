@@ -66,6 +66,11 @@ SPECIAL_USE = {"archive": "\\Archive", "trash": "\\Trash"}  # RFC 6154, so clien
 # Search keys that need the message itself; the rest are answered from the listing.
 _CONTENT_SEARCH = {b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT", b"HEADER", b"BODY", b"TEXT"}
 _CONTENT_SEARCH |= {b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
+# A line of search keys that ends in a synchronizing literal (RFC 3501 4.3: "{" number "}" CRLF, then the octets).
+_TRAILING_LITERAL = re.compile(rb"\{([0-9]+)\}\Z")
+MAX_SEARCH_BYTES = 64 * 1024  # one SEARCH's keys with all its literals; no client's search comes near
+# What the search steps decode the client's strings as (RFC 3501 6.4.4: others are refused with BADCHARSET).
+SEARCH_CHARSETS = ("UTF-8", "US-ASCII")
 # Fetch items answered without the message content.
 _LISTING_ITEMS = {"uid", "flags", "internaldate", "rfc822size"}
 log = logging.getLogger(__name__)
@@ -610,9 +615,42 @@ class Server(imap4.IMAP4Server):
         return super().spew_body(part, id, msg, _w, _f)
 
     # -- SEARCH: Twisted's, with the messages downloaded first when the keys read them --------------------------
+    def arg_searchkeys(self, line: bytes) -> tuple[list[Any], bytes] | defer.Deferred[tuple[list[Any], bytes]]:
+        """The search keys, with every literal the command announces read first.
+
+        A line ending in ``{n}`` continues with n octets and then the rest of the command (RFC 3501 4.3); clients
+        send any non-ASCII string that way (``SEARCH CHARSET UTF-8 SUBJECT {6}``). Twisted's parser takes the line
+        at once: the search ran without its string and the octets came in as a command of their own ("BAD Missing
+        command"). Here each literal is awaited like any other argument's, then put back inline in the form
+        ``parseNestedParens`` reads (``{n}`` CRLF octets), so one parser sees the whole command.
+        """
+        return self._search_keys(b"", line)
+
+    def _search_keys(
+        self, head: bytes, line: bytes
+    ) -> tuple[list[Any], bytes] | defer.Deferred[tuple[list[Any], bytes]]:
+        announced = _TRAILING_LITERAL.search(line)
+        if announced is None:
+            try:
+                # In parentheses: the parser strips the outer whitespace, which would cut a final literal's octets.
+                return imap4.parseNestedParens(b"(" + head + line + b")")[0], b""
+            except (ValueError, imap4.MismatchedNesting) as error:
+                raise imap4.IllegalClientResponse(f"malformed search keys: {error}") from None
+        size = int(announced.group(1))
+        head += line[: announced.start()] + b"{%d}\r\n" % size
+        if len(head) + size > MAX_SEARCH_BYTES:
+            raise imap4.IllegalClientResponse(f"search keys longer than {MAX_SEARCH_BYTES} octets")
+        literal: defer.Deferred[tuple[bytes, bytes]] = self._stringLiteral(size)
+        return literal.addCallback(lambda read: self._search_keys(head + read[0], read[1]))
+
     @_serial
     def do_SEARCH(self, tag: bytes, charset: Any, query: list[Any], uid: int = 0) -> None:
         assert self.mbox is not None
+        if charset is not None and _text(charset).strip('"').upper() not in SEARCH_CHARSETS:
+            # RFC 3501 6.4.4: an unsupported charset is refused, not guessed (a wrong guess finds nothing).
+            supported = " ".join(SEARCH_CHARSETS).encode()
+            self.sendNegativeResponse(tag, b"[BADCHARSET (" + supported + b")] unsupported charset")
+            return
         self.mbox.want_content = bool(_CONTENT_SEARCH & set(_atoms(query)))
         super().do_SEARCH(tag, charset, query, uid=uid)
 
@@ -755,7 +793,7 @@ class Server(imap4.IMAP4Server):
 
     # Twisted finds a command's handler through per-state tables built from the base class's functions.
     select_FETCH = (do_FETCH, imap4.IMAP4Server.arg_seqset, imap4.IMAP4Server.arg_fetchatt)
-    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, imap4.IMAP4Server.arg_searchkeys)
+    select_SEARCH = (do_SEARCH, imap4.IMAP4Server.opt_charset, arg_searchkeys)
     select_STORE = (
         do_STORE,
         imap4.IMAP4Server.arg_seqset,
