@@ -75,8 +75,9 @@ class SendGuard(Protocol):
     ) -> list[RecipientResult]: ...
 
 
+# The parameter names match SendGuard's: a protocol's __call__ may be called by keyword, so mypy compares names.
 def _send_directly(
-    _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
+    record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
 ) -> list[RecipientResult]:
     return send()
 
