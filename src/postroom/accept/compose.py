@@ -47,7 +47,9 @@ class MessageInput(SendRequest):
 
     @field_validator("subject")
     @classmethod
-    def _subject(cls, value: str | None) -> str | None:
+    # Same name as SendRequest's validator on purpose: pydantic replaces a parent's validator by name, and this field is
+    # optional here (a template may supply it), so the signature widens.
+    def _subject(cls, value: str | None) -> str | None:  # type: ignore[override]
         return None if value is None else _no_control(value, "subject")
 
     @field_validator("send_at")

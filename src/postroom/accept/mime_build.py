@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from email import policy
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.utils import format_datetime
 
 from postroom.accept.header_encoding import fold_address_field, fold_unstructured_field
@@ -57,7 +57,7 @@ def _text_cte(content: str) -> str:
     return "quoted-printable" if quoted_printable <= base64 else "base64"
 
 
-def _add_text(part: EmailMessage, content: str, subtype: str) -> None:
+def _add_text(part: MIMEPart, content: str, subtype: str) -> None:
     part.set_content(content, subtype=subtype, charset="utf-8", cte=_text_cte(content))
 
 
@@ -94,7 +94,7 @@ def build_message(request: SendRequest, *, message_id: str, date: datetime) -> E
     else:
         _add_text(msg, request.text if request.text is not None else html_to_text(request.html), "plain")
         msg.add_alternative("")  # placeholder part, filled below so its encoding can be chosen explicitly
-        html_part = msg.get_payload()[1]
+        html_part = list(msg.iter_parts())[1]
         _add_text(html_part, request.html, "html")
         for attachment in inline:
             maintype, _, subtype = attachment.mime_type().partition("/")

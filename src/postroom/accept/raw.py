@@ -145,6 +145,9 @@ def _seven_bit(msg: EmailMessage) -> None:
             continue
         cte = str(part.get("Content-Transfer-Encoding", "7bit")).strip().lower()
         payload = part.get_payload(decode=True) or b""
+        # A leaf part decodes to bytes; typeshed's union also admits a Message (message/rfc822 parts, which are
+        # multipart to the email package and skipped above).
+        assert isinstance(payload, bytes)
         if cte in ("quoted-printable", "base64") or payload.isascii():
             continue
         if part.get_content_maintype() == "text":
@@ -179,7 +182,7 @@ def prepare_raw(
         raise _fail("header fields contain 8-bit bytes: encode them per RFC 2047 (SMTPUTF8 is not supported yet)")
 
     msg = BytesParser(policy=policy.default).parsebytes(data)
-    _walk_checked(msg)  # type: ignore[arg-type]
+    _walk_checked(msg)
     # The header block below keeps these fields byte for byte, so the addresses checked here are the ones that leave.
     sender = check_originators(msg, settings.sending_domains).author
     envelope_from = _addresses([mail_from], "mail_from")[0] if mail_from else sender
@@ -215,7 +218,7 @@ def prepare_raw(
 
     if not body.isascii():
         rebuilt = BytesParser(policy=policy.default).parsebytes(mime)
-        _seven_bit(rebuilt)  # type: ignore[arg-type]
+        _seven_bit(rebuilt)
         # refold_source="none": header lines from the submission are written as they came. The default refolds any
         # line over 78 characters, and a refolded From is no longer the From that was checked (nor the one signed).
         mime = rebuilt.as_bytes(policy=_KEEP_SOURCE_HEADERS)

@@ -38,6 +38,7 @@ from postroom.core.message_store import MessageNotFoundError
 from postroom.core.status import MessageStatus
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -187,7 +188,7 @@ class CommerceWorker:
 
 def handle_batch(
     event: dict[str, Any], context: LambdaContext, svc: Services, commerce: CommerceServices
-) -> dict[str, Any]:
+) -> PartialItemFailureResponse:
     """``svc`` and ``commerce`` come from the function's wiring (functions/commerce_worker/app.py)."""
     worker = CommerceWorker(svc, commerce, context)
 

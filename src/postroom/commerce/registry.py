@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from postroom.commerce.hook_tasks import Hook, task_body
 from postroom.commerce.stores import StoreRegistry
@@ -38,7 +38,8 @@ class CommerceServices:
         return key
 
     def payload(self, key: str) -> dict[str, Any]:
-        return json.loads(self._s3.get_object(Bucket=self._settings.bucket, Key=key)["Body"].read())
+        payload: dict[str, Any] = json.loads(self._s3.get_object(Bucket=self._settings.bucket, Key=key)["Body"].read())
+        return payload
 
     # --- orders ---------------------------------------------------------------------------------------------------
     def remember_order(self, store_id: str, order_id: str, email: str, variables: dict[str, Any]) -> None:
@@ -76,7 +77,7 @@ class CommerceServices:
         )
         return from_item(response["Item"]) if "Item" in response else {}
 
-    def set_reminder(self, store_id: str, token: str, message_id: str, version: str) -> str | bool | None:
+    def set_reminder(self, store_id: str, token: str, message_id: str, version: str) -> str | Literal[False] | None:
         """Record the checkout's reminder unless the checkout is completed. Returns the reminder it replaces (or
         None), or False when the checkout was completed meanwhile (the caller then cancels its new reminder)."""
         try:

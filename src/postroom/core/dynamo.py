@@ -20,7 +20,8 @@ def _serialize(value: Any) -> dict[str, Any]:
         return {"BOOL": value}
     if kind is int:
         return {"N": str(value)}
-    return _serializer.serialize(value)
+    serialized: dict[str, Any] = _serializer.serialize(value)
+    return serialized
 
 
 def to_item(values: dict[str, Any]) -> dict[str, Any]:
@@ -33,4 +34,5 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 def is_conditional_failure(exc: Exception) -> bool:
     response = getattr(exc, "response", None) or {}
-    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    code: object = response.get("Error", {}).get("Code")
+    return code == "ConditionalCheckFailedException"

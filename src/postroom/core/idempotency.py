@@ -64,7 +64,8 @@ def _call(data: dict[str, Any], work: Callable[[], Any]) -> Any:
     return work()
 
 
-def _mark_replay(response: Any, _record: DataRecord) -> Any:
+# The parameter names follow Powertools' IdempotentHookFunction protocol, which mypy matches by name.
+def _mark_replay(response: Any, idempotent_data: DataRecord) -> Any:
     return {_REPLAYED: True, "response": response}
 
 

@@ -50,18 +50,20 @@ class MessageStore:
 
     def get_request(self, message_id: str) -> bytes:
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=request_key(message_id))["Body"].read()
+            body: bytes = self._s3.get_object(Bucket=self._bucket, Key=request_key(message_id))["Body"].read()
         except self._s3.exceptions.NoSuchKey:
-            return self._s3.get_object(Bucket=self._bucket, Key=scheduled_request_key(message_id))["Body"].read()
+            body = self._s3.get_object(Bucket=self._bucket, Key=scheduled_request_key(message_id))["Body"].read()
+        return body
 
     def put_mime(self, message_id: str, mime: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=mime_key(message_id), Body=mime, ContentType="message/rfc822")
 
     def get_mime(self, message_id: str) -> bytes | None:
         try:
-            return self._s3.get_object(Bucket=self._bucket, Key=mime_key(message_id))["Body"].read()
+            mime: bytes = self._s3.get_object(Bucket=self._bucket, Key=mime_key(message_id))["Body"].read()
         except self._s3.exceptions.NoSuchKey:
             return None
+        return mime
 
     # --- records ------------------------------------------------------------------------------------------------
     def create(self, record: MessageRecord) -> None:

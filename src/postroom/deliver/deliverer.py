@@ -80,16 +80,16 @@ class SendGuard(Protocol):
         """The results a completed send of this group in this attempt stored, without sending; None if none."""
         ...
 
-
 class _SendDirectly:
     """No guard (a stack without an idempotency table): every call sends, and nothing is stored."""
 
+    # The parameter names match SendGuard's: a protocol's methods may be called by keyword, so mypy compares names.
     def __call__(
-        self, _record: MessageRecord, _path: str, _recipients: list[str], send: Callable[[], list[RecipientResult]]
+        self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]:
         return send()
 
-    def stored(self, _record: MessageRecord, _path: str, _recipients: list[str]) -> list[RecipientResult] | None:
+    def stored(self, record: MessageRecord, path: str, recipients: list[str]) -> list[RecipientResult] | None:
         return None
 
 

@@ -131,7 +131,7 @@ class DkimKey:
     def sign(self, message: bytes, include_headers: list[bytes]) -> bytes:
         """The ``DKIM-Signature:`` header field for ``message``, CRLF-terminated."""
         try:
-            return dkim.sign(
+            signature: bytes = dkim.sign(
                 message,
                 self.selector.encode(),
                 self.domain.encode(),
@@ -143,6 +143,7 @@ class DkimKey:
             )
         except dkim.DKIMException as error:
             raise DkimKeyError(f"signing with {self.selector} for {self.domain} failed: {error}") from None
+        return signature
 
 
 def generate_key(

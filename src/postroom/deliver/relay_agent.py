@@ -207,6 +207,10 @@ def secret_loader(name: str, auth: str) -> Callable[[], RelayCredentials]:
 
     def load() -> RelayCredentials:
         raw = provider.get(name, decrypt=True, max_age=300) if in_ssm else provider.get(name, max_age=300)
+        # Without a transform the providers return the stored string (or a SecretBinary's bytes); their signature also
+        # admits the dicts and None of other modes.
+        if not isinstance(raw, str | bytes):
+            raise RelayConfigError(f"the relay secret {name} is not a string")
         try:
             data = json.loads(raw if isinstance(raw, str) else base64.b64decode(raw))
         except ValueError:

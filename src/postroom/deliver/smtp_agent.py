@@ -53,6 +53,25 @@ STATUS_NOT_ASCII = "5.6.7"  # RFC 6531: non-ASCII addresses not permitted for th
 STATUS_POLICY = "4.7.0"  # other security or policy status: no MX host is allowed by the domain's MTA-STS policy
 
 
+class _MxClient(smtplib.SMTP):
+    """smtplib's client with a settable TLS server name.
+
+    ``starttls()`` hands ``self._host`` (the host given to ``connect()``) to the handshake as ``server_hostname``: SNI
+    and the name the certificate is checked against. The agent connects to an address, so it sets the MX name here;
+    smtplib has no public way to, and this keeps the reach into its attribute in one declared, typed place.
+    """
+
+    _host: str
+
+    @property
+    def tls_server_name(self) -> str:
+        return self._host
+
+    @tls_server_name.setter
+    def tls_server_name(self, name: str) -> None:
+        self._host = name
+
+
 @dataclass(frozen=True, kw_only=True)
 class SmtpOptions:
     helo_name: str
@@ -280,7 +299,7 @@ class SmtpDeliveryAgent:
     ) -> _Session:
         """Connect, read the greeting, EHLO and STARTTLS; raises _SetupError for anything short of a usable session."""
         options = self._options
-        client = smtplib.SMTP(local_hostname=options.helo_name, timeout=options.timeout)
+        client = _MxClient(local_hostname=options.helo_name, timeout=options.timeout)
         try:
             code, text = client.connect(address, options.port)
             if code != REPLY_READY:
@@ -315,7 +334,7 @@ class SmtpDeliveryAgent:
         verified = None if tls_version is None else verify
         return _Session(client, address, options.port, tls_version, verified, policy)
 
-    def _starttls(self, client: smtplib.SMTP, host: MxHost, policy: DomainTlsPolicy, *, verify: bool) -> str | None:
+    def _starttls(self, client: _MxClient, host: MxHost, policy: DomainTlsPolicy, *, verify: bool) -> str | None:
         required = policy.level is not TlsLevel.OPPORTUNISTIC
         if not client.has_extn("starttls"):
             if required:
@@ -323,9 +342,8 @@ class SmtpDeliveryAgent:
                     STATUS_TLS_UNAVAILABLE, f"TLS is required ({policy.label}), but the server does not offer STARTTLS"
                 )
             return None
-        # smtplib hands _host to the handshake as server_hostname (SNI, and the name checked when verifying); it is
-        # the address we connected to, so put the MX name there.
-        client._host = host.hostname  # smtplib has no public way to set the TLS server name
+        # We connected to an address, but the handshake must present (and verify) the MX name.
+        client.tls_server_name = host.hostname
         try:
             client.starttls(context=self._tls_context if verify else self._any_certificate_context)
         except smtplib.SMTPResponseException as error:

@@ -16,6 +16,7 @@ from postroom.core import aws
 from postroom.events.ses_notifications import NotReadyError, documents, reports
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,7 +30,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 NOT_READY_RETRY_SECONDS = 10  # the worker saves within seconds of SES accepting; no need to wait a full timeout
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> dict[str, Any]:
+def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> PartialItemFailureResponse:
     """``svc`` comes from the function's wiring (functions/events/app.py)."""
 
     def record_handler(record: SQSRecord) -> str:

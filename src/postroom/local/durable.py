@@ -158,7 +158,7 @@ def _operation(environ: dict[str, Any], body: bytes) -> str | None:
         return str(target).rsplit(".", 1)[-1]
     action = parse_qs(environ.get("QUERY_STRING", "")).get("Action")
     if action:
-        return action[-1]
+        return str(action[-1])
     if "x-www-form-urlencoded" in environ.get("CONTENT_TYPE", ""):
         action = parse_qs(body.decode("latin-1")).get("Action")
         if action:
@@ -222,6 +222,7 @@ def _delete_by_id(account: str, region: str, name: str, ids: Iterable[str]) -> i
             # moto deletes by receipt handle only: receive the message (in this replay, nobody else can) and
             # delete it through moto's own path, which keeps its FIFO and pending bookkeeping right.
             message.mark_received()
+            assert message.receipt_handle is not None  # mark_received just set it
             backend.delete_message(name, message.receipt_handle)
             removed += 1
     return removed
@@ -245,7 +246,8 @@ def _backend_dicts() -> dict[str, Any]:
     from moto.core.base_backend import BackendDict
 
     found: dict[str, Any] = {}
-    for backends in list(BackendDict._instances):
+    instances: list[Any] = BackendDict._instances  # type: ignore[misc]  # moto's registry of live BackendDicts
+    for backends in list(instances):
         module = sys.modules.get(backends.backend.__module__)
         for name, value in vars(module or object()).items():
             if value is backends:
@@ -264,8 +266,9 @@ def _restore_backends(saved: dict[str, dict[str, Any]]) -> None:
         live = getattr(importlib.import_module(module_name), attribute)
         live.clear()
         live.update(accounts)
-        if live not in BackendDict._instances:
-            BackendDict._instances.append(live)  # so that /moto-api/reset still clears it
+        instances: list[Any] = BackendDict._instances  # type: ignore[misc]  # moto's registry of live BackendDicts
+        if live not in instances:
+            instances.append(live)  # so that /moto-api/reset still clears it
     _release_in_flight()
 
 

@@ -309,7 +309,7 @@ class _Reader:
 
     def _parse_headers(self, raw: bytes) -> EmailMessage:
         if raw.isascii():
-            return BytesHeaderParser(policy=policy.default).parsebytes(raw)  # type: ignore[return-value]
+            return BytesHeaderParser(policy=policy.default).parsebytes(raw)
         # RFC 6532 allows UTF-8 in headers (SMTPUTF8 mail); anything else is 8-bit junk we can only guess at.
         self.mail.flags.add("eight_bit_headers")
         try:
@@ -317,7 +317,7 @@ class _Reader:
         except UnicodeDecodeError:
             self.mail.flags.add("invalid_header_encoding")
             text = raw.decode("utf-8", errors="replace")
-        return HeaderParser(policy=policy.default).parsestr(text)  # type: ignore[return-value]
+        return HeaderParser(policy=policy.default).parsestr(text)
 
     def entity(self, depth: int, part_id: str) -> tuple[_Boundary | None, EmailMessage]:
         """Parse one entity (headers and body); returns the boundary line that ended it (None: end of input)."""

@@ -14,6 +14,7 @@ from postroom.webhooks.attempt import WebhookDeliverer
 from postroom.webhooks.fanout import WebhookTask
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -29,7 +30,7 @@ class RetryLaterError(Exception):
     """Marks a failed attempt as a batch item failure; its visibility timeout already holds the next delay."""
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> dict[str, Any]:
+def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServices) -> PartialItemFailureResponse:
     """``svc`` comes from the function's wiring (functions/webhook_sender/app.py)."""
     deliverer = WebhookDeliverer(svc.config, svc.webhooks, svc.events)
     sqs = aws.client("sqs")

@@ -34,6 +34,7 @@ from postroom.wiring.services import services
 from postroom.wiring.worker_events import delivery_hooks
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -116,7 +117,7 @@ def pacing_filter(settings: Settings) -> PacingFilter:
     return PacingFilter(settings, windows, AccountSendRate(aws.client("sesv2")))
 
 
-def handle_batch(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     svc = services()
     hooks = delivery_hooks()
     relay = relay_agent(svc.settings)

@@ -84,9 +84,11 @@ def parse_dsn(raw: bytes | Message) -> DeliveryStatusReport:
     message = message_from_bytes(raw, policy=policy.compat32) if isinstance(raw, bytes) else raw
     if not is_delivery_status_report(message):
         raise DsnParseError(f"not a delivery status notification: {message.get_content_type()}")
-    parts = message.get_payload()
-    if not isinstance(parts, list):
+    payload = message.get_payload()
+    if not isinstance(payload, list):
         raise DsnParseError("multipart/report without parts")
+    # A multipart payload is a list of Messages when parsed; the type also admits strings (set_payload by hand).
+    parts = [part for part in payload if isinstance(part, Message)]
     status_part = next((part for part in parts if part.get_content_type() in _STATUS_TYPES), None)
     if status_part is None:
         raise DsnParseError("multipart/report without a message/delivery-status part")
@@ -118,6 +120,8 @@ def _field_blocks(part: Message) -> list[dict[str, str]]:
         # The email package parses message/delivery-status into one Message per block; other message/* types (the
         # RFC 6533 global variant) into a single Message whose body holds the remaining blocks as text.
         for block in payload:
+            if not isinstance(block, Message):
+                continue
             blocks.append(_fields(block.items()))
             rest = block.get_payload()
             if isinstance(rest, str) and rest.strip():
@@ -170,7 +174,8 @@ def _original_message_id(part: Message | None) -> str | None:
     if part is None:
         return None
     payload = part.get_payload()
-    if isinstance(payload, list) and payload:  # message/rfc822, message/global: the returned message itself
+    if isinstance(payload, list) and payload and isinstance(payload[0], Message):
+        # message/rfc822, message/global: the returned message itself
         value = payload[0].get("Message-ID")
     else:  # text/rfc822-headers, message/global-headers: only the header, as text
         text = part.get_payload(decode=True)
