@@ -30,14 +30,17 @@ def test_deliverability_settings_parse() -> None:
             "POSTROOM_MTA_STS": "false",
         }
     )
-    assert settings.dkim_selectors == {"shop.example": ("s2026a", "e2026a"), "news.shop.example": ("mail.2026",)}
-    assert settings.dkim_key_source == "secretsmanager"
-    assert settings.tls_policy == {
+    assert settings.deliverability.dkim_selectors == {
+        "shop.example": ("s2026a", "e2026a"),
+        "news.shop.example": ("mail.2026",),
+    }
+    assert settings.deliverability.dkim_key_source == "secretsmanager"
+    assert settings.deliverability.tls_policy == {
         "bank.example": TlsLevel.VERIFY,
         "*.gov.example": TlsLevel.REQUIRED,
         "*": TlsLevel.OPPORTUNISTIC,
     }
-    assert settings.mta_sts is False
+    assert settings.deliverability.mta_sts is False
 
 
 @pytest.mark.parametrize(

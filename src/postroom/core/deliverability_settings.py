@@ -1,4 +1,5 @@
-"""The deliverability settings' own syntax, parsed once at cold start (``postroom.core.settings`` validates with these).
+"""The deliverability settings (``Settings.deliverability``) and their own syntax, parsed once at cold start with the
+rest of :class:`postroom.core.settings.Settings`.
 
 Light on purpose: settings import this module on every cold start, so nothing here imports DNS, TLS or AWS code.
 
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
+from typing import Literal
 
-__all__ = ["TlsLevel", "parse_dkim_selectors", "parse_tls_policy", "policy_for_domain"]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["DeliverabilitySettings", "TlsLevel", "parse_dkim_selectors", "parse_tls_policy", "policy_for_domain"]
 
 # RFC 6376 §3.1: a selector is one or more DNS labels ("s2026a" or "mail.2026"); the name it is published under,
 # <selector>._domainkey.<domain>, must stay a valid host name, so labels are letters, digits and inner hyphens.
@@ -82,3 +86,30 @@ def policy_for_domain(policy: dict[str, TlsLevel], domain: str, default: TlsLeve
         if wildcard in policy:
             return policy[wildcard]
     return policy.get("*", default)
+
+
+class DeliverabilitySettings(BaseModel):
+    """README, "Deliverability": DKIM keys per sending domain, read from SSM Parameter Store or Secrets Manager at
+    <prefix>/<domain>/<selector>; the TLS policy per recipient domain, and MTA-STS (RFC 8461). That every DKIM domain
+    is a sending domain is checked by ``Settings``, which knows both."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dkim_selectors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    dkim_key_source: Literal["ssm", "secretsmanager"] = "ssm"
+    dkim_key_prefix: str = Field(default="postroom/dkim", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
+    dkim_key_cache_seconds: int = Field(default=300, ge=0)
+    tls_policy: dict[str, TlsLevel] = Field(default_factory=dict)
+    mta_sts: bool = True
+    mta_sts_port: int = Field(default=443, ge=1, le=65535)  # HTTPS port of mta-sts.<domain>; tests use a high one
+    tls_ca_file: str = ""  # PEM bundle trusted for MX and MTA-STS certificates; empty = the system's
+
+    @field_validator("dkim_selectors", mode="before")
+    @classmethod
+    def _parse_dkim(cls, value: object) -> object:
+        return parse_dkim_selectors(value) if isinstance(value, str) else value
+
+    @field_validator("tls_policy", mode="before")
+    @classmethod
+    def _parse_tls_policy(cls, value: object) -> object:
+        return parse_tls_policy(value) if isinstance(value, str) else value

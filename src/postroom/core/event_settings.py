@@ -1,14 +1,10 @@
-"""Settings of the events, suppression, webhook and tracking features, read from the environment once and validated
-loudly (the same rules as postroom.core.settings, kept in their own model so the feature's knobs stay together)."""
+"""Settings of the events, suppression, webhook and tracking features: ``Settings.events``, a sub-model of
+:class:`postroom.core.settings.Settings`, read from the environment and validated with it once at cold start (kept in
+their own model so the feature's knobs stay together)."""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
-from postroom.core.settings import SettingsError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class EventSettings(BaseModel):
@@ -64,33 +60,3 @@ class EventSettings(BaseModel):
     @property
     def tracking_enabled(self) -> bool:
         return bool(self.public_url and (self.signing_secret or self.signing_secret_arn))
-
-
-_ENV = {
-    "event_retention_days": "POSTROOM_EVENT_RETENTION_DAYS",
-    "event_feed_settle_seconds": "POSTROOM_EVENT_FEED_SETTLE_SECONDS",
-    "events_queue_url": "POSTROOM_EVENTS_QUEUE_URL",
-    "webhook_queue_url": "POSTROOM_WEBHOOK_QUEUE_URL",
-    "webhook_dlq_url": "POSTROOM_WEBHOOK_DLQ_URL",
-    "webhook_allow_private": "POSTROOM_WEBHOOK_ALLOW_PRIVATE",
-    "webhook_timeout_seconds": "POSTROOM_WEBHOOK_TIMEOUT_SECONDS",
-    "webhook_retry_schedule": "POSTROOM_WEBHOOK_RETRY_SCHEDULE",
-    "webhook_disable_after_seconds": "POSTROOM_WEBHOOK_DISABLE_AFTER_SECONDS",
-    "webhook_disable_min_failures": "POSTROOM_WEBHOOK_DISABLE_MIN_FAILURES",
-    "public_url": "POSTROOM_PUBLIC_URL",
-    "signing_secret_arn": "POSTROOM_SIGNING_SECRET_ARN",
-    "signing_secret": "POSTROOM_SIGNING_SECRET",
-}
-
-
-def event_settings_from_env(environ: Mapping[str, str] | None = None) -> EventSettings:
-    env = os.environ if environ is None else environ
-    values = {field: env[var] for field, var in _ENV.items() if env.get(var, "") != ""}
-    try:
-        return EventSettings.model_validate(values)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{_ENV.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else '?'}: {err['msg']}"
-            for err in exc.errors()
-        )
-        raise SettingsError(f"invalid Postroom event settings: {problems}") from exc

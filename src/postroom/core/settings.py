@@ -10,11 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from postroom.core.deliverability_settings import TlsLevel, parse_dkim_selectors, parse_tls_policy
+from postroom.core.deliverability_settings import DeliverabilitySettings
+from postroom.core.event_settings import EventSettings
 
 
 class DeliveryPath(StrEnum):
@@ -120,31 +120,14 @@ class Settings(BaseModel):
     # Public addresses direct SMTP leaves from (the NAT's Elastic IP), comma-separated: what `doctor` expects SPF to
     # authorise. Empty when unknown (no SMTP VPC).
     smtp_egress_ips: str = ""
-    # Deliverability (README, "Deliverability"): DKIM keys per sending domain, read from SSM Parameter Store or
-    # Secrets Manager at <prefix>/<domain>/<selector>; the TLS policy per recipient domain, and MTA-STS (RFC 8461).
-    dkim_selectors: dict[str, tuple[str, ...]] = Field(default_factory=dict)
-    dkim_key_source: Literal["ssm", "secretsmanager"] = "ssm"
-    dkim_key_prefix: str = Field(default="postroom/dkim", pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
-    dkim_key_cache_seconds: int = Field(default=300, ge=0)
-    tls_policy: dict[str, TlsLevel] = Field(default_factory=dict)
-    mta_sts: bool = True
-    mta_sts_port: int = Field(default=443, ge=1, le=65535)  # HTTPS port of mta-sts.<domain>; tests use a high one
-    tls_ca_file: str = ""  # PEM bundle trusted for MX and MTA-STS certificates; empty = the system's
-
-    @field_validator("dkim_selectors", mode="before")
-    @classmethod
-    def _parse_dkim(cls, value: object) -> object:
-        return parse_dkim_selectors(value) if isinstance(value, str) else value
-
-    @field_validator("tls_policy", mode="before")
-    @classmethod
-    def _parse_tls_policy(cls, value: object) -> object:
-        return parse_tls_policy(value) if isinstance(value, str) else value
+    # Feature groups with their own sub-model, validated with the rest: events/webhooks/tracking and deliverability.
+    events: EventSettings = Field(default_factory=EventSettings)
+    deliverability: DeliverabilitySettings = Field(default_factory=DeliverabilitySettings)
 
     @model_validator(mode="after")
     def _dkim_for_sending_domains(self) -> Settings:
         # A selector for a domain Postroom never sends from is a typo that would leave the real domain unsigned.
-        unknown = sorted(set(self.dkim_selectors) - set(self.sending_domains))
+        unknown = sorted(set(self.deliverability.dkim_selectors) - set(self.sending_domains))
         if unknown and self.sending_domains:
             raise ValueError(
                 f"POSTROOM_DKIM_SELECTORS names {', '.join(unknown)}, not in POSTROOM_SENDING_DOMAINS (a typo would "
@@ -265,14 +248,6 @@ _ENV = {
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
     "max_age_seconds": "POSTROOM_MAX_AGE_SECONDS",
     "poison_receive_count": "POSTROOM_POISON_RECEIVE_COUNT",
-    "dkim_selectors": "POSTROOM_DKIM_SELECTORS",
-    "dkim_key_source": "POSTROOM_DKIM_KEY_SOURCE",
-    "dkim_key_prefix": "POSTROOM_DKIM_KEY_PREFIX",
-    "dkim_key_cache_seconds": "POSTROOM_DKIM_KEY_CACHE_SECONDS",
-    "tls_policy": "POSTROOM_TLS_POLICY",
-    "mta_sts": "POSTROOM_MTA_STS",
-    "mta_sts_port": "POSTROOM_MTA_STS_PORT",
-    "tls_ca_file": "POSTROOM_TLS_CA_FILE",
     "relay_host": "POSTROOM_RELAY_HOST",
     "relay_auth": "POSTROOM_RELAY_AUTH",
     "relay_secret": "POSTROOM_RELAY_SECRET",
@@ -294,19 +269,58 @@ _ENV = {
 }
 
 
+# The variables of each sub-model, under the sub-model's field name in Settings.
+_SUB_ENV = {
+    "events": {
+        "event_retention_days": "POSTROOM_EVENT_RETENTION_DAYS",
+        "event_feed_settle_seconds": "POSTROOM_EVENT_FEED_SETTLE_SECONDS",
+        "events_queue_url": "POSTROOM_EVENTS_QUEUE_URL",
+        "webhook_queue_url": "POSTROOM_WEBHOOK_QUEUE_URL",
+        "webhook_dlq_url": "POSTROOM_WEBHOOK_DLQ_URL",
+        "webhook_allow_private": "POSTROOM_WEBHOOK_ALLOW_PRIVATE",
+        "webhook_timeout_seconds": "POSTROOM_WEBHOOK_TIMEOUT_SECONDS",
+        "webhook_retry_schedule": "POSTROOM_WEBHOOK_RETRY_SCHEDULE",
+        "webhook_disable_after_seconds": "POSTROOM_WEBHOOK_DISABLE_AFTER_SECONDS",
+        "webhook_disable_min_failures": "POSTROOM_WEBHOOK_DISABLE_MIN_FAILURES",
+        "public_url": "POSTROOM_PUBLIC_URL",
+        "signing_secret_arn": "POSTROOM_SIGNING_SECRET_ARN",
+        "signing_secret": "POSTROOM_SIGNING_SECRET",
+    },
+    "deliverability": {
+        "dkim_selectors": "POSTROOM_DKIM_SELECTORS",
+        "dkim_key_source": "POSTROOM_DKIM_KEY_SOURCE",
+        "dkim_key_prefix": "POSTROOM_DKIM_KEY_PREFIX",
+        "dkim_key_cache_seconds": "POSTROOM_DKIM_KEY_CACHE_SECONDS",
+        "tls_policy": "POSTROOM_TLS_POLICY",
+        "mta_sts": "POSTROOM_MTA_STS",
+        "mta_sts_port": "POSTROOM_MTA_STS_PORT",
+        "tls_ca_file": "POSTROOM_TLS_CA_FILE",
+    },
+}
+
+
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """All of Postroom's settings, sub-models included, validated in one go: every function calls this once at cold
+    start, so a malformed variable fails there whichever feature it belongs to."""
     env = os.environ if environ is None else environ
+
     # An empty variable means "use the default" (CloudFormation parameters cannot be unset, only empty).
-    values = {field: env[var] for field, var in _ENV.items() if env.get(var, "") != ""}
+    def present(variables: Mapping[str, str]) -> dict[str, object]:
+        return {field: env[var] for field, var in variables.items() if env.get(var, "") != ""}
+
+    values = present(_ENV) | {group: present(variables) for group, variables in _SUB_ENV.items()}
     try:
         return Settings.model_validate(values)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_ENV.get(str(err['loc'][0]), err['loc'][0]) if err['loc'] else '?'}: {err['msg']}"
-            for err in exc.errors()
-        )
+        problems = "; ".join(f"{_variable(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise SettingsError(f"invalid Postroom settings: {problems}") from exc
 
 
 def _variable(loc: tuple[int | str, ...]) -> str:
-    return _ENV.get(str(loc[0]), str(loc[0])) if loc else "?"
+    """The environment variable behind a validation error's location (a sub-model's field is two levels down)."""
+    if not loc:
+        return "?"
+    group = _SUB_ENV.get(str(loc[0]))
+    if group is not None and len(loc) > 1:
+        return group.get(str(loc[1]), str(loc[1]))
+    return _ENV.get(str(loc[0]), str(loc[0]))

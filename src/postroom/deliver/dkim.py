@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from postroom.core.delivery_results import Outcome, RecipientResult
 
 if TYPE_CHECKING:
-    from postroom.core.settings import Settings
+    from postroom.core.deliverability_settings import DeliverabilitySettings
     from postroom.deliver.deliverer import SmtpAgent
 
 __all__ = [
@@ -198,7 +198,7 @@ class ParameterKeyStore:
         return cls(provider, source=source, prefix=prefix, max_age=max_age)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> ParameterKeyStore:
+    def from_settings(cls, settings: DeliverabilitySettings) -> ParameterKeyStore:
         return cls.create(settings.dkim_key_source, settings.dkim_key_prefix, settings.dkim_key_cache_seconds)
 
     def get(self, domain: str, selector: str) -> DkimKey:

@@ -101,80 +101,139 @@ def diagnose(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Report:
 # --- SPF ----------------------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _SpfPlan:
+    """Where SPF is checked for a domain, what it must authorise there, and how bad it is when it does not."""
+
+    target: str  # the MAIL FROM domain receivers check SPF on
+    ses: bool
+    custom_mail_from: str | None  # SES's custom MAIL FROM domain, when it has one
+    return_path: str | None  # direct SMTP's return-path domain, when set
+    wanted: tuple[str, ...]  # the terms that authorise Postroom's senders (none: direct SMTP from an unknown address)
+    missing_status: CheckStatus  # what a missing authorisation costs
+    egress_ips: tuple[str, ...]
+
+    @property
+    def who(self) -> str:
+        return "Amazon SES" if self.ses else ", ".join(self.egress_ips)
+
+
+_SpfProblems = list[tuple[CheckStatus, str]]
+
+
 def _spf(domain: str, options: DoctorOptions, lookup: DnsLookup) -> Check:
-    ses = options.delivery is DeliveryPath.SES
-    custom_mail_from = options.ses.mail_from_domain if (ses and options.ses) else None
-    return_path = options.return_path_domain if not ses else None
-    target = custom_mail_from or return_path or domain
-    # With SES's default MAIL FROM, receivers check SPF against amazonses.com, not this domain: a missing include is
-    # worth fixing but does not stop DMARC from passing (DKIM carries it). Everywhere else SPF decides.
-    missing_status = CheckStatus.WARN if ses and not custom_mail_from else CheckStatus.FAIL
+    plan = _spf_plan(domain, options)
     try:
-        record, _ = find_spf(lookup, target)
+        record, _ = find_spf(lookup, plan.target)
     except SpfError as error:
-        if error.result is SpfResult.TEMPERROR:
-            return Check("spf", CheckStatus.SKIP, f"could not be checked: {error.reason}")
-        return Check("spf", CheckStatus.FAIL, f"the SPF record of {target} is broken: {error.reason}")
-    wanted = [f"include:{SES_SPF_INCLUDE}"] if ses else [f"ip{_version(ip)}:{ip}" for ip in options.egress_ips]
-    details = [f"{target} TXT {record.text!r}"] if record else []
-    if custom_mail_from:
-        details.append(f"SES sends with the custom MAIL FROM domain {custom_mail_from}: SPF is checked there")
-    if return_path:
-        # DMARC's SPF alignment is relaxed by default: it holds when the two share an organisational domain.
-        details.append(
-            f"direct SMTP sends with MAIL FROM bounces+…@{return_path} (the return path): SPF is checked there, and "
-            f"aligns with From only under the same organisational domain (DKIM aligns regardless)"
-        )
+        return _spf_lookup_failed(plan, error)
+    details = _spf_context(plan, record)
     if record is None:
-        who = "Amazon SES" if ses else "Postroom's sending address"
-        fixes = [Fix(target, "TXT", _spf_with(None, wanted))] if wanted else []
-        if not wanted:  # direct SMTP from an address the doctor was not told
-            details.append(
-                f'publish "v=spf1 ip4:<SmtpEgressIp> ~all" at {target}; the address is the stack output SmtpEgressIp '
-                "(EnableSmtpVpc=true), or give it with --egress-ip to get the exact record"
-            )
-        return Check(
-            "spf",
-            missing_status,
-            f"{target} has no SPF record: receivers cannot tell that {who} may send for it",
-            details,
-            fixes,
-        )
-    problems: list[tuple[CheckStatus, str]] = []
-    structure, notes = check_host(lookup, TEST_ADDRESS, target)
+        return _spf_absent(plan, details)
+    structure, notes = check_host(lookup, TEST_ADDRESS, plan.target)
     if structure in (SpfResult.PERMERROR, SpfResult.TEMPERROR):
         status = CheckStatus.FAIL if structure is SpfResult.PERMERROR else CheckStatus.SKIP
         return Check("spf", status, f"the SPF record cannot be evaluated ({structure}): {notes[0]}", details)
     details.extend(notes)
-    missing: list[str] = []
-    if ses:
-        if not mentions(lookup, target, SES_SPF_INCLUDE):
-            missing.append(wanted[0])
-            problems.append((missing_status, f"it does not include {SES_SPF_INCLUDE}, so it does not authorise SES"))
-    elif not options.egress_ips:
-        problems.append(
-            (
-                CheckStatus.WARN,
-                "the address direct SMTP sends from is unknown, so it cannot be checked: deploy with "
-                "EnableSmtpVpc=true (output SmtpEgressIp) or give --egress-ip",
-            )
-        )
-    else:
-        for ip, term in zip(options.egress_ips, wanted, strict=True):
-            result, ip_notes = check_host(lookup, ip, target)
-            details.extend(note for note in ip_notes if note not in details)
-            if result is SpfResult.PASS:
-                details.append(f"mail from {ip} passes SPF")
-            else:
-                missing.append(term)
-                problems.append((CheckStatus.FAIL, f"mail from Postroom's address {ip} gets SPF {result.value}"))
+    problems, missing = _spf_authorisation(plan, lookup, details)
     problems.extend(_spf_policy_problems(record))
+    return _spf_verdict(plan, record, problems, missing, details)
+
+
+def _spf_plan(domain: str, options: DoctorOptions) -> _SpfPlan:
+    ses = options.delivery is DeliveryPath.SES
+    custom_mail_from = options.ses.mail_from_domain if (ses and options.ses) else None
+    return_path = options.return_path_domain if not ses else None
+    # With SES's default MAIL FROM, receivers check SPF against amazonses.com, not this domain: a missing include is
+    # worth fixing but does not stop DMARC from passing (DKIM carries it). Everywhere else SPF decides.
+    missing_status = CheckStatus.WARN if ses and not custom_mail_from else CheckStatus.FAIL
+    wanted = (f"include:{SES_SPF_INCLUDE}",) if ses else tuple(f"ip{_version(ip)}:{ip}" for ip in options.egress_ips)
+    return _SpfPlan(
+        target=custom_mail_from or return_path or domain,
+        ses=ses,
+        custom_mail_from=custom_mail_from,
+        return_path=return_path,
+        wanted=wanted,
+        missing_status=missing_status,
+        egress_ips=options.egress_ips,
+    )
+
+
+def _spf_lookup_failed(plan: _SpfPlan, error: SpfError) -> Check:
+    if error.result is SpfResult.TEMPERROR:
+        return Check("spf", CheckStatus.SKIP, f"could not be checked: {error.reason}")
+    return Check("spf", CheckStatus.FAIL, f"the SPF record of {plan.target} is broken: {error.reason}")
+
+
+def _spf_context(plan: _SpfPlan, record: SpfRecord | None) -> list[str]:
+    """The details every SPF verdict starts with: the record found and why SPF is checked where it is."""
+    details = [f"{plan.target} TXT {record.text!r}"] if record else []
+    if plan.custom_mail_from:
+        details.append(f"SES sends with the custom MAIL FROM domain {plan.custom_mail_from}: SPF is checked there")
+    if plan.return_path:
+        # DMARC's SPF alignment is relaxed by default: it holds when the two share an organisational domain.
+        details.append(
+            f"direct SMTP sends with MAIL FROM bounces+…@{plan.return_path} (the return path): SPF is checked there, "
+            f"and aligns with From only under the same organisational domain (DKIM aligns regardless)"
+        )
+    return details
+
+
+def _spf_absent(plan: _SpfPlan, details: list[str]) -> Check:
+    who = "Amazon SES" if plan.ses else "Postroom's sending address"
+    fixes = [Fix(plan.target, "TXT", _spf_with(None, list(plan.wanted)))] if plan.wanted else []
+    if not plan.wanted:  # direct SMTP from an address the doctor was not told
+        details.append(
+            f'publish "v=spf1 ip4:<SmtpEgressIp> ~all" at {plan.target}; the address is the stack output SmtpEgressIp '
+            "(EnableSmtpVpc=true), or give it with --egress-ip to get the exact record"
+        )
+    return Check(
+        "spf",
+        plan.missing_status,
+        f"{plan.target} has no SPF record: receivers cannot tell that {who} may send for it",
+        details,
+        fixes,
+    )
+
+
+def _spf_authorisation(plan: _SpfPlan, lookup: DnsLookup, details: list[str]) -> tuple[_SpfProblems, list[str]]:
+    """Whether the record authorises Postroom's senders: the problems, and the terms that would fix them."""
+    if plan.ses:
+        if mentions(lookup, plan.target, SES_SPF_INCLUDE):
+            return [], []
+        problem = (plan.missing_status, f"it does not include {SES_SPF_INCLUDE}, so it does not authorise SES")
+        return [problem], [plan.wanted[0]]
+    if not plan.egress_ips:
+        unknown = (
+            "the address direct SMTP sends from is unknown, so it cannot be checked: deploy with "
+            "EnableSmtpVpc=true (output SmtpEgressIp) or give --egress-ip"
+        )
+        return [(CheckStatus.WARN, unknown)], []
+    return _spf_egress_authorisation(plan, lookup, details)
+
+
+def _spf_egress_authorisation(plan: _SpfPlan, lookup: DnsLookup, details: list[str]) -> tuple[_SpfProblems, list[str]]:
+    problems: _SpfProblems = []
+    missing: list[str] = []
+    for ip, term in zip(plan.egress_ips, plan.wanted, strict=True):
+        result, ip_notes = check_host(lookup, ip, plan.target)
+        details.extend(note for note in ip_notes if note not in details)
+        if result is SpfResult.PASS:
+            details.append(f"mail from {ip} passes SPF")
+        else:
+            missing.append(term)
+            problems.append((CheckStatus.FAIL, f"mail from Postroom's address {ip} gets SPF {result.value}"))
+    return problems, missing
+
+
+def _spf_verdict(
+    plan: _SpfPlan, record: SpfRecord, problems: _SpfProblems, missing: list[str], details: list[str]
+) -> Check:
     if not problems:
-        who = "Amazon SES" if ses else ", ".join(options.egress_ips)
-        return Check("spf", CheckStatus.OK, f"the SPF record of {target} authorises {who}", details)
+        return Check("spf", CheckStatus.OK, f"the SPF record of {plan.target} authorises {plan.who}", details)
     status = CheckStatus.FAIL if any(s is CheckStatus.FAIL for s, _ in problems) else CheckStatus.WARN
     fixed = _spf_with(record, missing)
-    fixes = [Fix(target, "TXT", fixed)] if fixed != record.text else []
+    fixes = [Fix(plan.target, "TXT", fixed)] if fixed != record.text else []
     return Check("spf", status, "; ".join(text for _, text in problems), details, fixes)
 
 

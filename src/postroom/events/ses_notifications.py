@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -89,115 +89,171 @@ def _postroom_id(mail: dict[str, Any]) -> str | None:
     return None
 
 
-def reports(document: dict[str, Any]) -> Iterator[SesReport]:
-    mail = document["mail"]
-    kind = document.get("eventType") or document.get("notificationType") or ""
-    ses_id = str(mail.get("messageId", ""))
-    postroom_id = _postroom_id(mail)
-    destination = [str(address) for address in mail.get("destination") or []]
-    sent_at = _time(mail.get("timestamp")) or ""
+@dataclass(frozen=True)
+class _Context:
+    """What every report of one SES document shares: the ids, the recipients SES sent to, and when it sent."""
 
-    def report(type_: EventType, recipient: str | None, at: Any, key: str, **details: Any) -> SesReport:
-        return SesReport(type_, ses_id, postroom_id, recipient, _time(at) or sent_at, key, details)
+    document: dict[str, Any]
+    ses_id: str
+    postroom_id: str | None
+    destination: list[str]
+    sent_at: str
 
-    if kind == "Send":
-        for address in destination:
-            yield report(EventType.SENT, address, None, sent_key(postroom_id or "", address, ses_id))
-    elif kind == "Delivery":
-        delivery = document.get("delivery") or {}
-        for address in delivery.get("recipients") or []:
-            yield report(
-                EventType.DELIVERED,
-                address,
-                delivery.get("timestamp"),
-                f"ses:{ses_id}:delivered:{address.lower()}",
-                smtp_response=delivery.get("smtpResponse"),
-                reporting_mta=delivery.get("reportingMTA"),
-                remote_mta_ip=delivery.get("remoteMtaIp"),
-                processing_time_ms=delivery.get("processingTimeMillis"),
-            )
-    elif kind == "Bounce":
-        bounce = document.get("bounce") or {}
-        hard = bounce.get("bounceType") == "Permanent"
-        for entry in bounce.get("bouncedRecipients") or []:
-            address = str(entry.get("emailAddress", ""))
-            item = report(
-                EventType.BOUNCED,
-                address,
-                bounce.get("timestamp"),
-                f"ses:{ses_id}:bounced:{address.lower()}:{bounce.get('feedbackId', '')}",
-                bounce_type=(BounceType.HARD if hard else BounceType.SOFT).value,
-                ses_bounce_type=bounce.get("bounceType"),
-                ses_bounce_subtype=bounce.get("bounceSubType"),
-                enhanced_status=entry.get("status"),
-                reply=entry.get("diagnosticCode"),
-                action=entry.get("action"),
-                reporting_mta=bounce.get("reportingMTA"),
-                feedback_id=bounce.get("feedbackId"),
-            )
-            item.suppress = SuppressionReason.HARD_BOUNCE if hard else None
-            yield item
-    elif kind == "Complaint":
-        complaint = document.get("complaint") or {}
-        for entry in complaint.get("complainedRecipients") or []:
-            address = str(entry.get("emailAddress", ""))
-            item = report(
-                EventType.COMPLAINED,
-                address,
-                complaint.get("timestamp"),
-                f"ses:{ses_id}:complained:{address.lower()}:{complaint.get('feedbackId', '')}",
-                feedback_type=complaint.get("complaintFeedbackType"),
-                complaint_subtype=complaint.get("complaintSubType"),
-                user_agent=complaint.get("userAgent"),
-                feedback_id=complaint.get("feedbackId"),
-            )
-            item.suppress = SuppressionReason.COMPLAINT
-            yield item
-    elif kind == "DeliveryDelay":
-        delay = document.get("deliveryDelay") or {}
-        for entry in delay.get("delayedRecipients") or []:
-            address = str(entry.get("emailAddress", ""))
-            yield report(
-                EventType.DEFERRED,
-                address,
-                delay.get("timestamp"),
-                f"ses:{ses_id}:deferred:{address.lower()}:{delay.get('timestamp', '')}",
-                delay_type=delay.get("delayType"),
-                enhanced_status=entry.get("status"),
-                reply=entry.get("diagnosticCode"),
-                expiration_time=delay.get("expirationTime"),
-            )
-    elif kind == "Reject":
-        reason = (document.get("reject") or {}).get("reason")
-        for address in destination:
-            yield report(EventType.REJECTED, address, None, f"ses:{ses_id}:rejected:{address.lower()}", reason=reason)
-    elif kind == "Rendering Failure":
-        failure = document.get("failure") or {}
-        for address in destination:
-            yield report(
-                EventType.RENDERING_FAILED,
-                address,
-                None,
-                f"ses:{ses_id}:rendering_failed:{address.lower()}",
-                error=failure.get("errorMessage"),
-                template=failure.get("templateName"),
-            )
-    elif kind in ("Open", "Click"):
-        # SES's own tracking (when the configuration set has it on): one message, one pixel, so the recipient is
-        # known only when the message had one.
-        section = document.get(kind.lower()) or {}
-        recipient = destination[0] if len(destination) == 1 else None
-        yield report(
-            EventType.OPENED if kind == "Open" else EventType.CLICKED,
+    def section(self, name: str) -> dict[str, Any]:
+        return self.document.get(name) or {}
+
+    def report(self, type_: EventType, recipient: str | None, at: Any, key: str, **details: Any) -> SesReport:
+        return SesReport(type_, self.ses_id, self.postroom_id, recipient, _time(at) or self.sent_at, key, details)
+
+
+def _send(c: _Context) -> Iterator[SesReport]:
+    for address in c.destination:
+        yield c.report(EventType.SENT, address, None, sent_key(c.postroom_id or "", address, c.ses_id))
+
+
+def _delivery(c: _Context) -> Iterator[SesReport]:
+    delivery = c.section("delivery")
+    for address in delivery.get("recipients") or []:
+        yield c.report(
+            EventType.DELIVERED,
+            address,
+            delivery.get("timestamp"),
+            f"ses:{c.ses_id}:delivered:{address.lower()}",
+            smtp_response=delivery.get("smtpResponse"),
+            reporting_mta=delivery.get("reportingMTA"),
+            remote_mta_ip=delivery.get("remoteMtaIp"),
+            processing_time_ms=delivery.get("processingTimeMillis"),
+        )
+
+
+def _bounce(c: _Context) -> Iterator[SesReport]:
+    bounce = c.section("bounce")
+    hard = bounce.get("bounceType") == "Permanent"
+    for entry in bounce.get("bouncedRecipients") or []:
+        address = str(entry.get("emailAddress", ""))
+        item = c.report(
+            EventType.BOUNCED,
+            address,
+            bounce.get("timestamp"),
+            f"ses:{c.ses_id}:bounced:{address.lower()}:{bounce.get('feedbackId', '')}",
+            bounce_type=(BounceType.HARD if hard else BounceType.SOFT).value,
+            ses_bounce_type=bounce.get("bounceType"),
+            ses_bounce_subtype=bounce.get("bounceSubType"),
+            enhanced_status=entry.get("status"),
+            reply=entry.get("diagnosticCode"),
+            action=entry.get("action"),
+            reporting_mta=bounce.get("reportingMTA"),
+            feedback_id=bounce.get("feedbackId"),
+        )
+        item.suppress = SuppressionReason.HARD_BOUNCE if hard else None
+        yield item
+
+
+def _complaint(c: _Context) -> Iterator[SesReport]:
+    complaint = c.section("complaint")
+    for entry in complaint.get("complainedRecipients") or []:
+        address = str(entry.get("emailAddress", ""))
+        item = c.report(
+            EventType.COMPLAINED,
+            address,
+            complaint.get("timestamp"),
+            f"ses:{c.ses_id}:complained:{address.lower()}:{complaint.get('feedbackId', '')}",
+            feedback_type=complaint.get("complaintFeedbackType"),
+            complaint_subtype=complaint.get("complaintSubType"),
+            user_agent=complaint.get("userAgent"),
+            feedback_id=complaint.get("feedbackId"),
+        )
+        item.suppress = SuppressionReason.COMPLAINT
+        yield item
+
+
+def _delivery_delay(c: _Context) -> Iterator[SesReport]:
+    delay = c.section("deliveryDelay")
+    for entry in delay.get("delayedRecipients") or []:
+        address = str(entry.get("emailAddress", ""))
+        yield c.report(
+            EventType.DEFERRED,
+            address,
+            delay.get("timestamp"),
+            f"ses:{c.ses_id}:deferred:{address.lower()}:{delay.get('timestamp', '')}",
+            delay_type=delay.get("delayType"),
+            enhanced_status=entry.get("status"),
+            reply=entry.get("diagnosticCode"),
+            expiration_time=delay.get("expirationTime"),
+        )
+
+
+def _reject(c: _Context) -> Iterator[SesReport]:
+    reason = c.section("reject").get("reason")
+    for address in c.destination:
+        yield c.report(EventType.REJECTED, address, None, f"ses:{c.ses_id}:rejected:{address.lower()}", reason=reason)
+
+
+def _rendering_failure(c: _Context) -> Iterator[SesReport]:
+    failure = c.section("failure")
+    for address in c.destination:
+        yield c.report(
+            EventType.RENDERING_FAILED,
+            address,
+            None,
+            f"ses:{c.ses_id}:rendering_failed:{address.lower()}",
+            error=failure.get("errorMessage"),
+            template=failure.get("templateName"),
+        )
+
+
+def _engagement(kind: str, type_: EventType) -> Callable[[_Context], Iterator[SesReport]]:
+    """SES's own open or click tracking (when the configuration set has it on): one message, one pixel, so the
+    recipient is known only when the message had one."""
+    name = kind.lower()
+
+    def reports_of(c: _Context) -> Iterator[SesReport]:
+        section = c.section(name)
+        recipient = c.destination[0] if len(c.destination) == 1 else None
+        yield c.report(
+            type_,
             recipient,
             section.get("timestamp"),
-            f"ses:{ses_id}:{kind.lower()}:{section.get('timestamp', '')}:{section.get('link', '')}",
+            f"ses:{c.ses_id}:{name}:{section.get('timestamp', '')}:{section.get('link', '')}",
             ip_address=section.get("ipAddress"),
             user_agent=section.get("userAgent"),
             url=section.get("link"),
         )
-    else:
+
+    return reports_of
+
+
+# SES event type (``eventType`` of event publishing, ``notificationType`` of identity notifications) → its reports.
+_REPORTERS: dict[str, Callable[[_Context], Iterator[SesReport]]] = {
+    "Send": _send,
+    "Delivery": _delivery,
+    "Bounce": _bounce,
+    "Complaint": _complaint,
+    "DeliveryDelay": _delivery_delay,
+    "Reject": _reject,
+    "Rendering Failure": _rendering_failure,
+    "Open": _engagement("Open", EventType.OPENED),
+    "Click": _engagement("Click", EventType.CLICKED),
+}
+
+
+def reports(document: dict[str, Any]) -> Iterator[SesReport]:
+    """The reports in one SES document, one per recipient concerned; a type Postroom does not map gives none."""
+    mail = document["mail"]
+    kind = document.get("eventType") or document.get("notificationType") or ""
+    reporter = _REPORTERS.get(kind)
+    if reporter is None:
         logger.info("SES event type not mapped", extra={"ses_event_type": kind})
+        return
+    yield from reporter(
+        _Context(
+            document=document,
+            ses_id=str(mail.get("messageId", "")),
+            postroom_id=_postroom_id(mail),
+            destination=[str(address) for address in mail.get("destination") or []],
+            sent_at=_time(mail.get("timestamp")) or "",
+        )
+    )
 
 
 def _smtp_code(text: str | None) -> int | None:

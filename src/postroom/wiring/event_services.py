@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from postroom.core import aws
-from postroom.core.event_settings import EventSettings, event_settings_from_env
 from postroom.events.event_store import EventStore
 from postroom.events.recorder import EventRecorder
 from postroom.suppression.suppression_store import SuppressionStore
@@ -22,6 +21,7 @@ from postroom.webhooks.subscriptions import WebhookStore
 from postroom.wiring.services import Services, services
 
 if TYPE_CHECKING:
+    from postroom.core.event_settings import EventSettings
     from postroom.deliver.return_path import ReturnPath
     from postroom.tracking.tokens import LinkSigner
 
@@ -32,7 +32,11 @@ SIGNING_KEY_MAX_AGE_SECONDS = 300
 @dataclass
 class EventServices:
     core: Services
-    config: EventSettings
+
+    @property
+    def config(self) -> EventSettings:
+        """The events/webhooks/tracking part of the one Settings, validated with it at cold start."""
+        return self.core.settings.events
 
     @cached_property
     def events(self) -> EventStore:
@@ -102,7 +106,7 @@ def event_services() -> EventServices:
     if current is None or current.core is not core:
         with _lock:
             if _current is None or _current.core is not core:
-                built = EventServices(core, event_settings_from_env())
+                built = EventServices(core)
                 _ = (built.events, built.suppressions, built.webhooks, built.fanout, built.recorder)
                 _current = built
             current = _current

@@ -78,7 +78,7 @@ def smtp_agent(settings: Settings) -> SmtpDeliveryAgent:
         helo_name=settings.helo,
         timeout=settings.smtp_timeout,
         tls_verify=settings.smtp_tls_verify,
-        ca_file=settings.tls_ca_file or None,
+        ca_file=settings.deliverability.tls_ca_file or None,
     )
     resolver = _mx_resolver(settings)
     return SmtpDeliveryAgent(resolver, options, deliverability.tls_policies(settings, resolver))

@@ -30,13 +30,15 @@ _mta_sts: MtaStsResolver | None = None
 def sign_outgoing(agent: SmtpAgent, settings: Settings) -> SmtpAgent:
     """The batch's SMTP agent, wrapped to DKIM-sign when any sending domain has selectors configured."""
     global _signer
-    if not settings.dkim_selectors:
+    if not settings.deliverability.dkim_selectors:
         return agent
     from postroom.deliver.dkim import DkimSigner, ParameterKeyStore, SigningSmtpAgent
 
     with _lock:
         if _signer is None:
-            _signer = DkimSigner(settings.dkim_selectors, ParameterKeyStore.from_settings(settings))
+            _signer = DkimSigner(
+                settings.deliverability.dkim_selectors, ParameterKeyStore.from_settings(settings.deliverability)
+            )
         signer = _signer
     return SigningSmtpAgent(agent, signer)
 
@@ -44,8 +46,8 @@ def sign_outgoing(agent: SmtpAgent, settings: Settings) -> SmtpAgent:
 def tls_policies(settings: Settings, resolver: MxResolver) -> TlsPolicies:
     """The TLS policy per recipient domain: ``POSTROOM_TLS_POLICY``, raised by MTA-STS unless that is turned off."""
     default = TlsLevel.VERIFY if settings.smtp_tls_verify else TlsLevel.OPPORTUNISTIC
-    static = StaticTlsPolicies(settings.tls_policy, default=default)
-    if not settings.mta_sts:
+    static = StaticTlsPolicies(settings.deliverability.tls_policy, default=default)
+    if not settings.deliverability.mta_sts:
         return static
     global _mta_sts
     with _lock:
@@ -69,8 +71,8 @@ def _mta_sts_resolver(settings: Settings, resolver: MxResolver) -> MtaStsResolve
 
     fetcher = PolicyFetcher(
         resolver.host_addresses,
-        context=ssl.create_default_context(cafile=settings.tls_ca_file or None),
-        port=settings.mta_sts_port,
+        context=ssl.create_default_context(cafile=settings.deliverability.tls_ca_file or None),
+        port=settings.deliverability.mta_sts_port,
         timeout=min(settings.smtp_timeout, 10.0),
     )
     cache = LayeredPolicyCache(MemoryPolicyCache(), DynamoPolicyCache(aws.client("dynamodb"), settings.table))
