@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_ID_PATTERN, check_address, mail_for
+from postroom.api.openapi_doc import errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
 from postroom.core.untrusted import InputModel
@@ -84,7 +85,7 @@ def get_attachment(
     return _redirect(service.part_url(item, parts[part]))
 
 
-@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox")
+@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox", responses=errors(409))
 def update_mail(
     mail_id: MailId,
     body: Annotated[MailUpdate, Body()],
@@ -113,7 +114,11 @@ class MailCopy(InputModel):
     mailbox: str = Field(pattern=MAILBOX_ID_PATTERN, description="The mailbox (of the same address) to copy into")
 
 
-@router.post("/<mail_id>/copy", summary="Copy into another mailbox of the same address (IMAP COPY): a new message id")
+@router.post(
+    "/<mail_id>/copy",
+    summary="Copy into another mailbox of the same address (IMAP COPY): a new message id",
+    responses=errors(409),
+)
 def copy_mail(
     mail_id: MailId,
     body: Annotated[MailCopy, Body()],

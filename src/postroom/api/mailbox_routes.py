@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
+from postroom.api.openapi_doc import errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
@@ -63,7 +64,7 @@ def list_mailboxes(
     return {"mailboxes": boxes}
 
 
-@router.post("/", summary="Create a custom mailbox (folder) for an address")
+@router.post("/", summary="Create a custom mailbox (folder) for an address", responses=errors(409))
 def create_mailbox(
     body: Annotated[NewMailbox, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
@@ -86,7 +87,7 @@ def get_mailbox(
     return mailbox_for(mail_service(), principal, mailbox_id).public()
 
 
-@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox")
+@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox", responses=errors(409))
 def delete_mailbox(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
@@ -100,7 +101,7 @@ def delete_mailbox(
     return Response(status_code=204)
 
 
-@router.get("/<mailbox_id>/messages", summary="A page of messages, newest first")
+@router.get("/<mailbox_id>/messages", summary="A page of messages, newest first", responses=errors(400))
 def list_messages(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
@@ -146,7 +147,11 @@ def list_messages(
     return answer
 
 
-@router.get("/<mailbox_id>/changes", summary="Created, updated and destroyed message ids since a state")
+@router.get(
+    "/<mailbox_id>/changes",
+    summary="Created, updated and destroyed message ids since a state",
+    responses=errors(410),
+)
 def changes(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
