@@ -18,7 +18,7 @@ from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
-from postroom.api.openapi_doc import errors
+from postroom.api.openapi_doc import NO_CONTENT, errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
@@ -64,7 +64,11 @@ def list_mailboxes(
     return {"mailboxes": boxes}
 
 
-@router.post("/", summary="Create a custom mailbox (folder) for an address", responses=errors(409))
+@router.post(
+    "/",
+    summary="Create a custom mailbox (folder) for an address",
+    responses={201: {"description": "Created"}, **errors(409)},
+)
 def create_mailbox(
     body: Annotated[NewMailbox, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
@@ -87,7 +91,7 @@ def get_mailbox(
     return mailbox_for(mail_service(), principal, mailbox_id).public()
 
 
-@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox", responses=errors(409))
+@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox", responses={204: NO_CONTENT, **errors(409)})
 def delete_mailbox(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DOCS_PATH",
     "DOCUMENT_PATH",
+    "NO_CONTENT",
     "SECURITY",
     "SECURITY_SCHEMES",
     "ErrorBody",
@@ -51,6 +52,9 @@ SECURITY_SCHEMES = {
     )
 }
 SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+# A 2xx without a body: ``content`` given (empty) so Powertools does not describe the return type as its body.
+NO_CONTENT: OpenAPIResponse = {"description": "Done; no body", "content": {}}
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
