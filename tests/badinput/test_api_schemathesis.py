@@ -1,8 +1,8 @@
 """Schemathesis against Postroom's own OpenAPI document (``app.get_openapi_json_schema()``), in process: generated
 requests, valid and invalid, go through an API-Gateway-style WSGI adapter to the real send API handler over moto.
 
-Every answer must be below 500 and every error must be Postroom's structured ``{"error": {"code", "message",
-"field"}}``; a caller without a key gets 401 for every generated request, whatever the request looks like.
+Every answer must be below 500, every error must be Postroom's structured ``{"error": {"code", "message",
+"field"}}``, and every status Postroom answers must be one the operation declares in the document; a caller without a key gets 401 for every generated request, whatever the request looks like.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import not_a_server_error, status_code_conformance
 
 from postroom.local import template as tpl
 from tests.badinput.gateway import GATEWAY_ERROR_HEADER, OPENAPI_PATH, WsgiGateway
@@ -62,6 +62,14 @@ def structured_errors(ctx: Any, response: Any, case: Any) -> bool | None:
     return None
 
 
+@schemathesis.check
+def declared_statuses(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Postroom answers only statuses the operation's document declares (API Gateway's own answers aside)."""
+    if GATEWAY_ERROR_HEADER.lower() in {k.lower() for k in response.headers}:
+        return None
+    return status_code_conformance(ctx, response, case)
+
+
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -76,7 +84,7 @@ def test_generated_requests_never_get_a_5xx_and_errors_are_structured(case: Any,
     # GIVEN a generated request (valid or not) with a valid key  WHEN it is sent
     response = case.call(headers={"Authorization": f"Bearer {api.api_key}"})
     # THEN no 5xx, and any error is structured
-    case.validate_response(response, checks=[not_a_server_error, structured_errors])
+    case.validate_response(response, checks=[not_a_server_error, structured_errors, declared_statuses])
 
 
 @schema.parametrize()
@@ -85,7 +93,7 @@ def test_generated_requests_without_a_key_are_401(case: Any, api: Stack) -> None
     # GIVEN a generated request without a key  WHEN it is sent
     response = case.call(headers={"Authorization": ""})
     # THEN 401, structured, whatever the body or path held
-    case.validate_response(response, checks=[not_a_server_error, structured_errors])
+    case.validate_response(response, checks=[not_a_server_error, structured_errors, declared_statuses])
     if GATEWAY_ERROR_HEADER.lower() not in {k.lower() for k in response.headers}:
         assert response.status_code == 401, response.content[:300]
         assert _error_of(response)["code"] == "unauthorized"

@@ -36,7 +36,11 @@ def list_addresses(
     return {"addresses": [{"address": a, "mailboxes_url": f"/v1/mailboxes?address={a}"} for a in addresses]}
 
 
-@router.post("/", summary="Register an inbound address (creates its Inbox, Archive and Trash)")
+@router.post(
+    "/",
+    summary="Register an inbound address (creates its Inbox, Archive and Trash)",
+    responses={201: {"description": "Registered"}, 200: {"description": "Already registered"}},
+)
 def create_address(
     body: Annotated[NewAddress, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_ADMIN))],

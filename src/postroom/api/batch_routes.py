@@ -13,6 +13,7 @@ from postroom.accept.compose import MessageInput
 from postroom.accept.intake import Accepted
 from postroom.api import idempotent
 from postroom.api.deps import require
+from postroom.api.openapi_doc import errors
 from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import PostroomError
@@ -41,6 +42,7 @@ def _row(index: int, outcome: Accepted | PostroomError) -> dict[str, Any]:
     summary="Send up to 500 messages",
     description="Each row is accepted or refused on its own; the answer lists, in request order, an id or an error "
     "per row. An Idempotency-Key makes the whole batch safe to retry.",
+    responses=errors(409, 503),
 )
 def send_batch(
     body: Annotated[BatchRequest, Body()],

@@ -20,6 +20,9 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Routes that also take a message as it is, not wrapped in JSON.
 RAW_MESSAGE_PATHS = frozenset({"/v1/messages/raw"})
 RAW_MESSAGE_TYPE = "message/rfc822"
+# The API's own description, readable without a key: only GET, only these exact paths (no prefix match, so nothing
+# under them and no other method skips the key).
+PUBLIC_DOCUMENT_PATHS = frozenset({"/v1/openapi.json", "/docs"})
 
 
 def _header(event: dict[str, Any], name: str) -> str | None:
@@ -32,6 +35,11 @@ def _header(event: dict[str, Any], name: str) -> str | None:
 def body_bytes(event: dict[str, Any]) -> bytes:
     body = event.get("body") or ""
     return base64.b64decode(body) if event.get("isBase64Encoded") else body.encode()
+
+
+def is_public_document(event: dict[str, Any]) -> bool:
+    """A GET of the OpenAPI document or of Swagger UI: answered without a key."""
+    return (event.get("httpMethod") or "").upper() == "GET" and event.get("path") in PUBLIC_DOCUMENT_PATHS
 
 
 def authenticate(event: dict[str, Any], svc: Services) -> Principal:

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_ID_PATTERN, check_address, mail_for
+from postroom.api.openapi_doc import NO_CONTENT, errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
 from postroom.core.untrusted import InputModel
@@ -61,7 +62,11 @@ def get_mail(
     return service.document(mail_for(service, principal, mail_id))
 
 
-@router.get("/<mail_id>/raw", summary="The RFC 822 source, as received (redirect to a presigned S3 URL)")
+@router.get(
+    "/<mail_id>/raw",
+    summary="The RFC 822 source, as received (redirect to a presigned S3 URL)",
+    responses={302: {"description": "Redirect (Location) to a presigned S3 URL, also given in the body"}},
+)
 def get_raw(
     mail_id: MailId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
@@ -70,7 +75,11 @@ def get_raw(
     return _redirect(service.raw_url(mail_for(service, principal, mail_id)))
 
 
-@router.get("/<mail_id>/attachments/<part>", summary="Download one attachment (redirect to a presigned S3 URL)")
+@router.get(
+    "/<mail_id>/attachments/<part>",
+    summary="Download one attachment (redirect to a presigned S3 URL)",
+    responses={302: {"description": "Redirect (Location) to a presigned S3 URL, also given in the body"}},
+)
 def get_attachment(
     mail_id: MailId,
     part: Annotated[str, Path(pattern=r"^[0-9]{1,4}(\.[0-9]{1,4}){0,20}$", description="The attachment's part")],
@@ -84,7 +93,7 @@ def get_attachment(
     return _redirect(service.part_url(item, parts[part]))
 
 
-@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox")
+@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox", responses=errors(409))
 def update_mail(
     mail_id: MailId,
     body: Annotated[MailUpdate, Body()],
@@ -113,7 +122,11 @@ class MailCopy(InputModel):
     mailbox: str = Field(pattern=MAILBOX_ID_PATTERN, description="The mailbox (of the same address) to copy into")
 
 
-@router.post("/<mail_id>/copy", summary="Copy into another mailbox of the same address (IMAP COPY): a new message id")
+@router.post(
+    "/<mail_id>/copy",
+    summary="Copy into another mailbox of the same address (IMAP COPY): a new message id",
+    responses={201: {"description": "Copied: the new message"}, **errors(409)},
+)
 def copy_mail(
     mail_id: MailId,
     body: Annotated[MailCopy, Body()],
@@ -131,7 +144,11 @@ def copy_mail(
     return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(copied))
 
 
-@router.delete("/<mail_id>", summary="Move to Trash; a message already in Trash is expunged")
+@router.delete(
+    "/<mail_id>",
+    summary="Move to Trash; a message already in Trash is expunged",
+    responses={200: {"description": "Moved to Trash"}, 204: NO_CONTENT},
+)
 def delete_mail(
     mail_id: MailId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],

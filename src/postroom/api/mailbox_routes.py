@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
+from postroom.api.openapi_doc import NO_CONTENT, errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
@@ -63,7 +64,11 @@ def list_mailboxes(
     return {"mailboxes": boxes}
 
 
-@router.post("/", summary="Create a custom mailbox (folder) for an address")
+@router.post(
+    "/",
+    summary="Create a custom mailbox (folder) for an address",
+    responses={201: {"description": "Created"}, **errors(409)},
+)
 def create_mailbox(
     body: Annotated[NewMailbox, Body()],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
@@ -87,7 +92,7 @@ def get_mailbox(
     return mailbox_for(mail_service(), principal, mailbox_id).public()
 
 
-@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox")
+@router.delete("/<mailbox_id>", summary="Delete an empty custom mailbox", responses={204: NO_CONTENT, **errors(409)})
 def delete_mailbox(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
@@ -101,7 +106,7 @@ def delete_mailbox(
     return Response(status_code=204)
 
 
-@router.get("/<mailbox_id>/messages", summary="A page of messages, newest first")
+@router.get("/<mailbox_id>/messages", summary="A page of messages, newest first", responses=errors(400))
 def list_messages(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
@@ -147,7 +152,11 @@ def list_messages(
     return answer
 
 
-@router.get("/<mailbox_id>/changes", summary="Created, updated and destroyed message ids since a state")
+@router.get(
+    "/<mailbox_id>/changes",
+    summary="Created, updated and destroyed message ids since a state",
+    responses=errors(410),
+)
 def changes(
     mailbox_id: MailboxId,
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],

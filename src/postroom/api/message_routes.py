@@ -18,6 +18,7 @@ from postroom.accept.models import DeliveryChoice
 from postroom.api import idempotent
 from postroom.api.deps import require
 from postroom.api.gate import RAW_MESSAGE_TYPE, body_bytes
+from postroom.api.openapi_doc import errors
 from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
@@ -33,7 +34,7 @@ router = Router()
     summary="Send a message",
     description="Validates, stores and queues the message (or schedules it, with send_at); answers 202 once it is "
     "durable. With an Idempotency-Key header, a retry with the same key and body answers the first response again.",
-    responses={202: {"description": "Accepted: stored and queued for delivery"}},
+    responses={202: {"description": "Accepted: stored and queued for delivery"}, **errors(409, 503)},
 )
 def send_message(
     body: Annotated[MessageInput, Body()],
@@ -101,7 +102,7 @@ def _raw_fingerprint(
     "stores and queues it, and answers 202 once it is durable. With an Idempotency-Key header, a retry with the same "
     "key, the same message bytes and the same envelope answers the first response again; the same key with another "
     "message or envelope is 409 idempotency_key_reused.",
-    responses={202: {"description": "Accepted: stored and queued for delivery"}},
+    responses={202: {"description": "Accepted: stored and queued for delivery"}, **errors(409, 503)},
 )
 def send_raw_message(
     principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
@@ -27,7 +28,8 @@ from postroom.api import (
     webhook_routes,
 )
 from postroom.api.deps import required_scopes
-from postroom.api.gate import screen
+from postroom.api.gate import is_public_document, screen
+from postroom.api.openapi_doc import DOCS_PATH, DOCUMENT_PATH, SECURITY, SECURITY_SCHEMES, declare_statuses
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
 from postroom.core.auth import Principal
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
@@ -55,6 +57,25 @@ app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
+# Powertools builds the document from the routes; the statuses every route can answer (401, 403, 422, …) are added to
+# each route's own declared responses here, once all are mounted and before any is resolved.
+declare_statuses(app._static_routes + app._dynamic_routes)
+app.configure_openapi(
+    title="Postroom",
+    version=version("postroom"),
+    description="Transactional email relay: send, track and receive mail over HTTP. Errors are always "
+    '`{"error": {"code", "message", "field"}}`.',
+    security_schemes=SECURITY_SCHEMES,
+    security=SECURITY,
+)
+# A self-contained Swagger UI (Powertools inlines its JS and CSS: no CDN); the gate lets GET of it through unkeyed.
+app.enable_swagger(path=DOCS_PATH)
+
+
+@app.get(DOCUMENT_PATH, include_in_schema=False)
+def openapi_document() -> Response[str]:
+    """The OpenAPI 3.1 document, generated from the routes (served without a key, like /docs)."""
+    return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
 
 
 @app.exception_handler(PostroomError)
@@ -92,6 +113,8 @@ def _not_found(_: RouteNotFoundError) -> Response:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if is_public_document(event):
+        return app.resolve(event, context)  # the API's description: nothing to authenticate, no body
     try:
         principal = screen(event, services())
     except PostroomError as error:

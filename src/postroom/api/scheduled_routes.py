@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from postroom.accept import scheduling
 from postroom.api.deps import require
+from postroom.api.openapi_doc import errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ServiceUnavailableError
 from postroom.core.message_record import MessageRecord
@@ -54,7 +55,7 @@ def _scheduler() -> scheduling.DeliveryScheduler:
     return scheduler
 
 
-@router.post("/<message_id>/cancel", summary="Cancel a scheduled message")
+@router.post("/<message_id>/cancel", summary="Cancel a scheduled message", responses=errors(409, 503))
 def cancel_message(
     message_id: MessageId, principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]
 ) -> dict[str, object]:
@@ -62,7 +63,7 @@ def cancel_message(
     return record.public()
 
 
-@router.patch("/<message_id>", summary="Reschedule a scheduled message")
+@router.patch("/<message_id>", summary="Reschedule a scheduled message", responses=errors(409, 503))
 def reschedule_message(
     message_id: MessageId,
     body: Annotated[Reschedule, Body()],

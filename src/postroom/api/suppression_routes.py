@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Query
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from postroom.api.deps import require
+from postroom.api.openapi_doc import NO_CONTENT
 from postroom.core.addresses import AddressError, normalise_address
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
@@ -76,7 +77,11 @@ def list_suppressions(
     return {"data": [entry.model_dump(mode="json") for entry in entries], "next": cursor}
 
 
-@router.post("/", summary="Suppress an address", responses={201: {"description": "Added"}})
+@router.post(
+    "/",
+    summary="Suppress an address",
+    responses={201: {"description": "Added"}, 200: {"description": "Already suppressed"}},
+)
 def add_suppression(
     body: Annotated[SuppressionRequest, Body()],
     principal: Annotated[Principal, Depends(require(Scope.SUPPRESSIONS_WRITE))],
@@ -97,7 +102,7 @@ def add_suppression(
     )
 
 
-@router.delete("/", summary="Remove an address from the list (for one scope)")
+@router.delete("/", summary="Remove an address from the list (for one scope)", responses={204: NO_CONTENT})
 def remove_suppression(
     principal: Annotated[Principal, Depends(require(Scope.SUPPRESSIONS_WRITE))],
     address: Annotated[str, Query(description="The address to mail again.")],

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path
 from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
+from postroom.api.openapi_doc import NO_CONTENT
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
 from postroom.core.untrusted import InputModel
@@ -57,7 +58,11 @@ def get_template(
     return _get(principal, name).public()
 
 
-@router.put("/<name>", summary="Create or replace a template")
+@router.put(
+    "/<name>",
+    summary="Create or replace a template",
+    responses={201: {"description": "Created"}, 200: {"description": "Replaced"}},
+)
 def put_template(
     name: TemplateName,
     body: Annotated[TemplateBody, Body()],
@@ -74,7 +79,9 @@ def put_template(
     )
 
 
-@router.delete("/<name>", summary="Delete a template (a built-in of that name shows again)")
+@router.delete(
+    "/<name>", summary="Delete a template (a built-in of that name shows again)", responses={204: NO_CONTENT}
+)
 def delete_template(
     name: TemplateName, principal: Annotated[Principal, Depends(require(Scope.TEMPLATES_WRITE))]
 ) -> Response[str]:

@@ -11,6 +11,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
+from postroom.api.openapi_doc import NO_CONTENT
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
@@ -145,7 +146,11 @@ def update_webhook(
         raise NotFoundError(f"no webhook {webhook_id}", field="id") from None
 
 
-@router.delete("/<webhook_id>", summary="Delete a subscription (queued deliveries to it are dropped)")
+@router.delete(
+    "/<webhook_id>",
+    summary="Delete a subscription (queued deliveries to it are dropped)",
+    responses={204: NO_CONTENT},
+)
 def delete_webhook(
     webhook_id: Annotated[str, Path(pattern=_ID)],
     principal: Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))],
