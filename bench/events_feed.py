@@ -1,8 +1,8 @@
 """Events: DynamoDB Queries per feed page and write units per recorded event (issue 21, goals 2 and 3).
 
-Counted, not timed: a botocore ``before-call`` hook sees every DynamoDB call the store makes, so the figures are the
-same on any machine. Write units are computed as AWS bills them: per item ceil(size / 1 KB) (DynamoDB's item-size
-rules: attribute names plus values), doubled for the items of a TransactWriteItems, plus one entry per GSI the item
+Counted, not timed: a botocore ``before-parameter-build`` hook sees every DynamoDB call the store makes (with its
+API parameters), so the figures are the same on any machine. Write units are computed as AWS bills them: per
+item ceil(size / 1 KB) (DynamoDB's item-size rules: attribute names plus values), doubled for the items of a TransactWriteItems, plus one entry per GSI the item
 lands in (its keys and projected attributes), plus UpdateItems (the larger of the item before and after; ``settled``
 is not projected, so it writes no index entry where the index projects only ``doc``).
 
@@ -78,7 +78,7 @@ class Meter:
         self._indexes = indexes
         self._table_keys = table_keys
         self._client = client
-        client.meta.events.register("before-call.dynamodb", self._before)
+        client.meta.events.register("before-parameter-build.dynamodb", self._before)
 
     def reset(self) -> None:
         self.calls.clear()
@@ -209,7 +209,9 @@ def write_figures(client: Any, meter: Meter, *, webhooks: bool, count: int) -> f
     tenant = f"writer-{int(webhooks)}"
     subscriptions = WebhookStore(client, TABLE)
     if webhooks:
-        subscriptions.create(tenant, url="https://example.org/hook", event_types=[], secret="s" * 32, description=None)
+        subscriptions.create(
+            tenant, url="https://example.org/hook", event_types=["delivered"], secret="s" * 32, description=None
+        )
     recorder = EventRecorder(
         events=EventStore(client, TABLE),
         suppressions=SuppressionStore(client, TABLE),
