@@ -3,8 +3,9 @@
 Counted, not timed: a botocore ``before-parameter-build`` hook sees every DynamoDB call the store makes (with its
 API parameters), so the figures are the same on any machine. Write units are computed as AWS bills them: per
 item ceil(size / 1 KB) (DynamoDB's item-size rules: attribute names plus values), doubled for the items of a
-TransactWriteItems, plus one entry per GSI the item lands in (its keys and projected attributes), plus UpdateItems (the larger of the item before and after; ``settled``
-is not projected, so it writes no index entry where the index projects only ``doc``).
+TransactWriteItems, plus one entry per GSI the item lands in (its keys and projected attributes), plus UpdateItems
+(the larger of the item before and after; ``settled`` is not projected, so it writes no index entry where the index
+projects only ``doc``).
 
 Runs against moto in-process with the table built from the ``template.yaml`` next to the imported ``postroom``
 package, so it measures whichever checkout is on the path: ``PYTHONPATH=<old checkout>/src`` gives the "before".
