@@ -402,11 +402,17 @@ def test_table_has_the_template_key_schema_and_index(template, resources, client
     assert table["KeySchema"] == declared["KeySchema"]
     assert sorted(table["AttributeDefinitions"], key=str) == sorted(declared["AttributeDefinitions"], key=str)
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
-    (gsi,) = table["GlobalSecondaryIndexes"]
+    gsi, feed = sorted(table["GlobalSecondaryIndexes"], key=lambda index: index["IndexName"] != "gsi1")
     assert (gsi["IndexName"], gsi["KeySchema"], gsi["Projection"]) == (
         "gsi1",
         declared["GlobalSecondaryIndexes"][0]["KeySchema"],
         {"ProjectionType": "ALL"},
+    )
+    # the events feed: only the event's JSON projected, so settling an event does not write the index again
+    assert (feed["IndexName"], feed["KeySchema"], feed["Projection"]) == (
+        "feed",
+        declared["GlobalSecondaryIndexes"][1]["KeySchema"],
+        {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["doc"]},
     )
     ttl = client("dynamodb").describe_time_to_live(TableName=resources.ref("Table"))["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")

@@ -1,29 +1,63 @@
-"""Event items in the single table.
+"""Event items in the single table: one item per event.
 
-    Feed      pk=TENANT#<tenant>#EVT#<yyyy-mm-dd>   sk=<event id>          doc, expires_at
-    Timeline  pk=MSG#<message id>                   sk=EVT#<event id>      doc, expires_at
-    Dedupe    pk=EVTKEY#<sha256 of tenant + key>    sk=EVTKEY              event_id, settled, expires_at
+    Event  pk=MSG#<message id>  sk=EVT#<sha256 of tenant + key>
+           event_id, doc, settled, expires_at, feedpk=TENANT#<tenant>#EVT#<shard>, feedsk=<event id>
+    (GSI ``feed``: feedpk / feedsk, projecting only ``doc``)
 
-The feed is partitioned by day (of the event id's ULID time) so no partition grows without bound and a cursor, itself
-an event id, names the partition to continue in. The timeline sits in the message's own partition, beside the
-message item. All three are written in one transaction whose first item is conditional on the dedupe key being new:
-an event reported twice (SNS delivers at least once) is stored once, and a status change written in the same
-transaction happens exactly once with it. Powertools Idempotency is not used here on purpose: it records completion
-*after* the effect, so a crash in between repeats the effect; a condition inside the effect's own transaction cannot.
+**Writes.** An event is one conditional PutItem: the item's key is derived from the event's dedupe key, so an event
+reported twice (SNS delivers at least once; the worker and SES both report ``sent``) is stored once - the condition
+``attribute_not_exists(pk)`` is the dedupe. Only when a status change must happen exactly once with the event
+(``also``: the message update of an SES bounce or complaint) is it a 2-item TransactWriteItems. The item sits in the
+message's own partition, so the message's timeline is one Query of that partition and the writes of a busy tenant
+spread over its messages. Cost as AWS bills it, for an item and index entry of up to 1 KB: 1 WCU for the item and
+1 WCU for its ``feed`` index entry = 2 write units (before: a 3-item transaction, 6, plus the ``settled`` update, 7).
+``settled`` (suppression done, webhooks queued) is written true at once when nothing follows the event; otherwise one
+UpdateItem sets it after the follow-up (1 WCU: ``settled`` is not projected, so the index is not written again).
+
+Throttling is retried by botocore's standard retry mode (the shared clients, ``postroom.core.aws``); a transaction
+cancelled for a conflict or throttling is retried here (``WRITE_ATTEMPTS``). What still fails is raised, never
+swallowed: the caller keeps the work retriable or parks it (``postroom.events.observer``).
+
+**The feed** (GSI ``feed``). A tenant's events are spread over ``FEED_SHARDS`` partition keys, the shard taken from
+the last character of the event id's random part (uniform, and computable from the id alone, so ``get`` and a cursor
+need no lookup). Arithmetic: at 10 000 events/s for one tenant and 1 WCU per index entry, 16 shards put ~625 WCU/s on
+each partition key, under AWS's 1 000 WCU/s per partition (10 would be the minimum; 16 leaves room for entries up to
+~1.6 KB). The key has no day in it, so a page never walks days: each shard is read once, from the cursor (an event id:
+the index's sort key) to the settle boundary, with ``Limit = page + 1``, and the shards' runs - each sorted by id -
+are merged. A page is therefore ``FEED_SHARDS`` Queries whatever the retention, the data volume or the cursor,
+issued in parallel: one round trip of latency. Why not fewer: one Query reads one partition key, and a feed in strict
+id order needs every event of a time range in the keys it reads; any range of a second holds events of every shard
+at 10 000 events/s (that is what spreading the writes means), so an ordered page at that rate needs all of them.
+Queries == shards is the price of a strictly ordered feed that is also write-sharded; ``FEED_SHARDS`` trades one
+for the other (2 shards: 2 Queries, 2 000 events/s).
+
+Old-layout items (``TENANT#<t>#EVT#<day>`` feed items, ``EVTKEY#`` dedupe items) are not read; they expire by TTL.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from postroom.core.dynamo import from_item, to_item
-from postroom.events.event_model import Event, boundary_id, event_time_ms
+from postroom.events.event_model import Event, boundary_id
 
-_DAY = timedelta(days=1)
+FEED_INDEX = "feed"
+FEED_SHARDS = 16  # see the module docstring for the arithmetic; a power of two divides the 32 id characters evenly
+WRITE_ATTEMPTS = 5  # a cancelled transaction: the first try and four more, about 1.5 s of backoff in all
+_BACKOFF_BASE_S = 0.05
+# Cancellation reasons that a later try can clear: another transaction held an item, or the partition was throttled.
+_TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+# Shared by all stores of the execution environment: the feed's shard Queries run at once (boto3 clients are
+# thread-safe), so a page costs one round trip of latency.
+_feed_pool = ThreadPoolExecutor(max_workers=FEED_SHARDS, thread_name_prefix="event-feed")
 
 
 class ConcurrentMessageUpdateError(RuntimeError):
@@ -44,16 +78,22 @@ class FeedPage:
     has_more: bool
 
 
-def day_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d")
+def feed_shard(event_id: str) -> int:
+    """The event's write shard: its id's last character is random (the ULID's entropy), so shards fill evenly."""
+    return _CROCKFORD.index(event_id[-1]) % FEED_SHARDS
 
 
-def feed_pk(tenant: str, event_id: str) -> str:
-    return f"TENANT#{tenant}#EVT#{day_of(event_time_ms(event_id))}"
+def feed_pk(tenant: str, shard: int) -> str:
+    return f"TENANT#{tenant}#EVT#{shard:02d}"
 
 
-def _dedupe_pk(tenant: str, key: str) -> str:
-    return "EVTKEY#" + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()
+def event_key(tenant: str, message_id: str, key: str) -> dict[str, str]:
+    """The table key of the event recorded under dedupe ``key``: the same key always names the same item."""
+    return {"pk": f"MSG#{message_id}", "sk": "EVT#" + hashlib.sha256(f"{tenant}\n{key}".encode()).hexdigest()}
+
+
+def _event(item: dict[str, Any]) -> Event:
+    return Event.model_validate(json.loads(item["doc"]["S"]))
 
 
 class EventStore:
@@ -63,66 +103,73 @@ class EventStore:
         self._retention = timedelta(days=retention_days)
 
     # --- writing ------------------------------------------------------------------------------------------------
-    def record(self, event: Event, *, tenant: str, key: str, also: list[dict[str, Any]] | None = None) -> Recorded:
-        """Store ``event`` unless an event with the same ``key`` was stored before; ``also`` are further
-        TransactWriteItems operations (a message update) that happen if and only if the event is new."""
+    def record(
+        self,
+        event: Event,
+        *,
+        tenant: str,
+        key: str,
+        also: list[dict[str, Any]] | None = None,
+        settled: bool = False,
+    ) -> Recorded:
+        """Store ``event`` unless an event with the same ``key`` was stored for its message before; ``also`` are
+        further TransactWriteItems operations (a message update) that happen if and only if the event is new.
+        ``settled``: nothing follows the event, so no later update is due."""
         expires = int((datetime.now(UTC) + self._retention).timestamp())
-        doc = event.model_dump_json()
-        dedupe = {"pk": _dedupe_pk(tenant, key), "sk": "EVTKEY"}
-        items: list[dict[str, Any]] = [
+        item_key = event_key(tenant, event.message_id, key)
+        item = to_item(
             {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_item({**dedupe, "event_id": event.id, "settled": False, "expires_at": expires}),
-                    "ConditionExpression": "attribute_not_exists(pk)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_item(
-                        {"pk": feed_pk(tenant, event.id), "sk": event.id, "doc": doc, "expires_at": expires}
-                    ),
-                }
-            },
-            {
-                "Put": {
-                    "TableName": self._table,
-                    "Item": to_item(
-                        {"pk": f"MSG#{event.message_id}", "sk": f"EVT#{event.id}", "doc": doc, "expires_at": expires}
-                    ),
-                }
-            },
-            *(also or []),
-        ]
-        try:
-            self._ddb.transact_write_items(TransactItems=items)
-        except self._ddb.exceptions.TransactionCanceledException as exc:
-            reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return self._duplicate(tenant, dedupe, event)
-            if "ConditionalCheckFailed" in reasons[3:]:
-                raise ConcurrentMessageUpdateError(event.message_id) from exc
-            raise
-        return Recorded(event, new=True, settled=False)
+                **item_key,
+                "event_id": event.id,
+                "doc": event.model_dump_json(),
+                "settled": settled,
+                "expires_at": expires,
+                "feedpk": feed_pk(tenant, feed_shard(event.id)),
+                "feedsk": event.id,
+            }
+        )
+        put = {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                if also:
+                    self._ddb.transact_write_items(TransactItems=[{"Put": put}, *also])
+                else:
+                    self._ddb.put_item(**put)
+                return Recorded(event, new=True, settled=settled)
+            except self._ddb.exceptions.ConditionalCheckFailedException:
+                return self._duplicate(item_key, event)
+            except self._ddb.exceptions.TransactionCanceledException as exc:
+                reasons = [reason.get("Code") for reason in exc.response.get("CancellationReasons", [])]
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return self._duplicate(item_key, event)
+                if "ConditionalCheckFailed" in reasons[1:]:
+                    raise ConcurrentMessageUpdateError(event.message_id) from exc
+                if attempt == WRITE_ATTEMPTS or not _TRANSIENT_REASONS.intersection(reasons):
+                    raise
+            # Full jitter, so writers that conflicted once do not collide again in lockstep.
+            time.sleep(random.uniform(0, _BACKOFF_BASE_S * 2**attempt))  # noqa: S311 - jitter, not a secret
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
-    def _duplicate(self, tenant: str, dedupe: dict[str, str], event: Event) -> Recorded:
-        item = self._ddb.get_item(TableName=self._table, Key=to_item(dedupe), ConsistentRead=True).get("Item")
-        stored = from_item(item) if item else {}
-        original = self.get(tenant, str(stored.get("event_id", ""))) if stored.get("event_id") else None
-        return Recorded(original or event, new=False, settled=bool(stored.get("settled", True)))
+    def _duplicate(self, item_key: dict[str, str], event: Event) -> Recorded:
+        item = self._ddb.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True).get("Item")
+        if item is None:  # expired by TTL between the two calls: the first record is gone, this one is not stored
+            return Recorded(event, new=False, settled=True)
+        return Recorded(_event(item), new=False, settled=bool(from_item(item).get("settled", True)))
 
-    def known(self, *, tenant: str, key: str) -> bool:
+    def known(self, *, tenant: str, message_id: str, key: str) -> bool:
         """Whether an event was recorded under ``key`` (its follow-up may still be due: record it again to do that)."""
         item = self._ddb.get_item(
-            TableName=self._table, Key=to_item({"pk": _dedupe_pk(tenant, key), "sk": "EVTKEY"}), ConsistentRead=True
+            TableName=self._table,
+            Key=to_item(event_key(tenant, message_id, key)),
+            ConsistentRead=True,
+            ProjectionExpression="pk",
         ).get("Item")
         return item is not None
 
-    def mark_settled(self, *, tenant: str, key: str) -> None:
+    def mark_settled(self, *, tenant: str, message_id: str, key: str) -> None:
         self._ddb.update_item(
             TableName=self._table,
-            Key=to_item({"pk": _dedupe_pk(tenant, key), "sk": "EVTKEY"}),
+            Key=to_item(event_key(tenant, message_id, key)),
             UpdateExpression="SET settled = :t",
             ConditionExpression="attribute_exists(pk)",
             ExpressionAttributeValues=to_item({":t": True}),
@@ -130,60 +177,62 @@ class EventStore:
 
     # --- reading ------------------------------------------------------------------------------------------------
     def get(self, tenant: str, event_id: str) -> Event | None:
-        response = self._ddb.get_item(
-            TableName=self._table, Key=to_item({"pk": feed_pk(tenant, event_id), "sk": event_id})
+        response = self._ddb.query(
+            TableName=self._table,
+            IndexName=FEED_INDEX,
+            KeyConditionExpression="feedpk = :pk AND feedsk = :id",
+            ExpressionAttributeValues=to_item({":pk": feed_pk(tenant, feed_shard(event_id)), ":id": event_id}),
         )
-        item = response.get("Item")
-        return Event.model_validate(json.loads(from_item(item)["doc"])) if item else None
+        items = response.get("Items", [])
+        return _event(items[0]) if items else None
 
     def timeline(self, message_id: str) -> list[Event]:
+        """The message's events, oldest first (a message has few: they are sorted here rather than by the key)."""
         events: list[Event] = []
         paginator = self._ddb.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
             KeyConditionExpression="pk = :pk AND begins_with(sk, :evt)",
             ExpressionAttributeValues=to_item({":pk": f"MSG#{message_id}", ":evt": "EVT#"}),
+            ProjectionExpression="doc",
         ):
-            events.extend(Event.model_validate(json.loads(from_item(item)["doc"])) for item in page.get("Items", []))
-        return events
+            events.extend(_event(item) for item in page.get("Items", []) if "doc" in item)
+        return sorted(events, key=lambda event: event.id)
 
     def feed(self, tenant: str, *, after: str | None, limit: int, until_ms: int) -> FeedPage:
         """Events after the cursor ``after`` (an event id), oldest first, up to ``limit``, none made after
-        ``until_ms``. Walks the day partitions from the cursor's day to ``until_ms``'s day."""
+        ``until_ms``: one Query per shard (in parallel), merged by id."""
         oldest_ms = int((datetime.now(UTC) - self._retention).timestamp() * 1000)
-        # A cursor from the future (hand-made, or a clock far ahead) reads from until_ms's day: nothing is newer.
-        start_ms = min(max(event_time_ms(after), oldest_ms), until_ms) if after else oldest_ms
-        lower = after or ""
         upper = boundary_id(until_ms)
-        day = datetime.fromtimestamp(start_ms / 1000, UTC).date()
-        last_day = datetime.fromtimestamp(until_ms / 1000, UTC).date()
-        found: list[Event] = []
-        while day <= last_day and len(found) <= limit:
-            found.extend(self._day(tenant, day.isoformat(), lower, upper, limit + 1 - len(found)))
-            day += _DAY
-        has_more = len(found) > limit
-        events = found[:limit]
-        # When the page is not full, everything up to until_ms has been read: the next call can start there and skip
-        # the empty days in between (an event id made at or before until_ms is never larger than ``upper``).
-        next_cursor = events[-1].id if has_more else max(upper, after or "")
+        # Nothing at or below ``lower`` is handed out: the cursor itself, or anything past retention.
+        lower = max(after or "", boundary_id(oldest_ms - 1))
+        if lower >= upper:  # a cursor from the future (hand-made, or a clock far ahead): nothing is newer
+            return FeedPage([], max(upper, after or ""), False)
+        runs = list(
+            _feed_pool.map(lambda shard: self._shard(tenant, shard, lower, upper, limit + 1), range(FEED_SHARDS))
+        )
+        # A shard cut short (1 MB per Query) is only known up to its last id: nothing after the smallest such id can
+        # be handed out yet, or an event of that shard would be skipped.
+        cut = min((run[-1].id for run, truncated in runs if truncated and run), default=None)
+        merged = sorted((event for run, _ in runs for event in run), key=lambda event: event.id)
+        ready = [event for event in merged if cut is None or event.id <= cut]
+        has_more = len(ready) > limit or any(truncated for _, truncated in runs)
+        events = ready[:limit]
+        # When the page is not full, everything up to until_ms has been read: the next call can start there (an event
+        # id made at or before until_ms is never larger than ``upper``).
+        next_cursor = (events[-1].id if events else lower) if has_more else max(upper, after or "")
         return FeedPage(events, next_cursor, has_more)
 
-    def _day(self, tenant: str, day: str, lower: str, upper: str, wanted: int) -> list[Event]:
-        events: list[Event] = []
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "KeyConditionExpression": "pk = :pk AND sk BETWEEN :lo AND :hi",
-            "ExpressionAttributeValues": to_item(
-                {":pk": f"TENANT#{tenant}#EVT#{day}", ":lo": lower or "evt_", ":hi": upper}
-            ),
-            "ScanIndexForward": True,
-        }
-        while len(events) < wanted:
-            response = self._ddb.query(**params, Limit=wanted - len(events) + 1)
-            for item in response.get("Items", []):
-                if item["sk"]["S"] != lower:  # BETWEEN is inclusive; the cursor itself was already handed out
-                    events.append(Event.model_validate(json.loads(from_item(item)["doc"])))
-            if "LastEvaluatedKey" not in response:
-                break
-            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-        return events[:wanted]
+    def _shard(self, tenant: str, shard: int, lower: str, upper: str, wanted: int) -> tuple[list[Event], bool]:
+        """Up to ``wanted`` events of one shard above ``lower``, and whether the shard has more in range."""
+        response = self._ddb.query(
+            TableName=self._table,
+            IndexName=FEED_INDEX,
+            KeyConditionExpression="feedpk = :pk AND feedsk BETWEEN :lo AND :hi",
+            ExpressionAttributeValues=to_item({":pk": feed_pk(tenant, shard), ":lo": lower, ":hi": upper}),
+            ScanIndexForward=True,
+            Limit=wanted + 1,  # BETWEEN is inclusive; the cursor itself may come back and is not handed out
+        )
+        events = [_event(item) for item in response.get("Items", []) if item["feedsk"]["S"] != lower]
+        truncated = "LastEvaluatedKey" in response and len(events) < wanted
+        return events[:wanted], truncated

@@ -2,6 +2,7 @@
 
 A report that arrives before the worker has saved the SES send is put back with a short visibility timeout and
 reported as a batch item failure; anything that is not an SES document is logged and dropped (retrying cannot help).
+Events the worker parked (``postroom.events.parking``) arrive on the same queue and are recorded here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from postroom.core import aws
+from postroom.events.parking import record_parked
 from postroom.events.ses_notifications import NotReadyError, documents, reports
 
 if TYPE_CHECKING:
@@ -37,6 +39,10 @@ def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServic
         from postroom.events.ses_notifications import SesEventIngester
 
         ingester = SesEventIngester(svc.core.messages, svc.recorder)
+        # The worker's events that could not be written at the time; a failure here leaves the record retriable.
+        recorded = record_parked(svc.recorder, record.body)
+        if recorded is not None:
+            return f"parked:{recorded}"
         try:
             found = [report for document in documents(record.body) for report in reports(document)]
         except (ValueError, KeyError, TypeError, json.JSONDecodeError):

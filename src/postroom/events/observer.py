@@ -4,7 +4,8 @@ Direct SMTP reports its outcomes as events of the same kinds SES publishes: an M
 ``deferred``, a 5xx ``bounced`` (hard or soft by its enhanced status code, see :func:`bounce_type`); a hard bounce puts
 the address on the tenant's suppression list. The SES path contributes ``sent`` (SES took the message), and the
 suppression filter ``suppressed``. Observers must not raise: the attempt's outcome is already saved in the message
-record, so a failure here is logged and costs only the events.
+record. An event write that still fails after the store's retries is parked with its reason
+(:mod:`postroom.events.parking`) and recorded later by the events function, so it is never dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from postroom.suppression.suppression_store import Suppression, SuppressionReaso
 if TYPE_CHECKING:
     from postroom.core.delivery_results import RecipientResult
     from postroom.core.message_record import MessageRecord
+    from postroom.events.parking import EventParking
     from postroom.events.recorder import EventRecorder
 
 logger = Logger(child=True)
@@ -41,10 +43,12 @@ def sent_key(message_id: str, recipient: str, ses_message_id: str | None) -> str
 
 
 class EventObserver:
-    def __init__(self, recorder: EventRecorder) -> None:
+    def __init__(self, recorder: EventRecorder, parking: EventParking | None = None) -> None:
         self._recorder = recorder
+        self._parking = parking
 
     def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None:
+        pending: list[Pending] = []
         try:
             pending = [self._pending(record, result, agent) for result, agent in results]
             # When the worker gives up (with or without a last attempt's results), the recipients it failed get their
@@ -65,8 +69,28 @@ class EventObserver:
                 if r.status is RecipientStatus.FAILED
             ]
             self._recorder.record(record.tenant, pending)
-        except Exception:
-            logger.exception("could not record delivery events", extra={"message_id": record.id})
+        except Exception as exc:  # noqa: BLE001 - an observer must not raise: whatever failed, the events are parked
+            self._park(record, pending, f"{type(exc).__name__}: {exc}")
+
+    def _park(self, record: MessageRecord, pending: list[Pending], reason: str) -> None:
+        if self._parking is not None and pending:
+            try:
+                self._parking.park(record.tenant, pending, reason)
+                logger.warning(
+                    "delivery events parked", extra={"message_id": record.id, "events": len(pending), "reason": reason}
+                )
+                return
+            except Exception:
+                logger.exception("could not park delivery events", extra={"message_id": record.id})
+        # Last resort: the events themselves go to the log, so they can still be replayed from there.
+        logger.error(
+            "could not record delivery events",
+            extra={
+                "message_id": record.id,
+                "reason": reason,
+                "events": [p.event.model_dump(mode="json") for p in pending],
+            },
+        )
 
     def _pending(self, record: MessageRecord, result: RecipientResult, agent: str) -> Pending:
         state = next(r for r in record.recipients if r.address.lower() == result.recipient.lower())

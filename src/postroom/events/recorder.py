@@ -66,9 +66,23 @@ class EventRecorder:
         self._fanout = fanout
 
     def record(self, tenant: str, pending: list[Pending]) -> list[Recorded]:
-        """Store each event once; then, for those whose follow-up is not done yet, suppress and queue webhooks."""
+        """Store each event once; then, for those whose follow-up is not done yet, suppress and queue webhooks.
+
+        An event that nothing follows (no suppression, no subscription wants its type) is stored already settled, so
+        it costs its one write and no second one."""
+        wanted = self._fanout.wanted(tenant, {item.event.type.value for item in pending}) if self._fanout else set()
         results = [
-            (item, self._events.record(item.event, tenant=tenant, key=item.key, also=item.also)) for item in pending
+            (
+                item,
+                self._events.record(
+                    item.event,
+                    tenant=tenant,
+                    key=item.key,
+                    also=item.also,
+                    settled=item.suppress is None and item.event.type.value not in wanted,
+                ),
+            )
+            for item in pending
         ]
         unsettled = [(item, recorded) for item, recorded in results if not recorded.settled]
         for item, _ in unsettled:
@@ -76,6 +90,6 @@ class EventRecorder:
                 self._suppressions.add(tenant, item.suppress)
         if self._fanout is not None:
             self._fanout.publish(tenant, [recorded.event for _, recorded in unsettled])
-        for item, _ in unsettled:
-            self._events.mark_settled(tenant=tenant, key=item.key)
+        for item, recorded in unsettled:
+            self._events.mark_settled(tenant=tenant, message_id=recorded.event.message_id, key=item.key)
         return [recorded for _, recorded in results]

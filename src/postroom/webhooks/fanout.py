@@ -47,6 +47,13 @@ class WebhookFanout:
         self._sqs = sqs
         self._queue_url = queue_url
 
+    def wanted(self, tenant: str, event_types: set[str]) -> set[str]:
+        """Which of ``event_types`` some enabled subscription of the tenant wants (what ``publish`` would queue)."""
+        if not event_types or not self._queue_url:
+            return set()
+        subscriptions = [s for s in self._store.list(tenant) if s.enabled]
+        return {type_ for type_ in event_types if any(s.wants(type_) for s in subscriptions)}
+
     def publish(self, tenant: str, events: list[Event]) -> int:
         if not events or not self._queue_url:
             return 0

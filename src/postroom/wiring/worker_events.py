@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from postroom.core import aws
 from postroom.events.observer import EventObserver
+from postroom.events.parking import EventParking
 from postroom.suppression.suppression_filter import SuppressionFilter
 from postroom.tracking.decorate import LinkDecorator
 from postroom.wiring.event_services import event_services
@@ -13,8 +15,10 @@ from postroom.wiring.event_services import event_services
 
 def delivery_hooks() -> dict[str, list[Any]]:
     svc = event_services()
+    queue_url = svc.config.events_queue_url
+    parking = EventParking(aws.client("sqs"), queue_url) if queue_url else None
     return {
         "filters": [SuppressionFilter(svc.suppressions)],
-        "observers": [EventObserver(svc.recorder)],
+        "observers": [EventObserver(svc.recorder, parking)],
         "decorators": [LinkDecorator(svc.signer)],
     }

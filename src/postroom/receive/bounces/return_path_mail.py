@@ -218,7 +218,7 @@ class BounceProcessor:
         if state is None or state.status is not RecipientStatus.BOUNCED:
             return
         key = _key(record.id, state.address)
-        if self._events.known(tenant=record.tenant, key=key):
+        if self._events.known(tenant=record.tenant, message_id=record.id, key=key):
             self._recorder.record(record.tenant, [self._pending(record, block, event, state.final_at or "")])
 
     def _pending(
