@@ -15,6 +15,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from postroom.api import (
     address_routes,
     batch_routes,
+    console_routes,
     doctor_routes,
     event_routes,
     mail_routes,
@@ -55,6 +56,7 @@ app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
+app.include_router(console_routes.router)
 
 
 @app.exception_handler(PostroomError)
@@ -92,6 +94,8 @@ def _not_found(_: RouteNotFoundError) -> Response:
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if console_routes.is_public(event):  # the console's own files: no key, no body, no data
+        return app.resolve(event, context)
     try:
         principal = screen(event, services())
     except PostroomError as error:
