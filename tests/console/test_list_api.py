@@ -54,24 +54,30 @@ def test_filters_by_recipient_sender_tag_status_text_and_date(stack: Stack) -> N
     assert len(listing(stack, "since=2000-01-01&until=2999-12-31")[1]["data"]) == 2
     # A summary carries what Activity shows, not the whole record.
     row = listing(stack, "tag=invoice")[1]["data"][0]
-    assert row["to"] == ["ann@example.org"] and row["subject"] == "Your invoice" and row["status"] == "queued"
+    assert row["to"] == ["ann@example.org"]
+    assert row["subject"] == "Your invoice"
+    assert row["status"] == "queued"
 
 
 def test_another_tenants_messages_are_not_listed(stack: Stack) -> None:
     send(stack, "ann@example.org", "Mine")
     other = create_key(frozenset({Scope.MESSAGES_READ}), tenant="other")
     status, page = listing(stack, key=other)
-    assert status == 200 and page == {"data": [], "next": None}
+    assert status == 200
+    assert page == {"data": [], "next": None}
 
 
 def test_scope_cursor_and_filter_errors_are_structured(stack: Stack) -> None:
     send_only = create_key(frozenset({Scope.MESSAGES_SEND}))
     status, body = listing(stack, key=send_only)
-    assert status == 403 and body["error"]["field"] == "Authorization"
+    assert status == 403
+    assert body["error"]["field"] == "Authorization"
     status, body = listing(stack, "cursor=bm90LWEtY3Vyc29y")
-    assert status == 422 and body["error"]["field"] == "cursor"
+    assert status == 422
+    assert body["error"]["field"] == "cursor"
     status, body = listing(stack, "status=lost")
-    assert status == 422 and body["error"]["code"]
+    assert status == 422
+    assert body["error"]["code"]
     status, body = listing(stack, key=None)
     assert status == 401
 
@@ -86,7 +92,8 @@ def test_a_page_reads_a_bounded_slice_of_the_index_and_continues_from_there(stac
     # WHEN a page may read only three index items
     first = store.list_page("default", where, limit=10, budget=3)
     # THEN it stops there with a cursor instead of reading on, and the next page finds the match
-    assert first.records == [] and first.next_cursor is not None
+    assert first.records == []
+    assert first.next_cursor is not None
     second = store.list_page("default", where, limit=10, cursor=first.next_cursor, budget=3)
     assert [r.id for r in second.records] == [match]
     assert second.next_cursor is None
@@ -105,7 +112,9 @@ def test_console_files_are_public_only_for_get_of_exactly_their_paths(stack: Sta
         assert is_public({"httpMethod": method, "path": path}) is public, (method, path)
     result = stack.send_api.invoke(_event("GET", "/console"))
     assert result["statusCode"] == 200
-    assert "script-src 'self'" in result["headers"]["Content-Security-Policy"]
+    headers = {name.lower(): values[0] for name, values in result["multiValueHeaders"].items()}
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert headers["content-type"].startswith("text/html")
     assert "<script src=\"console/console.js\"" in result["body"]
     # Anything else under /console still meets the gate first: no key, 401.
     assert stack.send_api.invoke(_event("GET", "/console/secrets.json"))["statusCode"] == 401

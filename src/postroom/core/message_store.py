@@ -23,7 +23,6 @@ from typing import Any
 from postroom.core.dynamo import from_item, is_conditional_failure, to_item
 from postroom.core.message_record import MessageRecord
 
-
 # The most index items one list page reads, whatever the filters: bounds the page's time and read cost.
 LIST_READ_BUDGET = 1000
 _CURSOR_PREFIX = "v1:"
@@ -152,7 +151,13 @@ class MessageStore:
         return record
 
     def list_page(
-        self, tenant: str, where: MessageFilter, *, limit: int, cursor: str | None = None, budget: int = LIST_READ_BUDGET
+        self,
+        tenant: str,
+        where: MessageFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        budget: int = LIST_READ_BUDGET,
     ) -> MessagePage:
         """The tenant's messages matching ``where``, newest first, from ``cursor`` on (see the module docstring)."""
         found: list[MessageRecord] = []
