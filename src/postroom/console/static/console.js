@@ -11,6 +11,9 @@ const $ = (id) => document.getElementById(id);
 let scopes = [];
 let nextCursor = null;
 let shownHtml = null;
+// Each list load takes a number; an answer that arrives after a newer load started is dropped, so two loads in
+// flight (a filter submitted twice, a hash change during sign-in) cannot interleave their rows.
+let listGeneration = 0;
 
 function key() { return sessionStorage.getItem(KEY); }
 
@@ -58,8 +61,8 @@ async function signIn(event) {
   input.value = "";
   try {
     await loadWho();
-    location.hash = "#/activity";
-    route();
+    if (location.hash === "#/activity") route();
+    else location.hash = "#/activity"; // the hashchange listener routes
   } catch (error) {
     $("signin-error").textContent = error.message;
   }
@@ -83,11 +86,13 @@ async function loadActivity(more) {
   show("activity");
   $("activity-error").textContent = "";
   const rows = $("rows");
-  if (!more) { rows.replaceChildren(); nextCursor = null; }
+  const generation = ++listGeneration;
   const params = filterQuery();
   if (more && nextCursor) params.set("cursor", nextCursor);
   try {
     const page = await (await api("/v1/messages?" + params)).json();
+    if (generation !== listGeneration) return;
+    if (!more) rows.replaceChildren();
     for (const m of page.data) {
       const row = el("tr");
       row.append(el("td", m.created_at.replace("T", " ").slice(0, 19)));
@@ -104,7 +109,7 @@ async function loadActivity(more) {
     $("more").hidden = !nextCursor;
     if (!rows.children.length) rows.append(el("tr")).append(el("td", "No messages match."));
   } catch (error) {
-    $("activity-error").textContent = error.message;
+    if (generation === listGeneration) $("activity-error").textContent = error.message;
   }
 }
 
