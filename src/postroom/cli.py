@@ -36,6 +36,7 @@ def _cmd_local(args: argparse.Namespace) -> int:
     print(f"""
 Postroom local stack is up.
   API             {stack.api_url}
+  console         {stack.api_url}/console  (sign in with the API key)
   API key         {stack.api_key}
   AWS emulation   {stack.aws_endpoint}  (moto; resources created from template.yaml)
   sending domains {domains}

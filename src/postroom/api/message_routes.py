@@ -1,16 +1,18 @@
-"""``/v1/messages``: send a message, read its status."""
+"""``/v1/messages``: send a message, list messages, read a message's status, content and source."""
 
 # No ``from __future__ import annotations`` here: Powertools resolves the route's type hints on every request (for
 # ``Depends``), and string annotations would be compiled and evaluated each time (≈ 15 % of the accept path's CPU).
 
 import binascii
 import hashlib
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, ValidationError
 
 from postroom.accept.compose import MessageInput
@@ -22,11 +24,67 @@ from postroom.api.openapi_doc import errors
 from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
-from postroom.core.message_store import MessageNotFoundError
+from postroom.core.message_record import MessageRecord
+from postroom.core.message_store import InvalidCursorError, MessageFilter, MessageNotFoundError
+from postroom.core.status import MessageStatus
 from postroom.core.untrusted import InputModel, loads
+from postroom.receive.sanitize import sanitize_html
 from postroom.wiring.services import services
 
 router = Router()
+
+MAX_PAGE = 100
+_MESSAGE_ID = r"^msg_[0-9a-z]{26}$"
+# A UTC date or instant as created_at spells it (2026-12-02 or 2026-12-02T11:49:42.123Z); compared as text.
+_INSTANT = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$"
+
+
+@router.get(
+    "/",
+    summary="List messages, newest first",
+    description="Filters combine (AND). Pass the previous answer's `next` as `cursor` to continue. One page reads a "
+    "bounded slice of the tenant's index, so with a selective filter a page may hold fewer than `limit` messages (even "
+    "none) and still have a `next`; `next` is null once nothing older matches.",
+)
+def list_messages(
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))],
+    status: Annotated[MessageStatus | None, Query(description="Only messages in this status.")] = None,
+    recipient: Annotated[str | None, Query(max_length=320, description="A recipient address, exactly.")] = None,
+    sender: Annotated[str | None, Query(max_length=320, description="The From address, exactly.")] = None,
+    tag: Annotated[str | None, Query(max_length=128, description="One of the message's tags.")] = None,
+    q: Annotated[str | None, Query(max_length=200, description="Text in the subject or a recipient address.")] = None,
+    since: Annotated[str | None, Query(pattern=_INSTANT, description="Created at or after (UTC).")] = None,
+    until: Annotated[str | None, Query(pattern=_INSTANT, description="Created at or before (UTC).")] = None,
+    cursor: Annotated[str | None, Query(max_length=200, description="The `next` of the previous page.")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 25,
+) -> dict[str, object]:
+    where = MessageFilter(
+        status=status.value if status else None,
+        recipient=recipient,
+        sender=sender,
+        tag=tag,
+        text=q,
+        since=since,
+        until=until,
+    )
+    try:
+        page = services().messages.list_page(principal.tenant, where, limit=limit, cursor=cursor)
+    except InvalidCursorError:
+        raise ValidationFailedError("cursor is not a cursor this API returned", field="cursor") from None
+    return {"data": [_summary(record) for record in page.records], "next": page.next_cursor}
+
+
+def _summary(record: MessageRecord) -> dict[str, object]:
+    return {
+        "id": record.id,
+        "status": record.status.value,
+        "from_address": record.from_address,
+        "to": [r.address for r in record.recipients],
+        "subject": record.subject,
+        "tags": record.tags,
+        "created_at": record.created_at,
+        "send_at": record.send_at,
+    }
 
 
 @router.post(
@@ -136,15 +194,62 @@ def send_raw_message(
     return idempotent.respond(router, "raw", principal, fingerprint, work)
 
 
-@router.get("/<message_id>", summary="A message's status and per-recipient results")
-def get_message(
-    message_id: Annotated[str, Path(pattern=r"^msg_[0-9a-z]{26}$", description="The id returned by the send call.")],
-    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))],
-) -> dict[str, object]:
+def _own_record(message_id: str, principal: Principal) -> MessageRecord:
     try:
         record = services().messages.get(message_id)
     except MessageNotFoundError:
         raise NotFoundError(f"no message {message_id}", field="id") from None
     if record.tenant != principal.tenant:  # another tenant's message does not exist, as far as this key knows
         raise NotFoundError(f"no message {message_id}", field="id")
-    return record.public()
+    return record
+
+
+def _built_mime(message_id: str, principal: Principal) -> bytes:
+    _own_record(message_id, principal)
+    mime = services().messages.get_mime(message_id)
+    if mime is None:
+        raise NotFoundError(f"{message_id} has not been built yet (it is built on its first attempt)", field="id")
+    return mime
+
+
+@router.get("/<message_id>", summary="A message's status and per-recipient results")
+def get_message(
+    message_id: Annotated[str, Path(pattern=_MESSAGE_ID, description="The id returned by the send call.")],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))],
+) -> dict[str, object]:
+    return _own_record(message_id, principal).public()
+
+
+@router.get(
+    "/<message_id>/content",
+    summary="The message as sent: headers, text part and sanitized HTML part",
+    description="The HTML has gone through an allow-list sanitizer (no scripts, event handlers, forms or javascript: "
+    "URLs); remote images are kept, and whether to load them is the viewer's choice.",
+)
+def get_message_content(
+    message_id: Annotated[str, Path(pattern=_MESSAGE_ID)],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))],
+) -> dict[str, object]:
+    parsed = message_from_bytes(_built_mime(message_id, principal), policy=policy.default)
+    assert isinstance(parsed, EmailMessage)  # policy.default builds EmailMessage objects
+    html = parsed.get_body(("html",))
+    text = parsed.get_body(("plain",))
+    return {
+        "id": message_id,
+        "headers": [[name, str(value)] for name, value in parsed.items()],
+        "html": sanitize_html(html.get_content()) if isinstance(html, EmailMessage) else None,
+        "text": text.get_content() if isinstance(text, EmailMessage) else None,
+    }
+
+
+@router.get("/<message_id>/source", summary="The message's MIME source as sent (message/rfc822)")
+def get_message_source(
+    message_id: Annotated[str, Path(pattern=_MESSAGE_ID)],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))],
+) -> Response[bytes]:
+    return Response(
+        status_code=200,
+        content_type="message/rfc822",
+        body=_built_mime(message_id, principal),
+        headers={"Content-Disposition": f'attachment; filename="{message_id}.eml"'},
+    )

@@ -16,6 +16,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 from postroom.api import (
     address_routes,
     batch_routes,
+    console_routes,
     doctor_routes,
     event_routes,
     mail_routes,
@@ -57,6 +58,8 @@ app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
+app.include_router(console_routes.router)
+
 # Powertools builds the document from the routes; the statuses every route can answer (401, 403, 422, …) are added to
 # each route's own declared responses here, once all are mounted and before any is resolved.
 declare_statuses(app._static_routes + app._dynamic_routes)
@@ -115,6 +118,8 @@ def _not_found(_: RouteNotFoundError) -> Response:
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_public_document(event):
         return app.resolve(event, context)  # the API's description: nothing to authenticate, no body
+    if console_routes.is_public(event):  # the console's own files: no key, no body, no data
+        return app.resolve(event, context)
     try:
         principal = screen(event, services())
     except PostroomError as error:

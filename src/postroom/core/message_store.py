@@ -4,19 +4,87 @@ DynamoDB item ``pk=MSG#<id>``, ``sk=MSG``: the record as a JSON document in ``do
 queried or conditioned on (status, tenant, version, gsi1 keys). S3 holds the bodies, which may be up to 40 MB:
 ``messages/<id>/request.json`` (the validated request, attachments included) and ``messages/<id>/message.eml`` (the
 MIME built by the first delivery attempt, reused by every retry so all attempts send identical bytes).
+
+Listing (``GET /v1/messages``, the console's Activity) reads gsi1 (``gsi1pk=TENANT#<tenant>#MSG``,
+``gsi1sk=<created_at>#<id>``) newest first, never the table: a date range is a key condition, the other filters are
+applied to the items read, and one page reads at most :data:`LIST_READ_BUDGET` items, so its cost does not grow with
+the table. A selective filter may therefore answer a short (even empty) page with a cursor to continue from.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from postroom.core.dynamo import from_item, is_conditional_failure, to_item
 from postroom.core.message_record import MessageRecord
 
+# The most index items one list page reads, whatever the filters: bounds the page's time and read cost.
+LIST_READ_BUDGET = 1000
+_CURSOR_PREFIX = "v1:"
+
 
 class MessageNotFoundError(LookupError):
     pass
+
+
+class InvalidCursorError(ValueError):
+    """A list cursor that this store did not hand out."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    """What Activity filters on. Addresses and tags match exactly (case-insensitively for addresses); ``text`` is a
+    case-insensitive substring of the subject or of a recipient; ``since``/``until`` bound ``created_at`` (UTC ISO)."""
+
+    status: str | None = None
+    recipient: str | None = None
+    sender: str | None = None
+    tag: str | None = None
+    text: str | None = None
+    since: str | None = None
+    until: str | None = None
+
+    def matches(self, record: MessageRecord) -> bool:
+        addresses = [r.address.lower() for r in record.recipients]
+        if self.status is not None and record.status.value != self.status:
+            return False
+        if self.recipient is not None and self.recipient.lower() not in addresses:
+            return False
+        if self.sender is not None and record.from_address.lower() != self.sender.lower():
+            return False
+        if self.tag is not None and self.tag not in record.tags:
+            return False
+        if self.text:
+            needle = self.text.lower()
+            return needle in record.subject.lower() or any(needle in address for address in addresses)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePage:
+    records: list[MessageRecord]
+    next_cursor: str | None  # None: nothing older matches
+
+
+def encode_cursor(sort_key: str) -> str:
+    # Opaque to clients; it carries only the sort key, and the tenant always comes from the caller's key, so a cursor
+    # cannot page into another tenant's messages.
+    return base64.urlsafe_b64encode((_CURSOR_PREFIX + sort_key).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> str:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InvalidCursorError(cursor) from None
+    if not text.startswith(_CURSOR_PREFIX) or "#msg_" not in text:
+        raise InvalidCursorError(cursor)
+    return text.removeprefix(_CURSOR_PREFIX)
 
 
 class ConcurrentUpdateError(RuntimeError):
@@ -83,6 +151,63 @@ class MessageStore:
         record = MessageRecord.model_validate(json.loads(item["doc"]))
         record.version = int(item["version"])
         return record
+
+    def list_page(
+        self,
+        tenant: str,
+        where: MessageFilter,
+        *,
+        limit: int,
+        cursor: str | None = None,
+        budget: int = LIST_READ_BUDGET,
+    ) -> MessagePage:
+        """The tenant's messages matching ``where``, newest first, from ``cursor`` on (see the module docstring)."""
+        found: list[MessageRecord] = []
+        read = 0
+        last_key: str | None = None
+        for sort_key, record in self._newest_first(tenant, where, cursor, budget):
+            read += 1
+            last_key = sort_key
+            if where.matches(record):
+                found.append(record)
+                if len(found) == limit:
+                    break
+        # A full page, or a spent read budget, continues after the last item read; otherwise the index ran out.
+        more = len(found) == limit or read == budget
+        return MessagePage(found, encode_cursor(last_key) if more and last_key else None)
+
+    def _newest_first(
+        self, tenant: str, where: MessageFilter, cursor: str | None, budget: int
+    ) -> Iterator[tuple[str, MessageRecord]]:
+        # "~" sorts after every character of an id, so an ``until`` bound includes that instant's messages.
+        upper = f"{where.until}~" if where.until else "~"
+        after = decode_cursor(cursor) if cursor is not None else None
+        if after is not None:
+            upper = min(upper, after)
+        lower = where.since or "0"
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk AND gsi1sk BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": to_item({":pk": f"TENANT#{tenant}#MSG", ":lo": lower, ":hi": upper}),
+            "ScanIndexForward": False,
+        }
+        remaining = budget
+        while remaining > 0:
+            response = self._ddb.query(**query, Limit=min(remaining + 1, 200))
+            for raw in response.get("Items", []):
+                item = from_item(raw)
+                if item["gsi1sk"] == after:  # BETWEEN is inclusive; the cursor's own item was shown
+                    continue
+                if remaining == 0:
+                    return
+                remaining -= 1
+                record = MessageRecord.model_validate(json.loads(item["doc"]))
+                record.version = int(item["version"])
+                yield item["gsi1sk"], record
+            if "LastEvaluatedKey" not in response:
+                return
+            query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def save(self, record: MessageRecord) -> None:
         """Write back a record read with :meth:`get`; fails if it changed in between (optimistic locking)."""
