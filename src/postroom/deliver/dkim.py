@@ -39,6 +39,7 @@ __all__ = [
     "SigningSmtpAgent",
     "generate_key",
     "key_name",
+    "store_private_key",
 ]
 
 logger = Logger(child=True)
@@ -167,6 +168,22 @@ def key_name(source: str, prefix: str, domain: str, selector: str) -> str:
     Secrets Manager (SSM names in a hierarchy start with a slash; secret names conventionally do not)."""
     name = f"{prefix.strip('/')}/{domain}/{selector}"
     return f"/{name}" if source == "ssm" else name
+
+
+def store_private_key(source: str, prefix: str, key: DkimKey, pem: str) -> str:
+    """Store a new key's private half where :class:`ParameterKeyStore` reads it (SSM SecureString or Secrets Manager,
+    under the account's AWS managed KMS key); never overwrites - a new key gets a new selector. Returns the name."""
+    from postroom.core import aws
+
+    name = key_name(source, prefix, key.domain, key.selector)
+    description = f"DKIM private key, {key.dns_name}"
+    if source == "ssm":
+        aws.client("ssm").put_parameter(
+            Name=name, Value=pem, Type="SecureString", Overwrite=False, Description=description
+        )
+    else:
+        aws.client("secretsmanager").create_secret(Name=name, SecretString=pem, Description=description)
+    return name
 
 
 class KeyStore(Protocol):
