@@ -13,8 +13,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.core.auth import Scope
+from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.deliver.dkim import DkimAlgorithm, ParameterKeyStore, generate_key
 from postroom.testing.dns_server import LoopbackDnsServer
 from postroom.wiring.services import reset_services, services
@@ -79,28 +79,35 @@ def test_an_smtp_domains_answered_records_once_published_verify_it_and_it_sends(
     by_purpose = {(r["purpose"], r["type"]) for r in records}
     assert by_purpose == {("dkim", "TXT"), ("spf", "TXT"), ("return-path", "MX"), ("dmarc", "TXT")}
     dkim = [r for r in records if r["purpose"] == "dkim"]
-    assert sorted(d["algorithm"] for d in created["dkim"]) == ["ed25519", "rsa"] and len(dkim) == 2
+    assert sorted(d["algorithm"] for d in created["dkim"]) == ["ed25519", "rsa"]
+    assert len(dkim) == 2
     spf = next(r for r in records if r["purpose"] == "spf")
     assert spf == {**spf, "name": "bounces.news.example", "value": f"v=spf1 ip4:{EGRESS_IP} ~all", "required": True}
     # AND the private keys are stored where the worker's key store reads them, matching the published halves
     keys = ParameterKeyStore.from_settings(services().settings)
     for entry in created["dkim"]:
         key = keys.get(DOMAIN, entry["selector"])
-        assert {"name": key.dns_name, "value": key.dns_value} in [{"name": r["name"], "value": r["value"]} for r in dkim]
+        assert {"name": key.dns_name, "value": key.dns_value} in [
+            {"name": r["name"], "value": r["value"]} for r in dkim
+        ]
     # WHEN it sends before anything is published THEN it is refused, naming a missing record
     status, refused = _send(stack, f"hello@{DOMAIN}")
-    assert status == 403 and refused["error"]["field"] == "from", refused
-    assert "not verified yet" in refused["error"]["message"] and "._domainkey.news.example" in refused["error"]["message"]
+    assert status == 403, refused
+    assert refused["error"]["field"] == "from", refused
+    assert "not verified yet" in refused["error"]["message"]
+    assert "._domainkey.news.example" in refused["error"]["message"]
     # WHEN the records are published as answered and the domain is verified
     dns.update_zone(_zone(records))
     status, verified = stack.request("POST", f"/v1/domains/{DOMAIN}/verify")
     # THEN every record is published, the domain is verified, and it sends
     assert status == 200, verified
     assert [r["status"] for r in verified["records"]] == ["published"] * len(records)
-    assert verified["state"] == "verified" and verified["problems"] == []
+    assert verified["state"] == "verified"
+    assert verified["problems"] == []
     assert _send(stack, f"hello@{DOMAIN}")[0] == 202
     status, shown = stack.request("GET", f"/v1/domains/{DOMAIN}")
-    assert status == 200 and shown["state"] == "verified"
+    assert status == 200
+    assert shown["state"] == "verified"
 
 
 def test_wrong_and_missing_records_keep_the_domain_pending_and_are_named(stack: Stack, dns: LoopbackDnsServer) -> None:
@@ -125,7 +132,8 @@ def test_wrong_and_missing_records_keep_the_domain_pending_and_are_named(stack: 
     assert any(f"spf record {DOMAIN} TXT is missing" in p for p in checked["problems"])
     # AND a send names the wrong record
     status, refused = _send(stack, f"hello@{DOMAIN}")
-    assert status == 403 and rsa["name"] in refused["error"]["message"], refused
+    assert status == 403, refused
+    assert rsa["name"] in refused["error"]["message"], refused
 
 
 def test_a_domain_verified_elsewhere_sends_here_once_the_cache_time_has_passed(
@@ -156,12 +164,15 @@ def test_a_retired_domain_sends_nothing_new_and_can_be_added_again(stack: Stack,
     dns.update_zone(_zone(created["records"]))
     stack.request("POST", f"/v1/domains/{DOMAIN}/verify")
     status, retired = stack.request("DELETE", f"/v1/domains/{DOMAIN}")
-    assert status == 200 and retired["state"] == "retired", retired
+    assert status == 200, retired
+    assert retired["state"] == "retired", retired
     status, refused = _send(stack, f"hello@{DOMAIN}")
-    assert status == 403 and "not a sending domain" in refused["error"]["message"], refused
+    assert status == 403, refused
+    assert "not a sending domain" in refused["error"]["message"], refused
     assert stack.request("GET", f"/v1/domains/{DOMAIN}")[0] == 404
     status, again = stack.request("POST", "/v1/domains", {"name": DOMAIN, "delivery": "smtp"})
-    assert status == 201 and again["state"] == "pending", again
+    assert status == 201, again
+    assert again["state"] == "pending", again
 
 
 def test_domains_are_the_tenants_own_and_need_the_scope(stack: Stack) -> None:
@@ -173,12 +184,18 @@ def test_domains_are_the_tenants_own_and_need_the_scope(stack: Stack) -> None:
     assert stack.request("DELETE", f"/v1/domains/{DOMAIN}", key=other)[0] == 404
     reader = create_key(frozenset({Scope.DOMAINS_READ}))
     status, body = stack.request("POST", "/v1/domains", {"name": "x.example"}, key=reader)
-    assert status == 403 and body["error"]["field"] == "Authorization", body
-    status, body = stack.request("POST", "/v1/domains", {"name": "y.example", "delivery": "smtp", "return_path": "z.example"})
-    assert status == 422 and body["error"]["field"] == "return_path", body
+    assert status == 403, body
+    assert body["error"]["field"] == "Authorization", body
+    status, body = stack.request(
+        "POST", "/v1/domains", {"name": "y.example", "delivery": "smtp", "return_path": "z.example"}
+    )
+    assert status == 422, body
+    assert body["error"]["field"] == "return_path", body
 
 
-def test_an_ses_domain_is_an_sesv2_identity_and_waits_for_ses_to_verify_it(stack: Stack, dns: LoopbackDnsServer) -> None:
+def test_an_ses_domain_is_an_sesv2_identity_and_waits_for_ses_to_verify_it(
+    stack: Stack, dns: LoopbackDnsServer
+) -> None:
     # GIVEN an SES domain with a custom MAIL FROM
     status, created = stack.request(
         "POST", "/v1/domains", {"name": DOMAIN, "delivery": "ses", "mail_from": f"mail.{DOMAIN}"}
@@ -195,4 +212,5 @@ def test_an_ses_domain_is_an_sesv2_identity_and_waits_for_ses_to_verify_it(stack
     status, checked = stack.request("POST", f"/v1/domains/{DOMAIN}/verify")
     assert status == 200, checked
     assert {r["status"] for r in checked["records"]} == {"published"}
-    assert checked["state"] == "pending" and checked["ses_status"]
+    assert checked["state"] == "pending"
+    assert checked["ses_status"]

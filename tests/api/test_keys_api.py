@@ -29,28 +29,33 @@ def test_a_created_key_has_its_scopes_and_sending_domains_and_is_never_listed_wi
     )
     assert status == 201, created
     secret, key_id = created["key"], created["id"]
-    assert created["scopes"] == ["messages:send"] and created["sending_domains"] == ["shop.example"]
+    assert created["scopes"] == ["messages:send"]
+    assert created["sending_domains"] == ["shop.example"]
     # THEN the key sends from shop.example, is refused for smtp.example, and lacks every other scope
     assert stack.request("POST", "/v1/messages", MESSAGE, key=secret)[0] == 202
     status, refused = stack.request("POST", "/v1/messages", {**MESSAGE, "from": "a@smtp.example"}, key=secret)
-    assert status == 403 and refused["error"]["field"] == "from", refused
+    assert status == 403, refused
+    assert refused["error"]["field"] == "from", refused
     assert "smtp.example" in refused["error"]["message"]
     assert stack.request("GET", "/v1/keys", key=secret)[0] == 403
     # AND the listing shows it without any secret
     status, listing = stack.request("GET", "/v1/keys")
     assert status == 200
     assert key_id in [k["id"] for k in listing["data"]]
-    assert secret not in str(listing) and all("key" not in k for k in listing["data"])
+    assert secret not in str(listing)
+    assert all("key" not in k for k in listing["data"])
 
 
 def test_a_key_cannot_grant_scopes_it_lacks_nor_make_keys_for_another_tenant(stack: Stack) -> None:
     manager = create_key(frozenset({Scope.KEYS_MANAGE, Scope.MESSAGES_SEND}))
     status, body = stack.request("POST", "/v1/keys", {"name": "x", "scopes": ["webhooks:manage"]}, key=manager)
-    assert status == 403 and body["error"]["field"] == "scopes", body
+    assert status == 403, body
+    assert body["error"]["field"] == "scopes", body
     status, body = stack.request(
         "POST", "/v1/keys", {"name": "x", "scopes": ["messages:send"], "tenant": "other"}, key=manager
     )
-    assert status == 403 and body["error"]["field"] == "tenant", body
+    assert status == 403, body
+    assert body["error"]["field"] == "tenant", body
     status, body = stack.request("POST", "/v1/keys", {"name": "x", "scopes": ["no:such"]}, key=manager)
     assert status == 422, body
 
@@ -67,7 +72,8 @@ def test_another_tenants_key_is_not_found_and_ids_are_exact(stack: Stack) -> Non
 def test_a_disabled_key_stops_working(stack: Stack) -> None:
     _, created = stack.request("POST", "/v1/keys", {"name": "tmp", "scopes": ["messages:send"]})
     status, body = stack.request("POST", f"/v1/keys/{created['id']}/disable")
-    assert status == 200 and body["state"] == "disabled", body
+    assert status == 200, body
+    assert body["state"] == "disabled", body
     assert stack.request("POST", "/v1/messages", MESSAGE, key=created["key"])[0] == 401
 
 
@@ -84,7 +90,8 @@ def test_rotation_both_keys_work_during_the_grace_period_and_only_the_new_one_af
     assert stack.request("POST", "/v1/messages", MESSAGE, key=new_secret)[0] == 202
     # AND a minute before the grace period ends both still authenticate; a second after it, only the new one
     before, after = _store_at(timedelta(minutes=59)), _store_at(timedelta(hours=1, seconds=1))
-    assert before.authenticate(old["key"]) is not None and before.authenticate(new_secret) is not None
+    assert before.authenticate(old["key"]) is not None
+    assert before.authenticate(new_secret) is not None
     assert after.authenticate(old["key"]) is None
     assert after.authenticate(new_secret) is not None
 
@@ -97,4 +104,5 @@ def test_rotation_with_no_grace_ends_the_old_key_at_once(stack: Stack) -> None:
     assert stack.request("POST", "/v1/messages", MESSAGE, key=rotated["key"])[0] == 202
     # A key that no longer works cannot be rotated again (that would resurrect it under a new secret).
     status, body = stack.request("POST", f"/v1/keys/{old['id']}/rotate", {"grace_seconds": 60})
-    assert status == 422 and body["error"]["field"] == "key_id", body
+    assert status == 422, body
+    assert body["error"]["field"] == "key_id", body

@@ -74,7 +74,9 @@ def _created(secret: str, info: dict[str, object]) -> Response[dict[str, object]
     )
 
 
-@router.post("/", summary="Create an API key", responses={201: {"description": "Created; the only time the key is shown"}})
+@router.post(
+    "/", summary="Create an API key", responses={201: {"description": "Created; the only time the key is shown"}}
+)
 def create_key(
     body: Annotated[KeyCreate, Body()],
     principal: Annotated[Principal, Depends(require(Scope.KEYS_MANAGE))],

@@ -147,4 +147,3 @@ def _tag(text: str, name: str) -> str:
         if key.strip().lower() == name:
             return "".join(value.split())
     return ""
-

@@ -16,8 +16,8 @@ from postroom.accept import intake
 from postroom.accept.delivery_queue import DeliveryQueue
 from postroom.accept.scheduling import DeliveryScheduler
 from postroom.core import aws
-from postroom.core.idempotency import DAY, Once
 from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
+from postroom.core.idempotency import DAY, Once
 from postroom.core.key_store import ApiKeyStore
 from postroom.core.message_store import MessageStore
 from postroom.core.settings import Settings, settings_from_env
