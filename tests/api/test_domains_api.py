@@ -104,7 +104,11 @@ def test_an_smtp_domains_answered_records_once_published_verify_it_and_it_sends(
     assert [r["status"] for r in verified["records"]] == ["published"] * len(records)
     assert verified["state"] == "verified"
     assert verified["problems"] == []
-    assert _send(stack, f"hello@{DOMAIN}")[0] == 202
+    status, sent = _send(stack, f"hello@{DOMAIN}")
+    assert status == 202, sent
+    # AND "auto" became the path the domain was set up for (the stack's default here is SES)
+    assert services().settings.default_delivery.value == "ses"
+    assert services().messages.get(sent["id"]).delivery == "smtp"
     status, shown = stack.request("GET", f"/v1/domains/{DOMAIN}")
     assert status == 200
     assert shown["state"] == "verified"

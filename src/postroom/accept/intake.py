@@ -113,6 +113,10 @@ def prepare(
     request = compose(request, principal.tenant, templates, template_cache)
     check_sender(request, settings, domains=domains, principal=principal)
     check_delivery(request.delivery.value, settings)
+    delivery = request.delivery.value
+    if delivery == "auto" and domains is not None:
+        # A domain added through the API was set up for one path; the worker resolves "auto" from settings alone.
+        delivery = domains.delivery_for(request.from_.to_address().domain) or delivery
     check_size(request, settings)
     now = utcnow()
     if due is not None and due <= now:
@@ -125,7 +129,7 @@ def prepare(
         status=MessageStatus.SCHEDULED if due else MessageStatus.QUEUED,
         from_address=request.from_.email,
         subject=request.subject,
-        delivery=request.delivery.value,
+        delivery=delivery,
         message_id_header=message_id_header(msg_id, request.from_.to_address().domain),
         recipients=[RecipientState(address=address) for address in request.envelope_recipients()],
         tags=request.tags,
@@ -215,6 +219,8 @@ def accept_raw(
         now=now,
         domains=sending_gate(settings, domains, principal),
     )
+    if delivery == "auto" and domains is not None:
+        delivery = domains.delivery_for(prepared.mail_from.domain) or delivery  # as in prepare(): the domain's path
     created = isoformat(now)
     record = MessageRecord(
         id=msg_id,

@@ -184,6 +184,10 @@ class DomainGate(Protocol):
         """None when ``domain`` may send; otherwise why not, in words the caller can act on."""
         ...
 
+    def delivery_for(self, domain: str) -> str | None:
+        """The path (ses|smtp) a domain added through the API was set up for; None: the settings decide."""
+        ...
+
 
 class StaticDomainGate:
     """Only the configured ``SendingDomains`` (the seed): what a stack without a registry allows."""
@@ -195,6 +199,9 @@ class StaticDomainGate:
         if domain.lower() in self._domains:
             return None
         return f"{domain!r} is not a sending domain of this Postroom stack; configure it in SendingDomains first"
+
+    def delivery_for(self, domain: str) -> str | None:
+        return None
 
 
 class KeyDomainGate:
@@ -208,6 +215,9 @@ class KeyDomainGate:
         if self._allowed and domain.lower() not in self._allowed:
             return f"this API key may not send from {domain!r}; it may send from {', '.join(sorted(self._allowed))}"
         return self._gate.refusal(domain)
+
+    def delivery_for(self, domain: str) -> str | None:
+        return self._gate.delivery_for(domain)
 
 
 class SendingDomainGate:
@@ -244,6 +254,16 @@ class SendingDomainGate:
         """This Lambda just changed ``domain``: its own next send must not wait for the cache."""
         with self._lock:
             self._cache.pop(domain, None)
+
+    def delivery_for(self, domain: str) -> str | None:
+        # Its records (its DKIM keys, its SPF) were made for one path: "auto" must not send it down the other.
+        domain = domain.lower()
+        if domain in self._seed:
+            return None
+        registered = self.lookup(domain)
+        if registered is None or registered.delivery == "auto":
+            return None
+        return registered.delivery
 
     def refusal(self, domain: str) -> str | None:
         domain = domain.lower()
