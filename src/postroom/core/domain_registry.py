@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -22,6 +22,7 @@ from postroom.core.clock import now_iso
 from postroom.core.dynamo import from_item, to_item
 
 __all__ = [
+    "DkimSelectors",
     "DomainGate",
     "DomainRecord",
     "DomainRegistry",
@@ -204,6 +205,32 @@ class StaticDomainGate:
         return None
 
 
+class DkimSelectors(Mapping[str, tuple[str, ...]]):
+    """The DKIM selectors per sending domain the worker signs with: ``DkimSelectors`` (the settings) first, then the
+    keys Postroom made for a domain added through the API. Seed domains are never looked up, so a stack that uses
+    only SendingDomains makes no registry reads; a registry domain costs one read per domain per cache time."""
+
+    def __init__(self, configured: Mapping[str, tuple[str, ...]], gate: SendingDomainGate) -> None:
+        self._configured = configured
+        self._gate = gate
+
+    def __getitem__(self, domain: str) -> tuple[str, ...]:
+        domain = domain.lower()
+        if domain in self._configured:
+            return self._configured[domain]
+        registered = None if self._gate.is_seed(domain) else self._gate.lookup(domain)
+        # A retired domain keeps signing: mail accepted before it was retired is still in the queue.
+        if registered is None or not registered.dkim:
+            raise KeyError(domain)
+        return tuple(entry["selector"] for entry in registered.dkim)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._configured)
+
+    def __len__(self) -> int:
+        return len(self._configured)
+
+
 class KeyDomainGate:
     """``gate``, narrowed to the domains an API key may send from (its ``sending_domains``; empty = all)."""
 
@@ -249,6 +276,9 @@ class SendingDomainGate:
         with self._lock:
             self._cache[domain] = (now, found)
         return found
+
+    def is_seed(self, domain: str) -> bool:
+        return domain.lower() in self._seed
 
     def forget(self, domain: str) -> None:
         """This Lambda just changed ``domain``: its own next send must not wait for the cache."""

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from postroom.core.delivery_results import Outcome, RecipientResult
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from postroom.core.settings import Settings
     from postroom.deliver.deliverer import SmtpAgent
 
@@ -239,7 +241,7 @@ class ParameterKeyStore:
 class DkimSigner:
     """Signs a message with every key configured for its From domain; unsigned when that domain has none."""
 
-    def __init__(self, selectors: dict[str, tuple[str, ...]], keys: KeyStore) -> None:
+    def __init__(self, selectors: Mapping[str, tuple[str, ...]], keys: KeyStore) -> None:
         self._selectors = selectors
         self._keys = keys
 
