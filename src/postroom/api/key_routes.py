@@ -58,9 +58,9 @@ class KeyRotate(InputModel):
 
 
 def _own(principal: Principal, key_id: str) -> KeyInfo:
-    info = services().keys.get(key_id)
-    # Another tenant's key answers like a missing one: ids must not be probed across tenants.
-    if info is None or info.tenant != principal.tenant:
+    # Looked up within the caller's tenant: another tenant's key answers like a missing one.
+    info = services().keys.get(principal.tenant, key_id)
+    if info is None:
         raise NotFoundError(f"no API key {key_id}", field="key_id")
     return info
 
@@ -101,7 +101,7 @@ def create_key(
         sending_domains=frozenset(body.sending_domains),
         expires_at=expires,
     )
-    info = keys.get(hash_key(secret)[:12])
+    info = keys.get(principal.tenant, hash_key(secret)[:12])
     if info is None:  # just written with a consistent key; absence would be a broken table
         raise NotFoundError("the new key could not be read back", field="key_id")
     return _created(secret, info.public(keys.now()))
@@ -127,11 +127,9 @@ def disable_key(
     key_id: Annotated[str, Path(pattern=_KEY_ID)],
     principal: Annotated[Principal, Depends(require(Scope.KEYS_MANAGE))],
 ) -> dict[str, object]:
-    _own(principal, key_id)
     keys = services().keys
-    keys.disable(key_id)
-    info = _own(principal, key_id)
-    return info.public(keys.now())
+    keys.set_disabled(_own(principal, key_id))
+    return _own(principal, key_id).public(keys.now())
 
 
 @router.post(
@@ -148,8 +146,8 @@ def rotate_key(
     keys = services().keys
     if old.disabled or old.expired(keys.now()):
         raise ValidationFailedError(f"API key {key_id} no longer works; create a new key instead", field="key_id")
-    secret, old_now = keys.rotate(key_id, timedelta(seconds=body.grace_seconds))
-    new = keys.get(hash_key(secret)[:12])
+    secret, old_now = keys.rotate(old, timedelta(seconds=body.grace_seconds))
+    new = keys.get(principal.tenant, hash_key(secret)[:12])
     if new is None:
         raise NotFoundError("the new key could not be read back", field="key_id")
     return _created(secret, {**new.public(keys.now()), "previous": old_now.public(keys.now())})

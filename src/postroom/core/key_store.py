@@ -1,5 +1,9 @@
 """API key items: ``pk=KEY#<sha256 of the key>``, ``sk=KEY``. The key itself is never stored.
 
+Each key is also listed in gsi1 under ``gsi1pk=TENANT#<tenant>#KEY``, ``gsi1sk=<key id>``: the keys API finds a
+tenant's keys, and one key by its exact id, with a Query (the send API may not Scan the table). Keys stored before
+that index entry existed get it the first time they authenticate.
+
 A key may carry an expiry (``expires_at``, ISO 8601): from then on it authenticates nothing. Rotation is built on it:
 the new key is stored first, then the old one is given an expiry at the end of the grace period, so callers can swap
 keys without a moment in which neither works.
@@ -73,6 +77,10 @@ def _info(item: dict[str, Any]) -> KeyInfo:
     )
 
 
+def _listing(tenant: str, key_id: str) -> dict[str, str]:
+    return {"gsi1pk": f"TENANT#{tenant}#KEY", "gsi1sk": key_id}
+
+
 class ApiKeyStore:
     def __init__(self, dynamodb: Any, table: str, *, clock: Callable[[], datetime] = utcnow) -> None:
         self._ddb = dynamodb
@@ -108,6 +116,7 @@ class ApiKeyStore:
                     "mailboxes": sorted(m.lower() for m in mailboxes) or None,
                     "sending_domains": sorted(d.lower() for d in sending_domains) or None,
                     "expires_at": isoformat(expires_at) if expires_at else None,
+                    **_listing(tenant, digest[:12]),
                 }
             ),
         )
@@ -124,6 +133,15 @@ class ApiKeyStore:
             return None
         if item.get("expires_at") and parse_iso(item["expires_at"]) <= self._clock():
             return None  # expired, or the grace period of a rotation is over
+        if "gsi1pk" not in item:  # a key from before the keys API: list it from now on
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": item["pk"], "sk": "KEY"}),
+                UpdateExpression="SET gsi1pk = :p, gsi1sk = :s",
+                ExpressionAttributeValues=to_item(
+                    {":p": _listing(item["tenant"], item["key_id"])["gsi1pk"], ":s": item["key_id"]}
+                ),
+            )
         scopes = frozenset(Scope(s) for s in item.get("scopes", []) if s in _KNOWN_SCOPES)
         mailboxes = frozenset(item.get("mailboxes") or ())
         return Principal(
@@ -134,35 +152,44 @@ class ApiKeyStore:
             sending_domains=frozenset(item.get("sending_domains") or ()),
         )
 
-    def _scan(self, expression: str, values: dict[str, Any]) -> list[KeyInfo]:
+    def _listed(self, tenant: str, key_id: str | None = None) -> list[KeyInfo]:
+        condition = "gsi1pk = :p" + (" AND gsi1sk = :s" if key_id is not None else "")
+        values = {":p": _listing(tenant, "")["gsi1pk"], **({":s": key_id} if key_id is not None else {})}
         found: list[KeyInfo] = []
-        paginator = self._ddb.get_paginator("scan")
+        paginator = self._ddb.get_paginator("query")
         for page in paginator.paginate(
-            TableName=self._table, FilterExpression=expression, ExpressionAttributeValues=to_item(values)
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues=to_item(values),
         ):
             found.extend(_info(from_item(raw)) for raw in page.get("Items", []))
         return found
 
     def for_tenant(self, tenant: str) -> list[KeyInfo]:
-        """The tenant's keys, oldest first (a scan: key items are few, and listing them is an admin's rare act)."""
-        keys = self._scan("sk = :sk AND tenant = :t", {":sk": "KEY", ":t": tenant})
-        return sorted(keys, key=lambda k: (k.created_at or "", k.key_id))
+        """The tenant's keys, oldest first."""
+        return sorted(self._listed(tenant), key=lambda k: (k.created_at or "", k.key_id))
 
-    def get(self, key_id: str) -> KeyInfo | None:
-        """The key whose id is exactly ``key_id`` (never a prefix)."""
-        found = self._scan("sk = :sk AND key_id = :id", {":sk": "KEY", ":id": key_id})
+    def get(self, tenant: str, key_id: str) -> KeyInfo | None:
+        """The tenant's key whose id is exactly ``key_id`` (never a prefix); another tenant's key is None."""
+        found = self._listed(tenant, key_id)
         return found[0] if found else None
+
+    def set_disabled(self, key: KeyInfo) -> None:
+        self._ddb.update_item(
+            TableName=self._table,
+            Key=to_item({"pk": key._pk, "sk": "KEY"}),
+            UpdateExpression="SET disabled = :t",
+            ExpressionAttributeValues=to_item({":t": True}),
+        )
 
     def now(self) -> datetime:
         return self._clock()
 
-    def rotate(self, key_id: str, grace: timedelta) -> tuple[str, KeyInfo]:
+    def rotate(self, old: KeyInfo, grace: timedelta) -> tuple[str, KeyInfo]:
         """A new key with the old one's name, tenant, scopes and limits; the old key keeps working for ``grace``
         and then expires. The new key is stored before the old one is touched: a failure in between leaves both
         working, never neither. Returns the new secret and the old key as it is now."""
-        old = self.get(key_id)
-        if old is None:
-            raise KeyError(key_id)
         key = self.create(
             name=old.name,
             scopes=frozenset(Scope(s) for s in old.scopes if s in _KNOWN_SCOPES),
