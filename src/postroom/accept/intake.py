@@ -22,6 +22,7 @@ from postroom.accept.mime_build import originator_fields
 from postroom.accept.originators import check_originators, parse_header_block
 from postroom.accept.raw import prepare_raw
 from postroom.core.clock import isoformat, utcnow
+from postroom.core.domain_registry import DomainGate, KeyDomainGate, StaticDomainGate
 from postroom.core.errors import (
     PayloadTooLargeError,
     PostroomError,
@@ -55,12 +56,23 @@ class Accepted:
 _JSON_FIELDS = {"From": "from", "Reply-To": "reply_to"}
 
 
-def check_sender(request: SendRequest, settings: Settings) -> None:
+def sending_gate(settings: Settings, domains: DomainGate | None, principal: Principal | None) -> DomainGate:
+    """Which From domains this caller may use: the stack's (``domains``, or the configured SendingDomains when no
+    registry is wired), narrowed to the API key's own list."""
+    gate = domains if domains is not None else StaticDomainGate(settings.sending_domains)
+    return KeyDomainGate(gate, principal.sending_domains) if principal is not None else gate
+
+
+def check_sender(
+    request: SendRequest, settings: Settings, *, domains: DomainGate | None = None, principal: Principal | None = None
+) -> None:
     """No open relay, no ambiguous originator: the From and Reply-To lines the worker will write go through the same
     check as a raw message's (:func:`postroom.accept.originators.check_originators`)."""
     block = originator_fields(request)
     check_originators(
-        parse_header_block(block), settings.sending_domains, field_name=lambda title: _JSON_FIELDS.get(title, title)
+        parse_header_block(block),
+        sending_gate(settings, domains, principal),
+        field_name=lambda title: _JSON_FIELDS.get(title, title),
     )
 
 
@@ -93,13 +105,18 @@ def prepare(
     settings: Settings,
     templates: TemplateStore | None = None,
     template_cache: dict[str, StoredTemplate] | None = None,
+    domains: DomainGate | None = None,
 ) -> _Prepared:
     """Everything short of I/O on the message itself: render the template, check sender and size, build the record."""
     due = send_at(request)
     template = template_name(request)
     request = compose(request, principal.tenant, templates, template_cache)
-    check_sender(request, settings)
+    check_sender(request, settings, domains=domains, principal=principal)
     check_delivery(request.delivery.value, settings)
+    delivery = request.delivery.value
+    if delivery == "auto" and domains is not None:
+        # A domain added through the API was set up for one path; the worker resolves "auto" from settings alone.
+        delivery = domains.delivery_for(request.from_.to_address().domain) or delivery
     check_size(request, settings)
     now = utcnow()
     if due is not None and due <= now:
@@ -112,7 +129,7 @@ def prepare(
         status=MessageStatus.SCHEDULED if due else MessageStatus.QUEUED,
         from_address=request.from_.email,
         subject=request.subject,
-        delivery=request.delivery.value,
+        delivery=delivery,
         message_id_header=message_id_header(msg_id, request.from_.to_address().domain),
         recipients=[RecipientState(address=address) for address in request.envelope_recipients()],
         tags=request.tags,
@@ -158,8 +175,9 @@ def accept(
     queue: DeliveryQueue,
     templates: TemplateStore | None = None,
     scheduler: DeliveryScheduler | None = None,
+    domains: DomainGate | None = None,
 ) -> Accepted:
-    prepared = prepare(request, principal, settings=settings, templates=templates)
+    prepared = prepare(request, principal, settings=settings, templates=templates, domains=domains)
     if prepared.send_at is not None and scheduler is None:
         raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")
     _persist(prepared, store)
@@ -186,14 +204,23 @@ def accept_raw(
     mail_from: str | None = None,
     recipients: list[str] | None = None,
     delivery: str = "auto",
+    domains: DomainGate | None = None,
 ) -> Accepted:
     """A complete RFC 5322 message (raw endpoint, SMTP submission): cleaned up, stored as the MIME to send."""
     check_delivery(delivery, settings)
     now = utcnow()
     msg_id = message_id()
     prepared = prepare_raw(
-        data, settings=settings, mail_from=mail_from, recipients=recipients, postroom_id=msg_id, now=now
+        data,
+        settings=settings,
+        mail_from=mail_from,
+        recipients=recipients,
+        postroom_id=msg_id,
+        now=now,
+        domains=sending_gate(settings, domains, principal),
     )
+    if delivery == "auto" and domains is not None:
+        delivery = domains.delivery_for(prepared.mail_from.domain) or delivery  # as in prepare(): the domain's path
     created = isoformat(now)
     record = MessageRecord(
         id=msg_id,
@@ -232,6 +259,7 @@ def accept_many(
     queue: DeliveryQueue,
     templates: TemplateStore | None = None,
     scheduler: DeliveryScheduler | None = None,
+    domains: DomainGate | None = None,
 ) -> list[Accepted | PostroomError]:
     """Accept each request on its own: a row that fails (validation, sender, size, storage) gets its error and the
     others go on. The durability order of :func:`accept` holds per message: its body and record are written before
@@ -244,7 +272,9 @@ def accept_many(
             results[index] = request
             continue
         try:
-            item = prepare(request, principal, settings=settings, templates=templates, template_cache=cache)
+            item = prepare(
+                request, principal, settings=settings, templates=templates, template_cache=cache, domains=domains
+            )
             if item.send_at is not None and scheduler is None:
                 raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")
             prepared[index] = item

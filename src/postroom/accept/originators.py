@@ -28,6 +28,7 @@ from email.parser import BytesHeaderParser
 from typing import TYPE_CHECKING
 
 from postroom.core.addresses import AddressError, EmailAddress, normalise_address
+from postroom.core.domain_registry import DomainGate, StaticDomainGate
 from postroom.core.errors import SenderNotAllowedError, ValidationFailedError
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def parse_header_block(data: bytes) -> Message:
 
 def check_originators(
     msg: Message,
-    sending_domains: Collection[str],
+    sending_domains: Collection[str] | DomainGate,
     *,
     field_name: Callable[[str], str] | None = None,
 ) -> Originators:
@@ -106,9 +107,11 @@ def check_originators(
     Raises :class:`AmbiguousOriginatorError` (422) for a defect, a wrong count or an invalid address, and
     :class:`~postroom.core.errors.SenderNotAllowedError` (403) for a From/Sender/Resent-* domain that is not a sending
     domain. ``field_name`` maps a header name (``"From"``) to the name the caller knows it by (``"from"`` in the JSON
-    API); errors carry it as their ``field``.
+    API); errors carry it as their ``field``. ``sending_domains`` is the configured set, or a gate that also reads
+    the domain registry (:mod:`postroom.core.domain_registry`) and says which record an unverified domain lacks.
     """
     name_for = field_name or (lambda title: title)
+    gate = sending_domains if isinstance(sending_domains, DomainGate) else StaticDomainGate(sending_domains)
     if not msg.get_all("From"):
         raise AmbiguousOriginatorError("the message has no From header", field=name_for("From"))
     checked: list[tuple[str, tuple[EmailAddress, ...]]] = []
@@ -121,13 +124,11 @@ def check_originators(
         mailboxes = _check_field(title, value, rule, name_for(title))
         if rule.own_domain:
             for mailbox in mailboxes:
-                if mailbox.domain not in sending_domains:
-                    # No open relay: only configured identities may say who wrote or sent the message.
-                    raise SenderNotAllowedError(
-                        f"{mailbox.domain!r} is not a sending domain of this Postroom stack; configure it in "
-                        "SendingDomains first",
-                        field=name_for(title),
-                    )
+                # No open relay: only configured (or registered and verified) identities may say who wrote or sent
+                # the message.
+                refusal = gate.refusal(mailbox.domain)
+                if refusal is not None:
+                    raise SenderNotAllowedError(refusal, field=name_for(title))
         checked.append((key, mailboxes))
     return Originators(tuple(checked))
 

@@ -23,6 +23,7 @@ from postroom.accept.mime_build import message_id_header
 from postroom.accept.models import MAX_RECIPIENTS
 from postroom.accept.originators import check_originators
 from postroom.core.addresses import AddressError, EmailAddress, normalise_address
+from postroom.core.domain_registry import DomainGate, StaticDomainGate
 from postroom.core.errors import PayloadTooLargeError, SenderNotAllowedError, ValidationFailedError
 from postroom.core.settings import Settings
 
@@ -166,6 +167,7 @@ def prepare_raw(
     recipients: list[str] | None = None,
     postroom_id: str,
     now: datetime,
+    domains: DomainGate | None = None,
 ) -> PreparedMessage:
     """Check and normalise a raw message. A message without a Message-ID gets one built from ``postroom_id`` on the
     sender's domain, so bounces and replies map back to the record."""
@@ -184,12 +186,12 @@ def prepare_raw(
     msg = BytesParser(policy=policy.default).parsebytes(data)
     _walk_checked(msg)
     # The header block below keeps these fields byte for byte, so the addresses checked here are the ones that leave.
-    sender = check_originators(msg, settings.sending_domains).author
+    gate = domains if domains is not None else StaticDomainGate(settings.sending_domains)
+    sender = check_originators(msg, gate).author
     envelope_from = _addresses([mail_from], "mail_from")[0] if mail_from else sender
-    if envelope_from.domain not in settings.sending_domains:
-        raise SenderNotAllowedError(
-            f"{envelope_from.domain!r} is not a sending domain of this Postroom stack", field="mail_from"
-        )
+    refusal = gate.refusal(envelope_from.domain)
+    if refusal is not None:
+        raise SenderNotAllowedError(refusal, field="mail_from")
 
     if recipients:
         envelope = _addresses(recipients, "recipients")

@@ -19,6 +19,7 @@ from postroom.api import (
     console_routes,
     doctor_routes,
     event_routes,
+    key_routes,
     mail_routes,
     mailbox_routes,
     me_routes,
@@ -55,6 +56,7 @@ app.include_router(event_routes.timeline_router, prefix="/v1/messages")
 app.include_router(suppression_routes.router, prefix="/v1/suppressions")
 app.include_router(webhook_routes.router, prefix="/v1/webhooks")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
+app.include_router(key_routes.router, prefix="/v1/keys")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")

@@ -26,6 +26,8 @@ class Scope(StrEnum):
     SUPPRESSIONS_WRITE = "suppressions:write"
     WEBHOOKS_MANAGE = "webhooks:manage"
     DOMAINS_READ = "domains:read"  # GET /v1/domains/{domain}/doctor
+    DOMAINS_MANAGE = "domains:manage"  # /v1/domains: create, verify and retire sending domains
+    KEYS_MANAGE = "keys:manage"  # /v1/keys: create, list, disable and rotate the tenant's API keys
     # Inbound mailboxes; which addresses a key reaches is its ``mailboxes`` list (see Principal.may_access).
     MAILBOX_READ = "mailbox:read"
     MAILBOX_WRITE = "mailbox:write"
@@ -73,6 +75,8 @@ class Principal:
     scopes: frozenset[Scope]
     # Addresses whose mailboxes the key may use: "support@shop.example", "*@shop.example" (a whole domain) or "*".
     mailboxes: frozenset[str] = frozenset()
+    # Sending domains the key may put in From/Sender; empty means every sending domain of the stack.
+    sending_domains: frozenset[str] = frozenset()
 
     def allows(self, scope: Scope) -> bool:
         return scope in self.scopes
@@ -81,6 +85,9 @@ class Principal:
         address = address.lower()
         domain = address.rpartition("@")[2]
         return bool({"*", address, f"*@{domain}"} & self.mailboxes)
+
+    def may_send_from(self, domain: str) -> bool:
+        return not self.sending_domains or domain.lower() in self.sending_domains
 
 
 def bearer_token(authorization: str | None) -> str | None:

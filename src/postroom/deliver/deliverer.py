@@ -80,6 +80,7 @@ class SendGuard(Protocol):
         """The results a completed send of this group in this attempt stored, without sending; None if none."""
         ...
 
+
 class _SendDirectly:
     """No guard (a stack without an idempotency table): every call sends, and nothing is stored."""
 

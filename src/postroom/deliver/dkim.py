@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from postroom.core.delivery_results import Outcome, RecipientResult
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from postroom.core.deliverability_settings import DeliverabilitySettings
     from postroom.deliver.deliverer import SmtpAgent
 
@@ -39,6 +41,7 @@ __all__ = [
     "SigningSmtpAgent",
     "generate_key",
     "key_name",
+    "store_private_key",
 ]
 
 logger = Logger(child=True)
@@ -170,6 +173,22 @@ def key_name(source: str, prefix: str, domain: str, selector: str) -> str:
     return f"/{name}" if source == "ssm" else name
 
 
+def store_private_key(source: str, prefix: str, key: DkimKey, pem: str) -> str:
+    """Store a new key's private half where :class:`ParameterKeyStore` reads it (SSM SecureString or Secrets Manager,
+    under the account's AWS managed KMS key); never overwrites - a new key gets a new selector. Returns the name."""
+    from postroom.core import aws
+
+    name = key_name(source, prefix, key.domain, key.selector)
+    description = f"DKIM private key, {key.dns_name}"
+    if source == "ssm":
+        aws.client("ssm").put_parameter(
+            Name=name, Value=pem, Type="SecureString", Overwrite=False, Description=description
+        )
+    else:
+        aws.client("secretsmanager").create_secret(Name=name, SecretString=pem, Description=description)
+    return name
+
+
 class KeyStore(Protocol):
     def get(self, domain: str, selector: str) -> DkimKey: ...
 
@@ -223,7 +242,7 @@ class ParameterKeyStore:
 class DkimSigner:
     """Signs a message with every key configured for its From domain; unsigned when that domain has none."""
 
-    def __init__(self, selectors: dict[str, tuple[str, ...]], keys: KeyStore) -> None:
+    def __init__(self, selectors: Mapping[str, tuple[str, ...]], keys: KeyStore) -> None:
         self._selectors = selectors
         self._keys = keys
 

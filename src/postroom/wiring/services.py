@@ -16,6 +16,7 @@ from postroom.accept import intake
 from postroom.accept.delivery_queue import DeliveryQueue
 from postroom.accept.scheduling import DeliveryScheduler
 from postroom.core import aws
+from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.core.idempotency import DAY, Once
 from postroom.core.key_store import ApiKeyStore
 from postroom.core.message_store import MessageStore
@@ -61,6 +62,15 @@ class Services:
         return ApiKeyStore(aws.client("dynamodb"), self.settings.table)
 
     @cached_property
+    def domain_registry(self) -> DomainRegistry:
+        return DomainRegistry(aws.client("dynamodb"), self.settings.table)
+
+    @cached_property
+    def domains(self) -> SendingDomainGate:
+        """The sending-domain check: SendingDomains (the seed), then the registry, cached briefly per Lambda."""
+        return SendingDomainGate(self.settings.sending_domains, self.domain_registry)
+
+    @cached_property
     def queue(self) -> DeliveryQueue:
         return DeliveryQueue(aws.client("sqs"), self.settings.queue_url, self.settings.dlq_url)
 
@@ -88,6 +98,7 @@ class Services:
             queue=self.queue,
             templates=self.templates,
             scheduler=self.scheduler,
+            domains=self.domains,
         )
 
     def accept_many(
@@ -101,12 +112,19 @@ class Services:
             queue=self.queue,
             templates=self.templates,
             scheduler=self.scheduler,
+            domains=self.domains,
         )
 
     def accept_raw(self, data: bytes, principal: Principal, **envelope: Any) -> Accepted:
         """``envelope``: mail_from, recipients, delivery (see :func:`postroom.accept.intake.accept_raw`)."""
         return intake.accept_raw(
-            data, principal, settings=self.settings, store=self.messages, queue=self.queue, **envelope
+            data,
+            principal,
+            settings=self.settings,
+            store=self.messages,
+            queue=self.queue,
+            domains=self.domains,
+            **envelope,
         )
 
     def once(self, scope: str) -> Once | None:

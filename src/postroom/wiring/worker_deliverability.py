@@ -2,7 +2,8 @@
 execution
 environment so that DKIM keys and MTA-STS policies stay cached across batches.
 
-Imports are deferred: a deployment without DKIM selectors never loads dkimpy or cryptography.
+Imports are deferred to the first batch that delivers over SMTP: a worker that only sends through SES never loads dkimpy
+or cryptography.
 """
 
 from __future__ import annotations
@@ -28,17 +29,20 @@ _mta_sts: MtaStsResolver | None = None
 
 
 def sign_outgoing(agent: SmtpAgent, settings: Settings) -> SmtpAgent:
-    """The batch's SMTP agent, wrapped to DKIM-sign when any sending domain has selectors configured."""
+    """The batch's SMTP agent, wrapped to DKIM-sign: with the selectors configured (DkimSelectors) and with the keys
+    Postroom made for domains added through the API (the domain registry)."""
     global _signer
-    if not settings.deliverability.dkim_selectors:
-        return agent
+    from postroom.core import aws
+    from postroom.core.domain_registry import DkimSelectors, DomainRegistry, SendingDomainGate
     from postroom.deliver.dkim import DkimSigner, ParameterKeyStore, SigningSmtpAgent
 
     with _lock:
         if _signer is None:
-            _signer = DkimSigner(
-                settings.deliverability.dkim_selectors, ParameterKeyStore.from_settings(settings.deliverability)
+            registry = SendingDomainGate(
+                settings.sending_domains, DomainRegistry(aws.client("dynamodb"), settings.table)
             )
+            selectors = DkimSelectors(settings.deliverability.dkim_selectors, registry)
+            _signer = DkimSigner(selectors, ParameterKeyStore.from_settings(settings.deliverability))
         signer = _signer
     return SigningSmtpAgent(agent, signer)
 
