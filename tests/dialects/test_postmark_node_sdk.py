@@ -31,7 +31,7 @@ def run_node(stack: LocalStack, calls: list[dict[str, Any]]) -> list[dict[str, A
     node = shutil.which("node")
     assert node, "Node 20 is needed for the Node SDK tests"
     assert (NODE_DIR / "node_modules" / "postmark").is_dir(), "run `npm ci` in tests/sdk/node (.ci/run does)"
-    result = subprocess.run(  # noqa: S603 - a fixed script with the test's own input
+    result = subprocess.run(
         [node, "postmark.mjs"],
         cwd=NODE_DIR,
         input=json.dumps(calls),
@@ -81,7 +81,8 @@ def test_node_postmark_send_template_and_batch(local: LocalStack, sink: Recordin
     ])  # fmt: skip
     assert all(result["ok"] for result in results), results
     sent, receipt, batch, batch_templated = (result["answer"] for result in results)
-    assert sent["ErrorCode"] == 0 and sent["To"] == "ann@example.org"
+    assert sent["ErrorCode"] == 0
+    assert sent["To"] == "ann@example.org"
     record = wait_for_status(local, sent["MessageID"], {"delivered"})
     assert record["tags"] == ["invoice"]
     assert record["metadata"] == {"invoice": "7"}
@@ -103,7 +104,8 @@ def test_node_postmark_send_template_and_batch(local: LocalStack, sink: Recordin
     carl = message_from_bytes(by_rcpt[("carl@example.org",)].content, policy=policy.default)
     assert carl["Subject"] == "Receipt 7"
     assert carl.get_body(("plain",)).get_content().strip() == "Total 9.90 €"
-    assert ("dan@example.org",) in by_rcpt and ("eve@example.org",) in by_rcpt
+    assert ("dan@example.org",) in by_rcpt
+    assert ("eve@example.org",) in by_rcpt
 
 
 def test_node_postmark_errors_are_its_own_error_classes(local: LocalStack) -> None:

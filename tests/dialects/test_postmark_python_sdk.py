@@ -73,7 +73,10 @@ def test_postmarker_send_reaches_the_mx_byte_for_byte(local: LocalStack, sink: R
     assert record["tags"] == ["order-confirmation"]
     assert record["metadata"] == {"order": "1001"}
     assert sorted(r["address"] for r in record["recipients"]) == [
-        "ann@example.org", "audit@example.org", "bob@example.org", "carl@example.org"
+        "ann@example.org",
+        "audit@example.org",
+        "bob@example.org",
+        "carl@example.org",
     ]
     # and the MX got exactly that message
     rcpts, msg = delivered(sink, "ann@example.org")
@@ -171,7 +174,7 @@ def test_partly_suppressed_message_is_accepted_with_postmarks_notice(local: Loca
     ("method", "path", "headers", "status", "code"),
     [
         ("GET", "/email", {}, 405, 300),
-        ("POST", "/email/nowhere", {}, 404, 300),
+        ("POST", "/email/nowhere", {"Content-Type": "application/json"}, 404, 300),
         ("POST", "/email", {"Content-Type": "text/plain"}, 422, 409),
         ("POST", "/email", {"Content-Type": "application/json", "X-Postmark-Server-Token": ""}, 401, 10),
     ],

@@ -34,7 +34,7 @@ router = Router()
 PATHS = frozenset({"", "/batch", "/withTemplate", "/batchWithTemplates"})
 
 
-def _json(status: int, body: object) -> Response:
+def _json(status: int, body: object) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
@@ -76,7 +76,7 @@ def _screen(message: MessageInput, principal: Principal) -> str:
     return "OK"
 
 
-def _send_one(principal: Principal, *, with_template: bool) -> Response:
+def _send_one(principal: Principal, *, with_template: bool) -> Response[Any]:
     original, message = _message(_payload(), with_template=with_template)
     text = _screen(message, principal)
     try:
@@ -86,7 +86,7 @@ def _send_one(principal: Principal, *, with_template: bool) -> Response:
     return _json(200, postmark.accepted_answer(accepted.id, original.To, utcnow(), text))
 
 
-def _send_many(rows: list[Any], principal: Principal, *, with_template: bool) -> Response:
+def _send_many(rows: list[Any], principal: Principal, *, with_template: bool) -> Response[Any]:
     """Each row accepted or refused on its own, answered in request order (Postmark's batch answer: 200 and a list)."""
     if not isinstance(rows, list) or not rows or len(rows) > postmark.MAX_BATCH:
         raise postmark.from_postroom(
@@ -109,29 +109,26 @@ def _send_many(rows: list[Any], principal: Principal, *, with_template: bool) ->
     return _json(200, answers)
 
 
-# postmarker sends the template routes with a trailing slash; Powertools matches paths exactly, so both are routes.
+# postmarker sends the template routes with a trailing slash: APIGatewayRestResolver's routes match with or without.
 @router.post("/", summary="Postmark: send a message")
-def send_email(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response:
+def send_email(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response[Any]:
     return _send_one(principal, with_template=False)
 
 
 @router.post("/batch", summary="Postmark: send up to 500 messages")
-@router.post("/batch/", include_in_schema=False)
-def send_email_batch(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response:
+def send_email_batch(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response[Any]:
     return _send_many(_payload(), principal, with_template=False)
 
 
 @router.post("/withTemplate", summary="Postmark: send a message from a stored template (TemplateAlias)")
-@router.post("/withTemplate/", include_in_schema=False)
-def send_email_with_template(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response:
+def send_email_with_template(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response[Any]:
     return _send_one(principal, with_template=True)
 
 
 @router.post("/batchWithTemplates", summary="Postmark: send up to 500 templated messages")
-@router.post("/batchWithTemplates/", include_in_schema=False)
 def send_email_batch_with_templates(
     principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
-) -> Response:
+) -> Response[Any]:
     payload = _payload()
     try:
         batch = postmark.BatchWithTemplates.model_validate(payload)

@@ -67,7 +67,9 @@ def _on_postmark_route() -> bool:
 
 
 def _postmark_response(error: postmark.PostmarkError) -> Response:
-    return Response(status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.body()))
+    return Response(
+        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.body())
+    )
 
 
 @app.exception_handler(postmark.PostmarkError)
@@ -105,7 +107,8 @@ def _validation_error(error: RequestValidationError) -> Response:
     if route is not None and isinstance(principal, Principal):
         missing = sorted(scope.value for scope in required_scopes(route.func) if not principal.allows(scope))
         if missing:
-            return _error_response(ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization"))
+            lacking = ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization")
+            return _error_response(lacking)
     return _error_response(validation_failure(list(error.errors())))
 
 

@@ -58,7 +58,7 @@ __all__ = [
     "translate",
 ]
 
-TOKEN_HEADER = "X-Postmark-Server-Token"
+TOKEN_HEADER = "X-Postmark-Server-Token"  # noqa: S105 - a header's name, not a secret
 # Postmark's own batch limit (https://postmarkapp.com/developer/api/email-api#send-batch-emails).
 MAX_BATCH = 500
 PATH_PREFIX = "/email"
@@ -230,7 +230,7 @@ class BatchWithTemplates(_Strict):
     Messages: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-def _mailboxes(value: str | None) -> list[str]:
+def _mailboxes(value: str | None) -> list[dict[str, str]]:
     """A Postmark comma list (``"a@x, Ann <b@x>"``); quoted display names may contain commas."""
     if not value:
         return []
@@ -238,7 +238,7 @@ def _mailboxes(value: str | None) -> list[str]:
     for name, address in getaddresses([value]):
         if not address:
             raise ValidationFailedError(f"{value!r} is not a list of email addresses", field="to")
-        found.append(f"{name} <{address}>" if name else address)
+        found.append({"email": address, "name": name})
     return found
 
 
