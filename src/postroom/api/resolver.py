@@ -84,7 +84,9 @@ def _unexpected_error(error: Exception) -> Response:
     if not _on_postmark_route():
         raise error
     logger.exception("unexpected error on a Postmark route")
-    return _postmark_response(postmark.PostmarkError(500, postmark.INTERNAL_ERROR, "Internal server error"))
+    return _postmark_response(
+        postmark.PostmarkError(500, postmark.INTERNAL_ERROR, "Internal server error", code="internal_error")
+    )
 
 
 def _error_response(error: PostroomError) -> Response:
@@ -128,9 +130,15 @@ def _not_found(_: RouteNotFoundError) -> Response:
     event = app.current_event
     if _on_postmark_route():
         known = event.path.removeprefix(postmark.PATH_PREFIX).rstrip("/") in postmark_routes.PATHS
-        status, text = (405, "method not allowed: the Postmark routes take POST") if known else (404, "no route")
-        return _postmark_response(postmark.PostmarkError(status, postmark.INVALID_EMAIL_REQUEST,
-                                                         f"{text} ({event.http_method} {event.path})"))  # fmt: skip
+        status, code, text = (
+            (405, "method_not_allowed", "method not allowed: the Postmark routes take POST")
+            if known
+            else (404, "not_found", "no route")
+        )
+        refusal = postmark.PostmarkError(
+            status, postmark.INVALID_EMAIL_REQUEST, f"{text} ({event.http_method} {event.path})", code=code
+        )
+        return _postmark_response(refusal)
     return error_response(NotFoundError(f"no route {event.http_method} {event.path}"))
 
 

@@ -94,13 +94,17 @@ class PostmarkError(Exception):
     status: int
     error_code: int
     message: str
+    # Postroom's own structured error rides along, so a Postroom client (and the suite's error-shape checks) reads
+    # the same answer; the Postmark SDKs read only ErrorCode and Message.
+    code: str = "validation_error"
+    field: str | None = None
 
     def body(self) -> dict[str, object]:
-        return error_body(self.error_code, self.message)
+        return error_body(self.error_code, self.message, code=self.code, field=self.field)
 
 
-def error_body(error_code: int, message: str) -> dict[str, object]:
-    return {"ErrorCode": error_code, "Message": message}
+def error_body(error_code: int, message: str, *, code: str, field: str | None) -> dict[str, object]:
+    return {"ErrorCode": error_code, "Message": message, "error": {"code": code, "message": message, "field": field}}
 
 
 # Postroom's field names → Postmark's, so an error names the field the caller actually sent.
@@ -139,6 +143,13 @@ def _postmark_field(field: str | None) -> str | None:
 
 def from_postroom(error: PostroomError) -> PostmarkError:
     """Postroom's error → Postmark's code and status (422 is how Postmark answers every refused request)."""
+    refusal = _from_postroom(error)
+    return PostmarkError(
+        refusal.status, refusal.error_code, refusal.message, code=error.code, field=_postmark_field(error.field)
+    )
+
+
+def _from_postroom(error: PostroomError) -> PostmarkError:
     field = _postmark_field(error.field)
     message = error.message
     if error.field and field and message.startswith(f"{error.field}:"):
@@ -152,7 +163,8 @@ def from_postroom(error: PostroomError) -> PostmarkError:
     if isinstance(error, SenderNotAllowedError):
         return PostmarkError(HTTPStatus.UNPROCESSABLE_ENTITY, SENDER_SIGNATURE_NOT_FOUND, message)
     if isinstance(error, ForbiddenError):
-        return PostmarkError(HTTPStatus.UNAUTHORIZED, BAD_TOKEN, message)
+        # A valid key without the messages:send scope: Postroom's 403, with the bad-token code.
+        return PostmarkError(HTTPStatus.FORBIDDEN, BAD_TOKEN, message, field=field)
     if isinstance(error, InvalidJsonError):
         return PostmarkError(HTTPStatus.UNPROCESSABLE_ENTITY, INVALID_JSON, message)
     if isinstance(error, UnsupportedMediaTypeError):
@@ -171,7 +183,11 @@ def from_postroom(error: PostroomError) -> PostmarkError:
 
 def inactive_recipients(addresses: list[str]) -> PostmarkError:
     return PostmarkError(
-        HTTPStatus.UNPROCESSABLE_ENTITY, INACTIVE_RECIPIENT, _INACTIVE_MESSAGE.format(addresses=", ".join(addresses))
+        HTTPStatus.UNPROCESSABLE_ENTITY,
+        INACTIVE_RECIPIENT,
+        _INACTIVE_MESSAGE.format(addresses=", ".join(addresses)),
+        code="inactive_recipient",
+        field="To",
     )
 
 
