@@ -31,7 +31,7 @@ from postroom.api import (
 from postroom.api.deps import required_scopes
 from postroom.api.gate import screen
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
-from postroom.core.auth import Principal
+from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
 from postroom.core.untrusted import loads as untrusted_json
 from postroom.dialects import postmark
@@ -129,6 +129,12 @@ def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
 def _not_found(_: RouteNotFoundError) -> Response:
     event = app.current_event
     if _on_postmark_route():
+        principal = app.context.get("principal")
+        if isinstance(principal, Principal) and not principal.allows(Scope.MESSAGES_SEND):
+            # Every Postmark route sends mail: a key that may not send is told so before anything about the route.
+            scope = Scope.MESSAGES_SEND.value
+            lacking = ForbiddenError(f"this API key lacks the {scope!r} scope", field="Authorization")
+            return _postmark_response(postmark.from_postroom(lacking))
         known = event.path.removeprefix(postmark.PATH_PREFIX).rstrip("/") in postmark_routes.PATHS
         status, code, text = (
             (405, "method_not_allowed", "method not allowed: the Postmark routes take POST")
