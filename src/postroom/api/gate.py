@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from postroom.core.auth import bearer_token
 from postroom.core.errors import InvalidJsonError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
+from postroom.dialects import postmark
 
 if TYPE_CHECKING:
     from postroom.core.auth import Principal
@@ -44,11 +45,17 @@ def is_public_document(event: dict[str, Any]) -> bool:
 
 def authenticate(event: dict[str, Any], svc: Services) -> Principal:
     token = bearer_token(_header(event, "authorization"))
+    field = "Authorization"
+    if token is None and postmark.is_postmark_path(event.get("path")):
+        # Postmark's SDKs present the key as their server token; only the Postmark routes read that header, so a
+        # key in it means nothing anywhere else.
+        token = _header(event, postmark.TOKEN_HEADER.lower()) or None
+        field = postmark.TOKEN_HEADER
     if token is None:
         raise UnauthorizedError("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
     principal = svc.keys.authenticate(token)
     if principal is None:
-        raise UnauthorizedError("the API key is not valid or has been disabled", field="Authorization")
+        raise UnauthorizedError("the API key is not valid or has been disabled", field=field)
     return principal
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from postroom.api import (
     mailbox_routes,
     me_routes,
     message_routes,
+    postmark_routes,
     scheduled_routes,
     suppression_routes,
     template_routes,
@@ -33,9 +35,10 @@ from postroom.api.deps import required_scopes
 from postroom.api.gate import is_public_document, screen
 from postroom.api.openapi_doc import DOCS_PATH, DOCUMENT_PATH, SECURITY, SECURITY_SCHEMES, declare_statuses
 from postroom.api.responses import error_proxy_result, error_response, validation_failure
-from postroom.core.auth import Principal
+from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
 from postroom.core.untrusted import loads as untrusted_json
+from postroom.dialects import postmark
 from postroom.wiring.services import services
 
 if TYPE_CHECKING:
@@ -61,6 +64,8 @@ app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
 app.include_router(console_routes.router)
+# Postmark's SDKs join /email onto the host's root, so these routes have no /v1 (README, "Switching from Postmark").
+app.include_router(postmark_routes.router, prefix=postmark.PATH_PREFIX)
 
 # Powertools builds the document from the routes; the statuses every route can answer (401, 403, 422, …) are added to
 # each route's own declared responses here, once all are mounted and before any is resolved.
@@ -83,9 +88,42 @@ def openapi_document() -> Response[str]:
     return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
 
 
+def _on_postmark_route() -> bool:
+    return postmark.is_postmark_path(app.current_event.path)
+
+
+def _postmark_response(error: postmark.PostmarkError) -> Response:
+    return Response(
+        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.body())
+    )
+
+
+@app.exception_handler(postmark.PostmarkError)
+def _postmark_error(error: postmark.PostmarkError) -> Response:
+    return _postmark_response(error)
+
+
+@app.exception_handler(Exception)
+def _unexpected_error(error: Exception) -> Response:
+    # postmarker raises KeyError('ErrorCode') on an error body without ErrorCode, so even a crash on a Postmark route
+    # answers in Postmark's shape; everywhere else the exception goes on to Lambda as before.
+    if not _on_postmark_route():
+        raise error
+    logger.exception("unexpected error on a Postmark route")
+    return _postmark_response(
+        postmark.PostmarkError(500, postmark.INTERNAL_ERROR, "Internal server error", code="internal_error")
+    )
+
+
+def _error_response(error: PostroomError) -> Response:
+    if _on_postmark_route():
+        return _postmark_response(postmark.from_postroom(error))
+    return error_response(error)
+
+
 @app.exception_handler(PostroomError)
 def _postroom_error(error: PostroomError) -> Response:
-    return error_response(error)
+    return _error_response(error)
 
 
 @app.exception_handler(RequestValidationError)
@@ -97,15 +135,16 @@ def _validation_error(error: RequestValidationError) -> Response:
     if route is not None and isinstance(principal, Principal):
         missing = sorted(scope.value for scope in required_scopes(route.func) if not principal.allows(scope))
         if missing:
-            return error_response(ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization"))
-    return error_response(validation_failure(list(error.errors())))
+            lacking = ForbiddenError(f"this API key lacks the {missing[0]!r} scope", field="Authorization")
+            return _error_response(lacking)
+    return _error_response(validation_failure(list(error.errors())))
 
 
 @app.exception_handler(RequestUnsupportedContentType)
 def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
     # The gate admits only what the resolver parses; should the two ever disagree, the answer keeps Postroom's shape.
     content_type = app.current_event.headers.get("content-type") or "none"
-    return error_response(
+    return _error_response(
         UnsupportedMediaTypeError(
             f"send the body as JSON with 'Content-Type: application/json' (got {content_type!r})", field="Content-Type"
         )
@@ -114,7 +153,25 @@ def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
 
 @app.not_found
 def _not_found(_: RouteNotFoundError) -> Response:
-    return error_response(NotFoundError(f"no route {app.current_event.http_method} {app.current_event.path}"))
+    event = app.current_event
+    if _on_postmark_route():
+        principal = app.context.get("principal")
+        if isinstance(principal, Principal) and not principal.allows(Scope.MESSAGES_SEND):
+            # Every Postmark route sends mail: a key that may not send is told so before anything about the route.
+            scope = Scope.MESSAGES_SEND.value
+            lacking = ForbiddenError(f"this API key lacks the {scope!r} scope", field="Authorization")
+            return _postmark_response(postmark.from_postroom(lacking))
+        known = event.path.removeprefix(postmark.PATH_PREFIX).rstrip("/") in postmark_routes.PATHS
+        status, code, text = (
+            (405, "method_not_allowed", "method not allowed: the Postmark routes take POST")
+            if known
+            else (404, "not_found", "no route")
+        )
+        refusal = postmark.PostmarkError(
+            status, postmark.INVALID_EMAIL_REQUEST, f"{text} ({event.http_method} {event.path})", code=code
+        )
+        return _postmark_response(refusal)
+    return error_response(NotFoundError(f"no route {event.http_method} {event.path}"))
 
 
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -126,6 +183,14 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         principal = screen(event, services())
     except PostroomError as error:
         logger.info("request refused before routing", extra={"code": error.code, "status": int(error.status)})
+        if postmark.is_postmark_path(event.get("path")):
+            refusal = postmark.from_postroom(error)
+            return {
+                "statusCode": refusal.status,
+                "headers": {"Content-Type": content_types.APPLICATION_JSON},
+                "body": json.dumps(refusal.body()),
+                "isBase64Encoded": False,
+            }
         return error_proxy_result(error)
     app.append_context(principal=principal)
     return app.resolve(event, context)
