@@ -539,3 +539,36 @@ def test_no_intrinsic_function_is_folded_into_a_plain_string(template):
         if re.search(r"!(Ref|Sub|GetAtt|If|Join|Select|Split)\b", text) and not path.endswith("DashboardBody")
     ]
     assert folded == []
+
+
+def test_the_deployed_template_stays_inside_the_local_stacks_declared_subset(template: dict[str, Any]) -> None:
+    # GIVEN template.yaml WHEN checked THEN every resource type and intrinsic it uses is declared
+    tpl.check_supported(template)
+    assert {r["Type"] for r in template["Resources"].values()} <= tpl.SUPPORTED_RESOURCE_TYPES
+
+
+def test_a_resource_type_outside_the_declared_subset_is_refused_by_name(template: dict[str, Any]) -> None:
+    # GIVEN the template plus a resource type the local stack does not declare
+    extended = {**template, "Resources": {**template["Resources"], "Stream": {"Type": "AWS::Kinesis::Stream"}}}
+    # WHEN the local stack reads it THEN it refuses, naming the resource and the type, before creating anything
+    with pytest.raises(tpl.UnsupportedTemplateError, match=r"Resources\.Stream: resource type AWS::Kinesis::Stream"):
+        tpl.check_supported(extended)
+    with pytest.raises(tpl.UnsupportedTemplateError, match="AWS::Kinesis::Stream"):
+        tpl.unemulated_resources(extended)
+    with pytest.raises(tpl.UnsupportedTemplateError, match="AWS::Kinesis::Stream"):
+        tpl.create_resources(extended, lambda service: pytest.fail(f"no {service} client should be made"))
+
+
+def test_an_intrinsic_outside_the_declared_subset_is_refused_wherever_it_is(template: dict[str, Any]) -> None:
+    # GIVEN an Fn::ImportValue in a property no emulator reads (a log group's name)
+    resources = {
+        **template["Resources"],
+        "Extra": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": {"Fn::ImportValue": "shared-name"}}},
+    }
+    # WHEN checked THEN it is refused with its place, though nothing would have evaluated it
+    with pytest.raises(tpl.UnsupportedTemplateError, match=r"Resources\.Extra\.Properties\.LogGroupName: .*Fn::Imp"):
+        tpl.check_supported({**template, "Resources": resources})
+    # a resource's Condition attribute and an IAM policy's Condition block are not intrinsic calls
+    tpl.check_supported(
+        {"Resources": {"P": {"Type": "AWS::IAM::Policy", "Properties": {"Condition": {"StringEquals": {"a": "b"}}}}}}
+    )

@@ -7,6 +7,12 @@ template's own properties in emulated AWS (a moto server), and evaluates the int
 one it gets on AWS. What the local stack does not emulate is listed by :func:`unemulated_resources`, so the harness
 can say so instead of pretending.
 
+It understands a declared subset of CloudFormation, tabled below (:data:`SUPPORTED_INTRINSICS`,
+:data:`SUPPORTED_RESOURCE_TYPES`): a template using anything outside it is refused with an
+:class:`UnsupportedTemplateError` naming the construct and where it is, rather than half-understood. A new resource type
+or intrinsic in ``template.yaml`` therefore fails ``postroom local`` and the infrastructure tests until it is declared
+here, with how the local stack treats it.
+
 AWS clients come from a boto3 ``Session`` (pointed at moto with the standard ``AWS_ENDPOINT_URL`` variable, or an
 explicit ``endpoint_url``) or from any ``service name -> client`` callable.
 """
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_REGION",
+    "SUPPORTED_INTRINSICS",
+    "SUPPORTED_RESOURCE_TYPES",
     "ClientFactory",
     "FunctionSpec",
     "LocalResources",
@@ -41,7 +49,9 @@ __all__ = [
     "TemplateError",
     "TemplateLoader",
     "UnemulatedResource",
+    "UnsupportedTemplateError",
     "api_routes",
+    "check_supported",
     "create_resources",
     "effective_parameters",
     "function_environment",
@@ -65,6 +75,91 @@ _SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
 
 class TemplateError(Exception):
     """The template cannot be read, resolved or emulated. The message names the place in the template."""
+
+
+class UnsupportedTemplateError(TemplateError):
+    """The template uses a resource type or intrinsic function outside the declared subset the local stack reads."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The declared subset: everything the local stack reads, and how it treats each resource type
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Intrinsic functions (and condition functions) :func:`resolve` evaluates. Others (Fn::ImportValue, Fn::Cidr,
+# Fn::Transform, the LanguageExtensions functions...) are refused, wherever they appear in the template.
+SUPPORTED_INTRINSICS: Final = frozenset(
+    {
+        "Ref",
+        "Condition",
+        "Fn::GetAtt",
+        "Fn::Sub",
+        "Fn::Join",
+        "Fn::If",
+        "Fn::Equals",
+        "Fn::Not",
+        "Fn::And",
+        "Fn::Or",
+        "Fn::Select",
+        "Fn::Split",
+        "Fn::FindInMap",
+        "Fn::Base64",
+        "Fn::GetAZs",
+    }
+)
+
+# Created in emulated AWS from their own properties: see _EMULATORS at the end of the "Emulated resources" section.
+# Resource types the local harness itself stands in for, and how.
+_HARNESS_TYPES: Final[Mapping[str, str]] = {
+    _SERVERLESS_FUNCTION: "runs in-process: the local harness calls the handler (see api_routes, sqs_event_sources)",
+    "AWS::Serverless::Api": "served by the local HTTP gateway (see api_routes)",
+    "AWS::Serverless::LayerVersion": "the installed postroom package stands in for the layer",
+    "AWS::Logs::LogGroup": "logs go to the console",
+    "AWS::ECS::Service": "the local stack runs the same SMTP submission listener itself (POSTROOM_SUBMISSION_PORT)",
+}
+
+# Permissions: moto checks no policy, so locally they are declared and not enforced.
+_POLICY_TYPES: Final = frozenset(
+    {
+        "AWS::S3::BucketPolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::SNS::TopicPolicy",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::Lambda::Permission",
+    }
+)
+
+# Declared and knowingly not emulated: nothing a handler reads at run time depends on them.
+_NOT_EMULATED_TYPES: Final[Mapping[str, str]] = {
+    "AWS::ApiGateway::Account": "API Gateway's CloudWatch role: the local gateway logs to the console",
+    "AWS::CloudFormation::WaitConditionHandle": "a placeholder resource with no behaviour",
+    "AWS::CloudWatch::Alarm": "alarms: the local stack has no metrics to watch",
+    "AWS::CloudWatch::Dashboard": "dashboards: nothing to show locally",
+    "AWS::Events::Rule": "EventBridge rules: the local stack runs its schedules itself (schedule_runner)",
+    "AWS::Lambda::EventSourceMapping": "the local poller reads the functions' SQS events instead",
+    "AWS::Lambda::Function": "a plain Lambda function (custom resources, hooks): not run locally",
+    "AWS::KMS::Key": "encryption keys: moto stores data unencrypted",
+    "AWS::KMS::Alias": "encryption keys: moto stores data unencrypted",
+    "AWS::SES::ReceiptRuleSet": "inbound rules: the local stack's SMTP listener plays SES receiving",
+    "AWS::SES::ReceiptRule": "inbound rules: the local stack's SMTP listener plays SES receiving",
+    "Custom::SesActiveReceiptRuleSet": "activates the inbound rule set on AWS: locally there is no rule set to activate",
+    "AWS::ECS::Cluster": "the submission service's cluster: its listener runs in the local stack",
+    "AWS::ECS::TaskDefinition": "the submission service's task: its listener runs in the local stack",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": "networking: everything local listens on loopback",
+    "AWS::ElasticLoadBalancingV2::Listener": "networking: everything local listens on loopback",
+    "AWS::ElasticLoadBalancingV2::TargetGroup": "networking: everything local listens on loopback",
+    "AWS::EC2::VPC": "networking: everything local listens on loopback",
+    "AWS::EC2::Subnet": "networking: everything local listens on loopback",
+    "AWS::EC2::InternetGateway": "networking: everything local listens on loopback",
+    "AWS::EC2::VPCGatewayAttachment": "networking: everything local listens on loopback",
+    "AWS::EC2::EIP": "networking: everything local listens on loopback",
+    "AWS::EC2::NatGateway": "networking: everything local listens on loopback",
+    "AWS::EC2::RouteTable": "networking: everything local listens on loopback",
+    "AWS::EC2::Route": "networking: everything local listens on loopback",
+    "AWS::EC2::SubnetRouteTableAssociation": "networking: everything local listens on loopback",
+    "AWS::EC2::SecurityGroup": "networking: everything local listens on loopback",
+    "AWS::EC2::VPCEndpoint": "networking: everything local listens on loopback",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -348,7 +443,7 @@ def _function(name: str, argument: Any, ctx: _Context, path: str) -> Any:
     if name == "Fn::GetAZs":
         region = _evaluate(argument, ctx, path) or ctx.pseudo["AWS::Region"]
         return [f"{region}{zone}" for zone in "abc"]
-    raise TemplateError(f"{path}: {name} is not supported by the local stack")
+    raise UnsupportedTemplateError(f"{path}: {name} is not supported by the local stack")
 
 
 def _list_of(argument: Any, length: int, path: str) -> list[Any]:
@@ -821,25 +916,43 @@ _EMULATORS: Final[Mapping[str, _Emulator]] = {
     ),
 }
 
-# Resource types the local harness itself stands in for, and how.
-_HARNESS_TYPES: Final[Mapping[str, str]] = {
-    _SERVERLESS_FUNCTION: "runs in-process: the local harness calls the handler (see api_routes, sqs_event_sources)",
-    "AWS::Serverless::Api": "served by the local HTTP gateway (see api_routes)",
-    "AWS::Serverless::LayerVersion": "the installed postroom package stands in for the layer",
-    "AWS::Logs::LogGroup": "logs go to the console",
-    "AWS::ECS::Service": "the local stack runs the same SMTP submission listener itself (POSTROOM_SUBMISSION_PORT)",
-}
-
-_POLICY_TYPES: Final = frozenset(
-    {
-        "AWS::S3::BucketPolicy",
-        "AWS::SQS::QueuePolicy",
-        "AWS::SNS::TopicPolicy",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::Lambda::Permission",
-    }
+# The whole declared subset of resource types: anything else in a template is refused by check_supported.
+SUPPORTED_RESOURCE_TYPES: Final = (
+    frozenset(_EMULATORS) | frozenset(_HARNESS_TYPES) | _POLICY_TYPES | frozenset(_NOT_EMULATED_TYPES)
 )
+
+
+def check_supported(template: Mapping[str, Any]) -> None:
+    """Refuse, with an :class:`UnsupportedTemplateError` naming the construct and where it is, a template that uses a
+    resource type outside :data:`SUPPORTED_RESOURCE_TYPES` or an intrinsic outside :data:`SUPPORTED_INTRINSICS`.
+
+    The whole template is checked, not only what the local stack reads today, so a construct the local stack would
+    misread fails at start-up rather than as a wrong value in a function's environment later.
+    """
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        kind = resource.get("Type") if isinstance(resource, Mapping) else None
+        if kind not in SUPPORTED_RESOURCE_TYPES:
+            raise UnsupportedTemplateError(
+                f"Resources.{logical_id}: resource type {kind} is outside the local stack's declared subset "
+                "(declare it in postroom.local.template with how the local stack treats it)"
+            )
+    for section in ("Globals", "Conditions", "Resources", "Outputs"):
+        _check_intrinsics(template.get(section), section)
+
+
+def _check_intrinsics(value: Any, path: str) -> None:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_intrinsics(item, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            # A one-key mapping whose key is Fn::* is an intrinsic call; Ref/Condition only count in that shape
+            # (a resource's own Condition attribute and a policy's Condition block are not calls).
+            if len(value) == 1 and isinstance(key, str) and key.startswith("Fn::") and key not in SUPPORTED_INTRINSICS:
+                raise UnsupportedTemplateError(
+                    f"{path}: intrinsic function {key} is outside the local stack's declared subset"
+                )
+            _check_intrinsics(item, f"{path}.{key}")
 
 
 @dataclass(frozen=True)
@@ -862,8 +975,10 @@ def unemulated_resources(template: Mapping[str, Any]) -> list[UnemulatedResource
             listed.append(UnemulatedResource(logical_id, kind, handled_by_harness=True, note=_HARNESS_TYPES[kind]))
         elif kind in _POLICY_TYPES:
             listed.append(UnemulatedResource(logical_id, kind, False, "not enforced locally: moto checks no policies"))
+        elif kind in _NOT_EMULATED_TYPES:
+            listed.append(UnemulatedResource(logical_id, kind, False, _NOT_EMULATED_TYPES[kind]))
         else:
-            listed.append(UnemulatedResource(logical_id, kind, False, "not emulated"))
+            check_supported(template)  # raises, naming the type
     return listed
 
 
@@ -893,6 +1008,7 @@ def create_resources(
     """
     if _PREFIX.fullmatch(prefix) is None:
         raise TemplateError(f"prefix {prefix!r}: use 1-40 letters, digits and '-', starting with a letter or digit")
+    check_supported(template)
     clients = _Clients(session, endpoint_url, region)
     local = LocalResources(
         template=template,
