@@ -142,7 +142,7 @@ _NOT_EMULATED_TYPES: Final[Mapping[str, str]] = {
     "AWS::KMS::Alias": "encryption keys: moto stores data unencrypted",
     "AWS::SES::ReceiptRuleSet": "inbound rules: the local stack's SMTP listener plays SES receiving",
     "AWS::SES::ReceiptRule": "inbound rules: the local stack's SMTP listener plays SES receiving",
-    "Custom::SesActiveReceiptRuleSet": "activates the inbound rule set on AWS: locally there is no rule set to activate",
+    "Custom::SesActiveReceiptRuleSet": "activates the inbound rule set on AWS: locally none exists",
     "AWS::ECS::Cluster": "the submission service's cluster: its listener runs in the local stack",
     "AWS::ECS::TaskDefinition": "the submission service's task: its listener runs in the local stack",
     "AWS::ElasticLoadBalancingV2::LoadBalancer": "networking: everything local listens on loopback",
