@@ -61,6 +61,7 @@ __all__ = [
     "parameter_defaults",
     "resolve",
     "sqs_event_sources",
+    "translate",
     "unemulated_resources",
 ]
 
@@ -1138,8 +1139,56 @@ def _function_resource(template: Mapping[str, Any], logical_id: str) -> Mapping[
     return resource.get("Properties") or {}
 
 
-def _function_globals(template: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (template.get("Globals") or {}).get("Function") or {}
+# SAM needs an S3 location for code; a local path is carried through translation as the key under this bucket
+# (what `sam local` does with its own placeholder), and read back from the translated function's Code.
+_LOCAL_CODE_BUCKET: Final = "postroom-local-code"
+
+
+def translate(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The SAM template as plain CloudFormation, expanded by SAM's own translator (``samtranslator``): Globals
+    merged into each function, events turned into event source mappings, permissions and API definitions, with SAM's
+    defaults - so the local stack reads functions the way SAM deploys them instead of re-implementing the transform.
+
+    Parameters are left as ``Ref``s (the local stack resolves them with its own values); a template without the SAM
+    transform is returned as it is.
+    """
+    key = json.dumps(template, sort_keys=True, default=str)
+    return json.loads(_translate(key))  # a copy each time: callers may not mutate the cached translation
+
+
+@lru_cache(maxsize=8)
+def _translate(template_json: str) -> str:
+    # Imported here: samtranslator takes about a second to import, and only the local stack needs it.
+    import boto3
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = json.loads(template_json)
+    if "AWS::Serverless-2016-10-31" not in str(template.get("Transform", "")):
+        return template_json
+    for resource in (template.get("Resources") or {}).values():
+        props = resource.get("Properties") or {}
+        for uri in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
+                props[uri] = f"s3://{_LOCAL_CODE_BUCKET}/{props[uri]}"
+    # The session only tells SAM the region (for ARNs it builds); no AWS call is made. No managed policy names are
+    # looked up either: the local stack enforces no IAM policy.
+    session = boto3.session.Session(region_name=DEFAULT_REGION)
+    try:
+        translated = Translator(None, Parser(), boto_session=session).translate(
+            template, parameter_values={}, get_managed_policy_map=dict
+        )
+    except InvalidDocumentException as exc:
+        problems = "; ".join(str(error) for error in exc.causes)
+        raise TemplateError(f"SAM cannot translate the template: {problems}") from exc
+    return json.dumps(translated, default=str)
+
+
+def _lambda_function(template: Mapping[str, Any], logical_id: str) -> Mapping[str, Any]:
+    _function_resource(template, logical_id)  # only the template's own Serverless functions are run locally
+    resource = translate(template)["Resources"].get(logical_id) or {}
+    return resource.get("Properties") or {}
 
 
 def _static(value: Any, template: Mapping[str, Any], path: str) -> Any:
@@ -1160,21 +1209,21 @@ class FunctionSpec:
 
 
 def function_spec(template: Mapping[str, Any], logical_id: str) -> FunctionSpec:
-    """CodeUri, Handler, Runtime, Timeout and MemorySize of a function, Globals.Function and SAM defaults applied."""
-    props = _function_resource(template, logical_id)
-    merged = {**_function_globals(template), **props}
+    """CodeUri, Handler, Runtime, Timeout and MemorySize of a function, as SAM translates it (Globals.Function and
+    SAM's defaults applied)."""
+    props = _lambda_function(template, logical_id)
     path = f"Resources.{logical_id}.Properties"
-    code_uri = _static(merged.get("CodeUri"), template, f"{path}.CodeUri")
-    handler = _static(merged.get("Handler"), template, f"{path}.Handler")
-    if not isinstance(code_uri, str) or not isinstance(handler, str):
+    code = props.get("Code") or {}
+    handler = _static(props.get("Handler"), template, f"{path}.Handler")
+    if code.get("S3Bucket") != _LOCAL_CODE_BUCKET or not isinstance(handler, str):
         raise TemplateError(f"{path}: the local stack runs functions with a local CodeUri directory and a Handler")
     return FunctionSpec(
         logical_id=logical_id,
-        code_uri=code_uri,
+        code_uri=str(code["S3Key"]),
         handler=handler,
-        runtime=_static(merged.get("Runtime"), template, f"{path}.Runtime"),
-        timeout=int(_static(merged.get("Timeout", 3), template, f"{path}.Timeout")),  # SAM's defaults
-        memory_size=int(_static(merged.get("MemorySize", 128), template, f"{path}.MemorySize")),
+        runtime=_static(props.get("Runtime"), template, f"{path}.Runtime"),
+        timeout=int(_static(props.get("Timeout", 3), template, f"{path}.Timeout")),  # Lambda's defaults
+        memory_size=int(_static(props.get("MemorySize", 128), template, f"{path}.MemorySize")),
     )
 
 
@@ -1184,18 +1233,13 @@ def function_environment(
     resources: Mapping[str, Mapping[str, Any]],
     parameters: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The function's environment variables - ``Globals.Function.Environment.Variables`` overlaid with its own -
-    resolved against the created ``resources`` and ``parameters`` (over the template's defaults)."""
-    props = _function_resource(template, logical_id)
-    shared = ((_function_globals(template).get("Environment") or {}).get("Variables")) or {}
-    own = ((props.get("Environment") or {}).get("Variables")) or {}
+    """The function's environment variables as SAM translates them (``Globals.Function.Environment.Variables``
+    overlaid with its own), resolved against the created ``resources`` and ``parameters`` (over the defaults)."""
+    props = _lambda_function(template, logical_id)
+    variables = ((props.get("Environment") or {}).get("Variables")) or {}
     environment: dict[str, str] = {}
-    for name, value in {**shared, **own}.items():
-        where = (
-            f"Resources.{logical_id}.Properties.Environment.Variables.{name}"
-            if name in own
-            else f"Globals.Function.Environment.Variables.{name}"
-        )
+    for name, value in variables.items():
+        where = f"Resources.{logical_id}.Properties.Environment.Variables.{name}"
         resolved = resolve(value, resources, parameters, template=template, path=where)
         if resolved is None and value is not None:
             continue  # AWS::NoValue
@@ -1313,38 +1357,41 @@ class SqsSource:
 
 
 def sqs_event_sources(template: Mapping[str, Any]) -> list[SqsSource]:
-    """Every enabled ``Type: SQS`` event of every ``AWS::Serverless::Function``; the queue must be a template queue
-    (``!GetAtt Queue.Arn``)."""
+    """Every enabled SQS event source mapping SAM makes from the ``Type: SQS`` events of the template's
+    ``AWS::Serverless::Function``s; the queue must be a template queue (``!GetAtt Queue.Arn``)."""
+    declared: Mapping[str, Any] = template.get("Resources") or {}
     sources = []
-    for logical_id, event_id, props, spec in _events(template, "SQS"):
-        path = f"Resources.{logical_id}.Properties.Events.{event_id}.Properties"
+    for mapping_id, resource in translate(template)["Resources"].items():
+        if resource.get("Type") != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource.get("Properties") or {}
+        path = f"Resources.{mapping_id}.Properties"
+        function = props.get("FunctionName")
+        logical_id = function.get("Ref") if isinstance(function, dict) else None
+        if declared.get(logical_id, {}).get("Type") != _SERVERLESS_FUNCTION:
+            continue  # a mapping for a function the local harness does not run
         if not _truthy(_static(props.get("Enabled", True), template, f"{path}.Enabled")):
             continue
-        queue = props.get("Queue")
-        getatt = queue.get("Fn::GetAtt") if isinstance(queue, dict) else None
+        getatt = (props.get("EventSourceArn") or {}).get("Fn::GetAtt")
         queue_id = (getatt.partition(".")[0] if isinstance(getatt, str) else getatt[0]) if getatt else None
-        if queue_id is None or (template.get("Resources") or {}).get(queue_id, {}).get("Type") != "AWS::SQS::Queue":
-            raise TemplateError(f"{path}.Queue: the local poller needs !GetAtt <a queue in this template>.Arn")
+        if queue_id is None or declared.get(queue_id, {}).get("Type") != "AWS::SQS::Queue":
+            raise TemplateError(f"{path}.EventSourceArn: the local poller needs !GetAtt <a queue in this template>.Arn")
+        spec = function_spec(template, logical_id)
         response_types = _static(props.get("FunctionResponseTypes", []), template, f"{path}.FunctionResponseTypes")
         scaling = _static(props.get("ScalingConfig") or {}, template, f"{path}.ScalingConfig")
+        window = _static(props.get("MaximumBatchingWindowInSeconds", 0), template, f"{path}.MaximumBatchingWindow")
         sources.append(
             SqsSource(
                 function_logical_id=logical_id,
                 queue_logical_id=queue_id,
                 batch_size=int(_static(props.get("BatchSize", 10), template, f"{path}.BatchSize")),
-                # SAM's SQS event names the window in seconds; the transform rejects a Milliseconds property.
-                batching_window_ms=1000
-                * int(
-                    _static(
-                        props.get("MaximumBatchingWindowInSeconds", 0),
-                        template,
-                        f"{path}.MaximumBatchingWindowInSeconds",
-                    )
-                ),
+                batching_window_ms=1000 * int(window),
                 report_batch_item_failures="ReportBatchItemFailures" in response_types,
                 code_uri=spec.code_uri,
                 handler=spec.handler,
                 maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
             )
         )
-    return sources
+    # Template order (SAM emits its resources in its own order): the first source is the first function's first event.
+    functions = list(declared)
+    return sorted(sources, key=lambda source: functions.index(source.function_logical_id))
