@@ -572,3 +572,53 @@ def test_an_intrinsic_outside_the_declared_subset_is_refused_wherever_it_is(temp
     tpl.check_supported(
         {"Resources": {"P": {"Type": "AWS::IAM::Policy", "Properties": {"Condition": {"StringEquals": {"a": "b"}}}}}}
     )
+
+
+MINI_SAM = {
+    "Transform": "AWS::Serverless-2016-10-31",
+    "Globals": {"Function": {"Runtime": "python3.12", "Timeout": 30, "Environment": {"Variables": {"SHARED": "g"}}}},
+    "Resources": {
+        "Jobs": {"Type": "AWS::SQS::Queue"},
+        "Fn": {
+            "Type": SERVERLESS_FUNCTION,
+            "Properties": {
+                "CodeUri": "functions/worker/",
+                "Handler": "app.lambda_handler",
+                "Environment": {"Variables": {"OWN": {"Ref": "Jobs"}}},
+                "Events": {
+                    "Off": {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["Jobs", "Arn"]}, "Enabled": False}},
+                    "On": {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["Jobs", "Arn"]}, "BatchSize": 5}},
+                },
+            },
+        },
+    },
+}
+
+
+def test_functions_are_read_as_sams_translator_expands_them() -> None:
+    # GIVEN a SAM function with Globals and two SQS events, one disabled
+    # WHEN the local stack reads it THEN SAM's own expansion decides: Globals merged, SAM's defaults (MemorySize 128,
+    # SQS MaximumBatchingWindowInSeconds absent -> 0), the disabled mapping dropped, the local CodeUri kept
+    translated = tpl.translate(MINI_SAM)
+    assert translated["Resources"]["FnOn"]["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert tpl.function_spec(MINI_SAM, "Fn") == tpl.FunctionSpec(
+        "Fn", "functions/worker/", "app.lambda_handler", "python3.12", 30, 128
+    )
+    assert tpl.function_environment(MINI_SAM, "Fn", {"Jobs": {"Ref": "https://queue/jobs"}}) == {
+        "SHARED": "g",
+        "OWN": "https://queue/jobs",
+    }
+    (source,) = tpl.sqs_event_sources(MINI_SAM)
+    assert (source.queue_logical_id, source.batch_size, source.batching_window_ms) == ("Jobs", 5, 0)
+    assert "Transform" not in translated
+    assert "Globals" not in translated
+    # the caller's template is left as written
+    assert MINI_SAM["Resources"]["Fn"]["Properties"]["CodeUri"] == "functions/worker/"
+
+
+def test_a_template_sam_cannot_translate_is_refused_with_sams_reason() -> None:
+    # GIVEN an SQS event that names no queue WHEN read THEN SAM's own error surfaces, naming the function
+    broken = json.loads(json.dumps(MINI_SAM))
+    broken["Resources"]["Fn"]["Properties"]["Events"] = {"Bad": {"Type": "SQS", "Properties": {"BatchSize": 5}}}
+    with pytest.raises(tpl.TemplateError, match=r"SAM cannot translate the template: .*Fn"):
+        tpl.function_spec(broken, "Fn")
