@@ -133,6 +133,8 @@ _POLICY_TYPES: Final = frozenset(
 # Declared and knowingly not emulated: nothing a handler reads at run time depends on them.
 _NOT_EMULATED_TYPES: Final[Mapping[str, str]] = {
     "AWS::ApiGateway::Account": "API Gateway's CloudWatch role: the local gateway logs to the console",
+    "AWS::ApiGateway::DomainName": "the API's custom domain: the local gateway listens on loopback",
+    "AWS::ApiGateway::BasePathMapping": "the API's custom domain: the local gateway listens on loopback",
     "AWS::CloudFormation::WaitConditionHandle": "a placeholder resource with no behaviour",
     "AWS::CloudWatch::Alarm": "alarms: the local stack has no metrics to watch",
     "AWS::CloudWatch::Dashboard": "dashboards: nothing to show locally",
