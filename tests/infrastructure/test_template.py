@@ -545,3 +545,86 @@ def test_no_intrinsic_function_is_folded_into_a_plain_string(template):
         if re.search(r"!(Ref|Sub|GetAtt|If|Join|Select|Split)\b", text) and not path.endswith("DashboardBody")
     ]
     assert folded == []
+
+
+def test_the_deployed_template_stays_inside_the_local_stacks_declared_subset(template: dict[str, Any]) -> None:
+    # GIVEN template.yaml WHEN checked THEN every resource type and intrinsic it uses is declared
+    tpl.check_supported(template)
+    assert {r["Type"] for r in template["Resources"].values()} <= tpl.SUPPORTED_RESOURCE_TYPES
+
+
+def test_a_resource_type_outside_the_declared_subset_is_refused_by_name(template: dict[str, Any]) -> None:
+    # GIVEN the template plus a resource type the local stack does not declare
+    extended = {**template, "Resources": {**template["Resources"], "Stream": {"Type": "AWS::Kinesis::Stream"}}}
+    # WHEN the local stack reads it THEN it refuses, naming the resource and the type, before creating anything
+    with pytest.raises(tpl.UnsupportedTemplateError, match=r"Resources\.Stream: resource type AWS::Kinesis::Stream"):
+        tpl.check_supported(extended)
+    with pytest.raises(tpl.UnsupportedTemplateError, match="AWS::Kinesis::Stream"):
+        tpl.unemulated_resources(extended)
+    with pytest.raises(tpl.UnsupportedTemplateError, match="AWS::Kinesis::Stream"):
+        tpl.create_resources(extended, lambda service: pytest.fail(f"no {service} client should be made"))
+
+
+def test_an_intrinsic_outside_the_declared_subset_is_refused_wherever_it_is(template: dict[str, Any]) -> None:
+    # GIVEN an Fn::ImportValue in a property no emulator reads (a log group's name)
+    resources = {
+        **template["Resources"],
+        "Extra": {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": {"Fn::ImportValue": "shared-name"}}},
+    }
+    # WHEN checked THEN it is refused with its place, though nothing would have evaluated it
+    with pytest.raises(tpl.UnsupportedTemplateError, match=r"Resources\.Extra\.Properties\.LogGroupName: .*Fn::Imp"):
+        tpl.check_supported({**template, "Resources": resources})
+    # a resource's Condition attribute and an IAM policy's Condition block are not intrinsic calls
+    tpl.check_supported(
+        {"Resources": {"P": {"Type": "AWS::IAM::Policy", "Properties": {"Condition": {"StringEquals": {"a": "b"}}}}}}
+    )
+
+
+MINI_SAM = {
+    "Transform": "AWS::Serverless-2016-10-31",
+    "Globals": {"Function": {"Runtime": "python3.12", "Timeout": 30, "Environment": {"Variables": {"SHARED": "g"}}}},
+    "Resources": {
+        "Jobs": {"Type": "AWS::SQS::Queue"},
+        "Fn": {
+            "Type": SERVERLESS_FUNCTION,
+            "Properties": {
+                "CodeUri": "functions/worker/",
+                "Handler": "app.lambda_handler",
+                "Environment": {"Variables": {"OWN": {"Ref": "Jobs"}}},
+                "Events": {
+                    "Off": {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["Jobs", "Arn"]}, "Enabled": False}},
+                    "On": {"Type": "SQS", "Properties": {"Queue": {"Fn::GetAtt": ["Jobs", "Arn"]}, "BatchSize": 5}},
+                },
+            },
+        },
+    },
+}
+
+
+def test_functions_are_read_as_sams_translator_expands_them() -> None:
+    # GIVEN a SAM function with Globals and two SQS events, one disabled
+    # WHEN the local stack reads it THEN SAM's own expansion decides: Globals merged, SAM's defaults (MemorySize 128,
+    # SQS MaximumBatchingWindowInSeconds absent -> 0), the disabled mapping dropped, the local CodeUri kept
+    translated = tpl.translate(MINI_SAM)
+    assert translated["Resources"]["FnOn"]["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert tpl.function_spec(MINI_SAM, "Fn") == tpl.FunctionSpec(
+        "Fn", "functions/worker/", "app.lambda_handler", "python3.12", 30, 128
+    )
+    assert tpl.function_environment(MINI_SAM, "Fn", {"Jobs": {"Ref": "https://queue/jobs"}}) == {
+        "SHARED": "g",
+        "OWN": "https://queue/jobs",
+    }
+    (source,) = tpl.sqs_event_sources(MINI_SAM)
+    assert (source.queue_logical_id, source.batch_size, source.batching_window_ms) == ("Jobs", 5, 0)
+    assert "Transform" not in translated
+    assert "Globals" not in translated
+    # the caller's template is left as written
+    assert MINI_SAM["Resources"]["Fn"]["Properties"]["CodeUri"] == "functions/worker/"
+
+
+def test_a_template_sam_cannot_translate_is_refused_with_sams_reason() -> None:
+    # GIVEN an SQS event that names no queue WHEN read THEN SAM's own error surfaces, naming the function
+    broken = json.loads(json.dumps(MINI_SAM))
+    broken["Resources"]["Fn"]["Properties"]["Events"] = {"Bad": {"Type": "SQS", "Properties": {"BatchSize": 5}}}
+    with pytest.raises(tpl.TemplateError, match=r"SAM cannot translate the template: .*Fn"):
+        tpl.function_spec(broken, "Fn")

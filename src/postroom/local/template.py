@@ -7,6 +7,12 @@ template's own properties in emulated AWS (a moto server), and evaluates the int
 one it gets on AWS. What the local stack does not emulate is listed by :func:`unemulated_resources`, so the harness
 can say so instead of pretending.
 
+It understands a declared subset of CloudFormation, tabled below (:data:`SUPPORTED_INTRINSICS`,
+:data:`SUPPORTED_RESOURCE_TYPES`): a template using anything outside it is refused with an
+:class:`UnsupportedTemplateError` naming the construct and where it is, rather than half-understood. A new resource type
+or intrinsic in ``template.yaml`` therefore fails ``postroom local`` and the infrastructure tests until it is declared
+here, with how the local stack treats it.
+
 AWS clients come from a boto3 ``Session`` (pointed at moto with the standard ``AWS_ENDPOINT_URL`` variable, or an
 explicit ``endpoint_url``) or from any ``service name -> client`` callable.
 """
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_ACCOUNT_ID",
     "DEFAULT_REGION",
+    "SUPPORTED_INTRINSICS",
+    "SUPPORTED_RESOURCE_TYPES",
     "ClientFactory",
     "FunctionSpec",
     "LocalResources",
@@ -41,7 +49,9 @@ __all__ = [
     "TemplateError",
     "TemplateLoader",
     "UnemulatedResource",
+    "UnsupportedTemplateError",
     "api_routes",
+    "check_supported",
     "create_resources",
     "effective_parameters",
     "function_environment",
@@ -51,6 +61,7 @@ __all__ = [
     "parameter_defaults",
     "resolve",
     "sqs_event_sources",
+    "translate",
     "unemulated_resources",
 ]
 
@@ -65,6 +76,93 @@ _SERVERLESS_FUNCTION: Final = "AWS::Serverless::Function"
 
 class TemplateError(Exception):
     """The template cannot be read, resolved or emulated. The message names the place in the template."""
+
+
+class UnsupportedTemplateError(TemplateError):
+    """The template uses a resource type or intrinsic function outside the declared subset the local stack reads."""
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The declared subset: everything the local stack reads, and how it treats each resource type
+# ---------------------------------------------------------------------------------------------------------------------
+
+# Intrinsic functions (and condition functions) :func:`resolve` evaluates. Others (Fn::ImportValue, Fn::Cidr,
+# Fn::Transform, the LanguageExtensions functions...) are refused, wherever they appear in the template.
+SUPPORTED_INTRINSICS: Final = frozenset(
+    {
+        "Ref",
+        "Condition",
+        "Fn::GetAtt",
+        "Fn::Sub",
+        "Fn::Join",
+        "Fn::If",
+        "Fn::Equals",
+        "Fn::Not",
+        "Fn::And",
+        "Fn::Or",
+        "Fn::Select",
+        "Fn::Split",
+        "Fn::FindInMap",
+        "Fn::Base64",
+        "Fn::GetAZs",
+    }
+)
+
+# Created in emulated AWS from their own properties: see _EMULATORS at the end of the "Emulated resources" section.
+# Resource types the local harness itself stands in for, and how.
+_HARNESS_TYPES: Final[Mapping[str, str]] = {
+    _SERVERLESS_FUNCTION: "runs in-process: the local harness calls the handler (see api_routes, sqs_event_sources)",
+    "AWS::Serverless::Api": "served by the local HTTP gateway (see api_routes)",
+    "AWS::Serverless::LayerVersion": "the installed postroom package stands in for the layer",
+    "AWS::Logs::LogGroup": "logs go to the console",
+    "AWS::ECS::Service": "the local stack runs the same SMTP submission listener itself (POSTROOM_SUBMISSION_PORT)",
+}
+
+# Permissions: moto checks no policy, so locally they are declared and not enforced.
+_POLICY_TYPES: Final = frozenset(
+    {
+        "AWS::S3::BucketPolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::SNS::TopicPolicy",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::Lambda::Permission",
+    }
+)
+
+# Declared and knowingly not emulated: nothing a handler reads at run time depends on them.
+_NOT_EMULATED_TYPES: Final[Mapping[str, str]] = {
+    "AWS::ApiGateway::Account": "API Gateway's CloudWatch role: the local gateway logs to the console",
+    "AWS::ApiGateway::DomainName": "the API's custom domain: the local gateway listens on loopback",
+    "AWS::ApiGateway::BasePathMapping": "the API's custom domain: the local gateway listens on loopback",
+    "AWS::CloudFormation::WaitConditionHandle": "a placeholder resource with no behaviour",
+    "AWS::CloudWatch::Alarm": "alarms: the local stack has no metrics to watch",
+    "AWS::CloudWatch::Dashboard": "dashboards: nothing to show locally",
+    "AWS::Events::Rule": "EventBridge rules: the local stack runs its schedules itself (schedule_runner)",
+    "AWS::Lambda::EventSourceMapping": "the local poller reads the functions' SQS events instead",
+    "AWS::Lambda::Function": "a plain Lambda function (custom resources, hooks): not run locally",
+    "AWS::KMS::Key": "encryption keys: moto stores data unencrypted",
+    "AWS::KMS::Alias": "encryption keys: moto stores data unencrypted",
+    "AWS::SES::ReceiptRuleSet": "inbound rules: the local stack's SMTP listener plays SES receiving",
+    "AWS::SES::ReceiptRule": "inbound rules: the local stack's SMTP listener plays SES receiving",
+    "Custom::SesActiveReceiptRuleSet": "activates the inbound rule set on AWS: locally none exists",
+    "AWS::ECS::Cluster": "the submission service's cluster: its listener runs in the local stack",
+    "AWS::ECS::TaskDefinition": "the submission service's task: its listener runs in the local stack",
+    "AWS::ElasticLoadBalancingV2::LoadBalancer": "networking: everything local listens on loopback",
+    "AWS::ElasticLoadBalancingV2::Listener": "networking: everything local listens on loopback",
+    "AWS::ElasticLoadBalancingV2::TargetGroup": "networking: everything local listens on loopback",
+    "AWS::EC2::VPC": "networking: everything local listens on loopback",
+    "AWS::EC2::Subnet": "networking: everything local listens on loopback",
+    "AWS::EC2::InternetGateway": "networking: everything local listens on loopback",
+    "AWS::EC2::VPCGatewayAttachment": "networking: everything local listens on loopback",
+    "AWS::EC2::EIP": "networking: everything local listens on loopback",
+    "AWS::EC2::NatGateway": "networking: everything local listens on loopback",
+    "AWS::EC2::RouteTable": "networking: everything local listens on loopback",
+    "AWS::EC2::Route": "networking: everything local listens on loopback",
+    "AWS::EC2::SubnetRouteTableAssociation": "networking: everything local listens on loopback",
+    "AWS::EC2::SecurityGroup": "networking: everything local listens on loopback",
+    "AWS::EC2::VPCEndpoint": "networking: everything local listens on loopback",
+}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -348,7 +446,7 @@ def _function(name: str, argument: Any, ctx: _Context, path: str) -> Any:
     if name == "Fn::GetAZs":
         region = _evaluate(argument, ctx, path) or ctx.pseudo["AWS::Region"]
         return [f"{region}{zone}" for zone in "abc"]
-    raise TemplateError(f"{path}: {name} is not supported by the local stack")
+    raise UnsupportedTemplateError(f"{path}: {name} is not supported by the local stack")
 
 
 def _list_of(argument: Any, length: int, path: str) -> list[Any]:
@@ -821,25 +919,43 @@ _EMULATORS: Final[Mapping[str, _Emulator]] = {
     ),
 }
 
-# Resource types the local harness itself stands in for, and how.
-_HARNESS_TYPES: Final[Mapping[str, str]] = {
-    _SERVERLESS_FUNCTION: "runs in-process: the local harness calls the handler (see api_routes, sqs_event_sources)",
-    "AWS::Serverless::Api": "served by the local HTTP gateway (see api_routes)",
-    "AWS::Serverless::LayerVersion": "the installed postroom package stands in for the layer",
-    "AWS::Logs::LogGroup": "logs go to the console",
-    "AWS::ECS::Service": "the local stack runs the same SMTP submission listener itself (POSTROOM_SUBMISSION_PORT)",
-}
-
-_POLICY_TYPES: Final = frozenset(
-    {
-        "AWS::S3::BucketPolicy",
-        "AWS::SQS::QueuePolicy",
-        "AWS::SNS::TopicPolicy",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::Lambda::Permission",
-    }
+# The whole declared subset of resource types: anything else in a template is refused by check_supported.
+SUPPORTED_RESOURCE_TYPES: Final = (
+    frozenset(_EMULATORS) | frozenset(_HARNESS_TYPES) | _POLICY_TYPES | frozenset(_NOT_EMULATED_TYPES)
 )
+
+
+def check_supported(template: Mapping[str, Any]) -> None:
+    """Refuse, with an :class:`UnsupportedTemplateError` naming the construct and where it is, a template that uses a
+    resource type outside :data:`SUPPORTED_RESOURCE_TYPES` or an intrinsic outside :data:`SUPPORTED_INTRINSICS`.
+
+    The whole template is checked, not only what the local stack reads today, so a construct the local stack would
+    misread fails at start-up rather than as a wrong value in a function's environment later.
+    """
+    for logical_id, resource in (template.get("Resources") or {}).items():
+        kind = resource.get("Type") if isinstance(resource, Mapping) else None
+        if kind not in SUPPORTED_RESOURCE_TYPES:
+            raise UnsupportedTemplateError(
+                f"Resources.{logical_id}: resource type {kind} is outside the local stack's declared subset "
+                "(declare it in postroom.local.template with how the local stack treats it)"
+            )
+    for section in ("Globals", "Conditions", "Resources", "Outputs"):
+        _check_intrinsics(template.get(section), section)
+
+
+def _check_intrinsics(value: Any, path: str) -> None:
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_intrinsics(item, f"{path}[{i}]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            # A one-key mapping whose key is Fn::* is an intrinsic call; Ref/Condition only count in that shape
+            # (a resource's own Condition attribute and a policy's Condition block are not calls).
+            if len(value) == 1 and isinstance(key, str) and key.startswith("Fn::") and key not in SUPPORTED_INTRINSICS:
+                raise UnsupportedTemplateError(
+                    f"{path}: intrinsic function {key} is outside the local stack's declared subset"
+                )
+            _check_intrinsics(item, f"{path}.{key}")
 
 
 @dataclass(frozen=True)
@@ -862,8 +978,10 @@ def unemulated_resources(template: Mapping[str, Any]) -> list[UnemulatedResource
             listed.append(UnemulatedResource(logical_id, kind, handled_by_harness=True, note=_HARNESS_TYPES[kind]))
         elif kind in _POLICY_TYPES:
             listed.append(UnemulatedResource(logical_id, kind, False, "not enforced locally: moto checks no policies"))
+        elif kind in _NOT_EMULATED_TYPES:
+            listed.append(UnemulatedResource(logical_id, kind, False, _NOT_EMULATED_TYPES[kind]))
         else:
-            listed.append(UnemulatedResource(logical_id, kind, False, "not emulated"))
+            check_supported(template)  # raises, naming the type
     return listed
 
 
@@ -893,6 +1011,7 @@ def create_resources(
     """
     if _PREFIX.fullmatch(prefix) is None:
         raise TemplateError(f"prefix {prefix!r}: use 1-40 letters, digits and '-', starting with a letter or digit")
+    check_supported(template)
     clients = _Clients(session, endpoint_url, region)
     local = LocalResources(
         template=template,
@@ -1022,8 +1141,56 @@ def _function_resource(template: Mapping[str, Any], logical_id: str) -> Mapping[
     return resource.get("Properties") or {}
 
 
-def _function_globals(template: Mapping[str, Any]) -> Mapping[str, Any]:
-    return (template.get("Globals") or {}).get("Function") or {}
+# SAM needs an S3 location for code; a local path is carried through translation as the key under this bucket
+# (what `sam local` does with its own placeholder), and read back from the translated function's Code.
+_LOCAL_CODE_BUCKET: Final = "postroom-local-code"
+
+
+def translate(template: Mapping[str, Any]) -> dict[str, Any]:
+    """The SAM template as plain CloudFormation, expanded by SAM's own translator (``samtranslator``): Globals
+    merged into each function, events turned into event source mappings, permissions and API definitions, with SAM's
+    defaults - so the local stack reads functions the way SAM deploys them instead of re-implementing the transform.
+
+    Parameters are left as ``Ref``s (the local stack resolves them with its own values); a template without the SAM
+    transform is returned as it is.
+    """
+    key = json.dumps(template, sort_keys=True, default=str)
+    return json.loads(_translate(key))  # a copy each time: callers may not mutate the cached translation
+
+
+@lru_cache(maxsize=8)
+def _translate(template_json: str) -> str:
+    # Imported here: samtranslator takes about a second to import, and only the local stack needs it.
+    import boto3
+    from samtranslator.model.exceptions import InvalidDocumentException
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+
+    template = json.loads(template_json)
+    if "AWS::Serverless-2016-10-31" not in str(template.get("Transform", "")):
+        return template_json
+    for resource in (template.get("Resources") or {}).values():
+        props = resource.get("Properties") or {}
+        for uri in ("CodeUri", "ContentUri"):
+            if isinstance(props.get(uri), str) and not props[uri].startswith("s3://"):
+                props[uri] = f"s3://{_LOCAL_CODE_BUCKET}/{props[uri]}"
+    # The session only tells SAM the region (for ARNs it builds); no AWS call is made. No managed policy names are
+    # looked up either: the local stack enforces no IAM policy.
+    session = boto3.session.Session(region_name=DEFAULT_REGION)
+    try:
+        translated = Translator(None, Parser(), boto_session=session).translate(
+            template, parameter_values={}, get_managed_policy_map=dict
+        )
+    except InvalidDocumentException as exc:
+        problems = "; ".join(str(error) for error in exc.causes)
+        raise TemplateError(f"SAM cannot translate the template: {problems}") from exc
+    return json.dumps(translated, default=str)
+
+
+def _lambda_function(template: Mapping[str, Any], logical_id: str) -> Mapping[str, Any]:
+    _function_resource(template, logical_id)  # only the template's own Serverless functions are run locally
+    resource = translate(template)["Resources"].get(logical_id) or {}
+    return resource.get("Properties") or {}
 
 
 def _static(value: Any, template: Mapping[str, Any], path: str) -> Any:
@@ -1044,21 +1211,21 @@ class FunctionSpec:
 
 
 def function_spec(template: Mapping[str, Any], logical_id: str) -> FunctionSpec:
-    """CodeUri, Handler, Runtime, Timeout and MemorySize of a function, Globals.Function and SAM defaults applied."""
-    props = _function_resource(template, logical_id)
-    merged = {**_function_globals(template), **props}
+    """CodeUri, Handler, Runtime, Timeout and MemorySize of a function, as SAM translates it (Globals.Function and
+    SAM's defaults applied)."""
+    props = _lambda_function(template, logical_id)
     path = f"Resources.{logical_id}.Properties"
-    code_uri = _static(merged.get("CodeUri"), template, f"{path}.CodeUri")
-    handler = _static(merged.get("Handler"), template, f"{path}.Handler")
-    if not isinstance(code_uri, str) or not isinstance(handler, str):
+    code = props.get("Code") or {}
+    handler = _static(props.get("Handler"), template, f"{path}.Handler")
+    if code.get("S3Bucket") != _LOCAL_CODE_BUCKET or not isinstance(handler, str):
         raise TemplateError(f"{path}: the local stack runs functions with a local CodeUri directory and a Handler")
     return FunctionSpec(
         logical_id=logical_id,
-        code_uri=code_uri,
+        code_uri=str(code["S3Key"]),
         handler=handler,
-        runtime=_static(merged.get("Runtime"), template, f"{path}.Runtime"),
-        timeout=int(_static(merged.get("Timeout", 3), template, f"{path}.Timeout")),  # SAM's defaults
-        memory_size=int(_static(merged.get("MemorySize", 128), template, f"{path}.MemorySize")),
+        runtime=_static(props.get("Runtime"), template, f"{path}.Runtime"),
+        timeout=int(_static(props.get("Timeout", 3), template, f"{path}.Timeout")),  # Lambda's defaults
+        memory_size=int(_static(props.get("MemorySize", 128), template, f"{path}.MemorySize")),
     )
 
 
@@ -1068,18 +1235,13 @@ def function_environment(
     resources: Mapping[str, Mapping[str, Any]],
     parameters: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """The function's environment variables - ``Globals.Function.Environment.Variables`` overlaid with its own -
-    resolved against the created ``resources`` and ``parameters`` (over the template's defaults)."""
-    props = _function_resource(template, logical_id)
-    shared = ((_function_globals(template).get("Environment") or {}).get("Variables")) or {}
-    own = ((props.get("Environment") or {}).get("Variables")) or {}
+    """The function's environment variables as SAM translates them (``Globals.Function.Environment.Variables``
+    overlaid with its own), resolved against the created ``resources`` and ``parameters`` (over the defaults)."""
+    props = _lambda_function(template, logical_id)
+    variables = ((props.get("Environment") or {}).get("Variables")) or {}
     environment: dict[str, str] = {}
-    for name, value in {**shared, **own}.items():
-        where = (
-            f"Resources.{logical_id}.Properties.Environment.Variables.{name}"
-            if name in own
-            else f"Globals.Function.Environment.Variables.{name}"
-        )
+    for name, value in variables.items():
+        where = f"Resources.{logical_id}.Properties.Environment.Variables.{name}"
         resolved = resolve(value, resources, parameters, template=template, path=where)
         if resolved is None and value is not None:
             continue  # AWS::NoValue
@@ -1197,38 +1359,41 @@ class SqsSource:
 
 
 def sqs_event_sources(template: Mapping[str, Any]) -> list[SqsSource]:
-    """Every enabled ``Type: SQS`` event of every ``AWS::Serverless::Function``; the queue must be a template queue
-    (``!GetAtt Queue.Arn``)."""
+    """Every enabled SQS event source mapping SAM makes from the ``Type: SQS`` events of the template's
+    ``AWS::Serverless::Function``s; the queue must be a template queue (``!GetAtt Queue.Arn``)."""
+    declared: Mapping[str, Any] = template.get("Resources") or {}
     sources = []
-    for logical_id, event_id, props, spec in _events(template, "SQS"):
-        path = f"Resources.{logical_id}.Properties.Events.{event_id}.Properties"
+    for mapping_id, resource in translate(template)["Resources"].items():
+        if resource.get("Type") != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = resource.get("Properties") or {}
+        path = f"Resources.{mapping_id}.Properties"
+        function = props.get("FunctionName")
+        logical_id = function.get("Ref") if isinstance(function, dict) else None
+        if declared.get(logical_id, {}).get("Type") != _SERVERLESS_FUNCTION:
+            continue  # a mapping for a function the local harness does not run
         if not _truthy(_static(props.get("Enabled", True), template, f"{path}.Enabled")):
             continue
-        queue = props.get("Queue")
-        getatt = queue.get("Fn::GetAtt") if isinstance(queue, dict) else None
+        getatt = (props.get("EventSourceArn") or {}).get("Fn::GetAtt")
         queue_id = (getatt.partition(".")[0] if isinstance(getatt, str) else getatt[0]) if getatt else None
-        if queue_id is None or (template.get("Resources") or {}).get(queue_id, {}).get("Type") != "AWS::SQS::Queue":
-            raise TemplateError(f"{path}.Queue: the local poller needs !GetAtt <a queue in this template>.Arn")
+        if queue_id is None or declared.get(queue_id, {}).get("Type") != "AWS::SQS::Queue":
+            raise TemplateError(f"{path}.EventSourceArn: the local poller needs !GetAtt <a queue in this template>.Arn")
+        spec = function_spec(template, logical_id)
         response_types = _static(props.get("FunctionResponseTypes", []), template, f"{path}.FunctionResponseTypes")
         scaling = _static(props.get("ScalingConfig") or {}, template, f"{path}.ScalingConfig")
+        window = _static(props.get("MaximumBatchingWindowInSeconds", 0), template, f"{path}.MaximumBatchingWindow")
         sources.append(
             SqsSource(
                 function_logical_id=logical_id,
                 queue_logical_id=queue_id,
                 batch_size=int(_static(props.get("BatchSize", 10), template, f"{path}.BatchSize")),
-                # SAM's SQS event names the window in seconds; the transform rejects a Milliseconds property.
-                batching_window_ms=1000
-                * int(
-                    _static(
-                        props.get("MaximumBatchingWindowInSeconds", 0),
-                        template,
-                        f"{path}.MaximumBatchingWindowInSeconds",
-                    )
-                ),
+                batching_window_ms=1000 * int(window),
                 report_batch_item_failures="ReportBatchItemFailures" in response_types,
                 code_uri=spec.code_uri,
                 handler=spec.handler,
                 maximum_concurrency=int(scaling["MaximumConcurrency"]) if "MaximumConcurrency" in scaling else None,
             )
         )
-    return sources
+    # Template order (SAM emits its resources in its own order): the first source is the first function's first event.
+    functions = list(declared)
+    return sorted(sources, key=lambda source: functions.index(source.function_logical_id))
