@@ -24,8 +24,10 @@ MESSAGE = {"from": "Shop <orders@shop.example>", "to": ["ann@example.org"], "sub
 # tests/inbound, the commerce hooks' HMAC gate in tests/commerce. GET /v1/me needs a valid key and no scope: it only
 # tells a key about itself.
 # The console's page is public by design (it holds no data and asks for the key: postroom.api.console_routes); its
-# assets' route stays here, since any name but its few files is refused like every other path.
-PUBLIC = {("GET", "/console")}
+# assets' route stays here, since any name but its few files is refused like every other path. The API's own
+# description (the OpenAPI document and Swagger UI) is public too; tests/api/test_openapi.py pins that only a GET of
+# exactly those two paths goes without a key.
+PUBLIC = {("GET", "/console"), ("GET", "/v1/openapi.json"), ("GET", "/docs")}
 ROUTES = [
     (r.method, r.path)
     for r in tpl.api_routes(tpl.load_template(ROOT / "template.yaml"))
