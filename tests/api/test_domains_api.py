@@ -84,7 +84,7 @@ def test_an_smtp_domains_answered_records_once_published_verify_it_and_it_sends(
     spf = next(r for r in records if r["purpose"] == "spf")
     assert spf == {**spf, "name": "bounces.news.example", "value": f"v=spf1 ip4:{EGRESS_IP} ~all", "required": True}
     # AND the private keys are stored where the worker's key store reads them, matching the published halves
-    keys = ParameterKeyStore.from_settings(services().settings)
+    keys = ParameterKeyStore.from_settings(services().settings.deliverability)
     for entry in created["dkim"]:
         key = keys.get(DOMAIN, entry["selector"])
         assert {"name": key.dns_name, "value": key.dns_value} in [
