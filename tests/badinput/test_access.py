@@ -33,7 +33,9 @@ ROUTES = [
     for r in tpl.api_routes(tpl.load_template(ROOT / "template.yaml"))
     if r.function_logical_id == "SendApiFunction" and (r.method, r.path) not in PUBLIC
 ]
-SCOPE_FREE = {("GET", "/v1/me")}
+# The console's files need a key (any name but its few public ones) but no scope: they hold no data, and every call the
+# console makes for data is checked against the key's scopes by the route it calls.
+SCOPE_FREE = {("GET", "/v1/me"), ("GET", "/console/{proxy+}")}
 SAMPLE_ID = "msg_" + "0" * 26
 # The scope each known route needs; an unknown route is still checked against a key with no scope at all.
 NEEDS = {("POST", "/v1/messages"): Scope.MESSAGES_SEND, ("GET", "/v1/messages/{id}"): Scope.MESSAGES_READ}
