@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
+from postroom.api.openapi_doc import errors
 from postroom.core import aws
 from postroom.core.auth import Principal, Scope
 from postroom.core.clock import now_iso
@@ -119,7 +120,7 @@ def _checked(domain: RegisteredDomain, settings: Settings) -> RegisteredDomain:
         "Ed25519 DKIM keys) and answers the exact DNS records to publish, each with its purpose. The domain sends "
         "once POST /v1/domains/{name}/verify finds the required ones published."
     ),
-    responses={201: {"description": "Created: the records to publish"}},
+    responses={201: {"description": "Created: the records to publish"}, **errors(409)},
 )
 def create_domain(
     body: Annotated[DomainCreate, Body()],
