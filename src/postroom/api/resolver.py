@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -14,6 +13,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 
+from postroom import __version__
 from postroom.api import (
     address_routes,
     batch_routes,
@@ -72,7 +72,7 @@ app.include_router(postmark_routes.router, prefix=postmark.PATH_PREFIX)
 declare_statuses(app._static_routes + app._dynamic_routes)
 app.configure_openapi(
     title="Postroom",
-    version=version("postroom"),
+    version=__version__,
     description="Transactional email relay: send, track and receive mail over HTTP. Errors are always "
     '`{"error": {"code", "message", "field"}}`.',
     security_schemes=SECURITY_SCHEMES,
