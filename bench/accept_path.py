@@ -26,7 +26,7 @@ import time
 import types
 from typing import Any
 
-from _common import ROOT, Paired, machine, print_paired, save
+from _common import ROOT, Paired, interleave, machine, print_paired, save
 
 ENV = {
     "POSTROOM_TABLE": "postroom-table",
@@ -172,13 +172,7 @@ def main() -> None:
         block(postroom, 202)
         block(hello, 200)
     paired = Paired("CPU per request, POST /v1/messages", "µs")
-    for i in range(args.blocks):
-        if i % 2 == 0:
-            a = block(postroom, 202)
-            b = block(hello, 200)
-        else:
-            b = block(hello, 200)
-            a = block(postroom, 202)
+    for a, b in interleave(args.blocks, lambda: block(postroom, 202), lambda: block(hello, 200)):
         paired.add(a, b)
     print(f"accept path, {machine()}")
     print(f"{args.blocks} blocks of {args.per_block} requests each side, request body {body_size} bytes")

@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from _common import Paired, machine, print_paired, save
+from _common import Paired, interleave, machine, print_paired, save
 from accept_path import MESSAGE, prepare
 
 POSTMARK = {
@@ -71,13 +71,7 @@ def main() -> None:
         block(postmark_events, 200)
         block(own_events, 202)
     paired = Paired("CPU per request, POST /email vs POST /v1/messages", "µs")
-    for i in range(args.blocks):
-        if i % 2 == 0:
-            a = block(postmark_events, 200)
-            b = block(own_events, 202)
-        else:
-            b = block(own_events, 202)
-            a = block(postmark_events, 200)
+    for a, b in interleave(args.blocks, lambda: block(postmark_events, 200), lambda: block(own_events, 202)):
         paired.add(a, b)
     print(f"Postmark dialect accept path, {machine()}")
     print(f"{args.blocks} blocks of {args.per_block} requests each side")
