@@ -62,13 +62,14 @@ Postroom local stack is up.
             if name == "smtp":
                 continue  # the SMTP submission line above
             print(f"  {name.upper():<15} 127.0.0.1:{port} (user: an inbound address, password: the API key)")
-    if getattr(stack, "inbound", None) is not None:
+    if stack.inbound is not None:
+        listener = stack.inbound
         inbound = stack.parameters.get("InboundDomains", "").split(",")[0]
         catch_all = stack.parameters.get("InboundCatchAll") or "none"
         print(f"""  inbound domains {stack.parameters.get("InboundDomains")}  (catch-all: {catch_all})
-  inbound SMTP    {stack.inbound.host}:{stack.inbound.port}  (plays SES receiving; mail is filed into mailboxes)
+  inbound SMTP    {listener.host}:{listener.port}  (plays SES receiving; mail is filed into mailboxes)
 Receive a message and read the inbox:
-  swaks --server {stack.inbound.host}:{stack.inbound.port} --to support@{inbound} --from ann@example.org
+  swaks --server {listener.host}:{listener.port} --to support@{inbound} --from ann@example.org
   curl -s '{stack.api_url}/v1/mailboxes/support@{inbound}:inbox/messages' -H 'Authorization: Bearer {stack.api_key}'""")
     print(
         f"""

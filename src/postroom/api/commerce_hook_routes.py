@@ -18,7 +18,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 
 from postroom.api.gate import body_bytes
-from postroom.api.responses import error_proxy_result, error_response
+from postroom.api.responses import error_proxy_result, error_response, exception_handler
 from postroom.commerce.hook_tasks import Hook
 from postroom.commerce.signatures import SHOPIFY_HEADER, WOOCOMMERCE_HEADER, verify
 from postroom.commerce.stores import Platform
@@ -59,7 +59,7 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     wanted = name.lower()
     for key, value in (event.get("headers") or {}).items():
         if key.lower() == wanted:
-            return value
+            return str(value)
     return None
 
 
@@ -97,16 +97,16 @@ def screen(event: dict[str, Any], commerce: CommerceServices) -> Hook | None:
 app = APIGatewayRestResolver()
 
 
-@app.exception_handler(PostroomError)
-def _postroom_error(error: PostroomError) -> Response:
+@exception_handler(app, PostroomError)
+def _postroom_error(error: PostroomError) -> Response[str]:
     return error_response(error)
 
 
-def _answer(body: dict[str, Any]) -> Response:
+def _answer(body: dict[str, Any]) -> Response[str]:
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
-def _accept(hook: Hook) -> Response:
+def _accept(hook: Hook) -> Response[str]:
     # Refused here, not by the worker later: a payload the worker could not read would be retried from the queue
     # and dead-lettered, while the platform, told 4xx now, shows the failed delivery to the shop owner.
     check_text(untrusted_json(hook.body))
@@ -135,12 +135,12 @@ def _accept(hook: Hook) -> Response:
 
 
 @app.post("/v1/hooks/shopify/<store>")
-def shopify(store: str) -> Response:
+def shopify(store: str) -> Response[str]:
     return _accept(app.context["hook"])
 
 
 @app.post("/v1/hooks/woocommerce/<store>")
-def woocommerce(store: str) -> Response:
+def woocommerce(store: str) -> Response[str]:
     return _accept(app.context["hook"])
 
 

@@ -25,7 +25,7 @@ def require(scope: Scope) -> Callable[[Request], Principal]:
         return principal
 
     dependency.__name__ = f"require_{scope.name.lower()}"
-    dependency.scope = scope  # type: ignore[attr-defined] - read by required_scopes()
+    dependency.scope = scope  # type: ignore[attr-defined]  # read by required_scopes()
     return dependency
 
 

@@ -29,7 +29,7 @@ PUBLIC_DOCUMENT_PATHS = frozenset({"/v1/openapi.json", "/docs"})
 def _header(event: dict[str, Any], name: str) -> str | None:
     for key, value in (event.get("headers") or {}).items():
         if key.lower() == name:
-            return value
+            return str(value)
     return None
 
 

@@ -22,7 +22,7 @@ HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[!-~](?:[ -~]{0,253}[!-~])?$")
 
 
-def _answer(result: dict[str, Any], replayed: bool) -> Response:
+def _answer(result: dict[str, Any], replayed: bool) -> Response[str]:
     headers = dict(result.get("headers") or {})
     if replayed:
         headers["Idempotent-Replayed"] = "true"
@@ -36,7 +36,7 @@ def _answer(result: dict[str, Any], replayed: bool) -> Response:
 
 def respond(
     router: Router, scope: str, principal: Principal, payload: Any, work: Callable[[], dict[str, Any]]
-) -> Response:
+) -> Response[str]:
     """Run ``work`` (which returns ``{"status", "body", "headers"?}``) once per Idempotency-Key, or plainly without
     one. Errors that ``work`` raises are not remembered: a corrected retry with the same key is processed."""
     key = router.current_event.headers.get(HEADER)  # case-insensitive in Powertools v3

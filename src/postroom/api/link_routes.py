@@ -19,6 +19,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as RouteNotFoundError
 
+from postroom.api.responses import exception_handler
 from postroom.core.ids import ulid
 from postroom.core.message_store import MessageNotFoundError
 from postroom.events.event_model import EventType
@@ -69,18 +70,18 @@ def _record(record: MessageRecord, pending: Pending) -> None:
     event_services().recorder.record(record.tenant, [pending])
 
 
-@app.exception_handler(_UnknownLinkError)
-def _unknown(_: _UnknownLinkError) -> Response:
+@exception_handler(app, _UnknownLinkError)
+def _unknown(_: _UnknownLinkError) -> Response[str]:
     return Response(404, content_types.TEXT_PLAIN, "This link is not valid.", headers=_NO_STORE)
 
 
-@app.not_found
-def _no_route(_: RouteNotFoundError) -> Response:
+@exception_handler(app, RouteNotFoundError)
+def _no_route(_: RouteNotFoundError) -> Response[str]:
     return Response(404, content_types.TEXT_PLAIN, "This link is not valid.", headers=_NO_STORE)
 
 
 @app.get("/t/o/<token>")
-def opened(token: str) -> Response:
+def opened(token: str) -> Response[bytes]:
     claims, record = _claims(token, LinkKind.OPEN)
     event = make_event(record, EventType.OPENED, recipient=claims.recipient, source="tracking", details=_visitor())
     _record(record, Pending(event, key=f"open:{record.id}:{ulid()}"))  # every load is an open
@@ -88,7 +89,7 @@ def opened(token: str) -> Response:
 
 
 @app.get("/t/c/<token>")
-def clicked(token: str) -> Response:
+def clicked(token: str) -> Response[str]:
     claims, record = _claims(token, LinkKind.CLICK)
     if not claims.url:
         raise _UnknownLinkError("a click link without a URL")
@@ -109,7 +110,7 @@ def _scope_text(record: MessageRecord) -> str:
 
 
 @app.get("/t/u/<token>")
-def unsubscribe_page(token: str) -> Response:
+def unsubscribe_page(token: str) -> Response[str]:
     claims, record = _claims(token, LinkKind.UNSUBSCRIBE)
     form = (
         '<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">'
@@ -124,7 +125,7 @@ def unsubscribe_page(token: str) -> Response:
 
 
 @app.post("/t/u/<token>")
-def unsubscribe(token: str) -> Response:
+def unsubscribe(token: str) -> Response[str]:
     claims, record = _claims(token, LinkKind.UNSUBSCRIBE)
     if not claims.recipient:
         raise _UnknownLinkError("an unsubscribe link without a recipient")

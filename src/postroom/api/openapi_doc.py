@@ -20,7 +20,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
+from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, SecurityScheme
 from pydantic import BaseModel, Field
 
 from postroom.api.deps import required_scopes
@@ -45,7 +45,7 @@ __all__ = [
 DOCUMENT_PATH = "/v1/openapi.json"
 DOCS_PATH = "/docs"
 
-SECURITY_SCHEMES = {
+SECURITY_SCHEMES: dict[str, SecurityScheme] = {
     "apiKey": HTTPBearer(
         description="A Postroom API key (`postroom keys create`), sent as `Authorization: Bearer <key>`.",
         bearerFormat="pr_…",

@@ -34,7 +34,7 @@ from postroom.api import (
 from postroom.api.deps import required_scopes
 from postroom.api.gate import is_public_document, screen
 from postroom.api.openapi_doc import DOCS_PATH, DOCUMENT_PATH, SECURITY, SECURITY_SCHEMES, declare_statuses
-from postroom.api.responses import error_proxy_result, error_response, validation_failure
+from postroom.api.responses import error_proxy_result, error_response, exception_handler, validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
 from postroom.core.untrusted import loads as untrusted_json
@@ -92,19 +92,19 @@ def _on_postmark_route() -> bool:
     return postmark.is_postmark_path(app.current_event.path)
 
 
-def _postmark_response(error: postmark.PostmarkError) -> Response:
+def _postmark_response(error: postmark.PostmarkError) -> Response[str]:
     return Response(
         status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.body())
     )
 
 
-@app.exception_handler(postmark.PostmarkError)
-def _postmark_error(error: postmark.PostmarkError) -> Response:
+@exception_handler(app, postmark.PostmarkError)
+def _postmark_error(error: postmark.PostmarkError) -> Response[str]:
     return _postmark_response(error)
 
 
-@app.exception_handler(Exception)
-def _unexpected_error(error: Exception) -> Response:
+@exception_handler(app, Exception)
+def _unexpected_error(error: Exception) -> Response[str]:
     # postmarker raises KeyError('ErrorCode') on an error body without ErrorCode, so even a crash on a Postmark route
     # answers in Postmark's shape; everywhere else the exception goes on to Lambda as before.
     if not _on_postmark_route():
@@ -115,19 +115,19 @@ def _unexpected_error(error: Exception) -> Response:
     )
 
 
-def _error_response(error: PostroomError) -> Response:
+def _error_response(error: PostroomError) -> Response[str]:
     if _on_postmark_route():
         return _postmark_response(postmark.from_postroom(error))
     return error_response(error)
 
 
-@app.exception_handler(PostroomError)
-def _postroom_error(error: PostroomError) -> Response:
+@exception_handler(app, PostroomError)
+def _postroom_error(error: PostroomError) -> Response[str]:
     return _error_response(error)
 
 
-@app.exception_handler(RequestValidationError)
-def _validation_error(error: RequestValidationError) -> Response:
+@exception_handler(app, RequestValidationError)
+def _validation_error(error: RequestValidationError) -> Response[str]:
     # Powertools validates the request before it resolves the route's dependencies, so the scope check has not run
     # yet: a key without the route's scope must get 403, not a description of what a valid body looks like.
     route = app.context.get("_route")  # the matched Route, which Powertools keeps in the resolver's context
@@ -140,8 +140,8 @@ def _validation_error(error: RequestValidationError) -> Response:
     return _error_response(validation_failure(list(error.errors())))
 
 
-@app.exception_handler(RequestUnsupportedContentType)
-def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+@exception_handler(app, RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]:
     # The gate admits only what the resolver parses; should the two ever disagree, the answer keeps Postroom's shape.
     content_type = app.current_event.headers.get("content-type") or "none"
     return _error_response(
@@ -151,8 +151,8 @@ def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
     )
 
 
-@app.not_found
-def _not_found(_: RouteNotFoundError) -> Response:
+@exception_handler(app, RouteNotFoundError)
+def _not_found(_: RouteNotFoundError) -> Response[str]:
     event = app.current_event
     if _on_postmark_route():
         principal = app.context.get("principal")

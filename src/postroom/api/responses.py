@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import ApiGatewayResolver
 
 from postroom.core.errors import InvalidJsonError, PostroomError, ValidationFailedError
 
+ErrorT = TypeVar("ErrorT", bound=Exception)
+ErrorHandler = Callable[[ErrorT], Response[str]]
 
-def error_response(error: PostroomError) -> Response:
+
+def exception_handler(
+    resolver: ApiGatewayResolver, error_type: type[ErrorT]
+) -> Callable[[ErrorHandler[ErrorT]], ErrorHandler[ErrorT]]:
+    """Powertools' ``resolver.exception_handler(error_type)``, typed: its own decorator has no annotations, which
+    under ``mypy --strict`` would turn every error handler it wraps into an untyped function."""
+    register = resolver.exception_handler(error_type)
+
+    def decorate(handler: ErrorHandler[ErrorT]) -> ErrorHandler[ErrorT]:
+        register(handler)
+        return handler
+
+    return decorate
+
+
+def error_response(error: PostroomError) -> Response[str]:
     return Response(
         status_code=int(error.status),
         content_type=content_types.APPLICATION_JSON,
@@ -45,7 +64,7 @@ def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     return "".join(parts) or "body"
 
 
-def validation_failure(errors: list[dict[str, Any]]) -> PostroomError:
+def validation_failure(errors: Sequence[Mapping[str, Any]]) -> PostroomError:
     """Pydantic errors (from the resolver or from a model validated in a route) → one structured error."""
     details = []
     for item in errors:

@@ -55,7 +55,8 @@ def list_templates(principal: Annotated[Principal, Depends(require(Scope.TEMPLAT
 def get_template(
     name: TemplateName, principal: Annotated[Principal, Depends(require(Scope.TEMPLATES_READ))]
 ) -> dict[str, Any]:
-    return _get(principal, name).public()
+    public: dict[str, Any] = _get(principal, name).public()
+    return public
 
 
 @router.put(

@@ -392,7 +392,7 @@ def _dmarc(domain: str, lookup: DnsLookup) -> Check:
     inherited = owner != domain
     if inherited:
         details.append(f"no record at {name}: {domain} follows its organisational domain {owner} (sp= applies)")
-    policy = (tags.get("sp") if inherited and tags.get("sp") else tags.get("p", "")).lower()
+    policy = ((tags.get("sp") if inherited and tags.get("sp") else tags.get("p")) or "").lower()
     if policy not in _DMARC_POLICIES:
         return Check(
             "dmarc",

@@ -104,9 +104,9 @@ def _text(rdata: object) -> str:
         return b"".join(strings).decode("utf-8", errors="replace")
     target = getattr(rdata, "target", None)
     if target is not None:  # CNAME
-        return target.to_text(omit_final_dot=True).lower()
+        return str(target.to_text(omit_final_dot=True)).lower()
     exchange = getattr(rdata, "exchange", None)
     if exchange is not None:  # MX: "preference host", "." for a null MX (RFC 7505)
         host = "." if exchange == dns.name.root else exchange.to_text(omit_final_dot=True).lower()
         return f"{rdata.preference} {host}"  # type: ignore[attr-defined]
-    return rdata.to_text()  # type: ignore[attr-defined]
+    return str(rdata.to_text())  # type: ignore[attr-defined]

@@ -153,7 +153,7 @@ class ApiGateway(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

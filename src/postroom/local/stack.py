@@ -19,12 +19,15 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from postroom.local.gateway import ApiGateway
 from postroom.local.handlers import LocalFunction
-from postroom.local.inbound_smtp import start_inbound_listener
+from postroom.local.inbound_smtp import InboundSmtpListener, start_inbound_listener
 from postroom.local.poller import SqsPoller
+
+if TYPE_CHECKING:
+    from postroom.local.template import LocalResources
 
 log = logging.getLogger("postroom.local")
 
@@ -100,7 +103,8 @@ class LocalStack:
         self.config = config or StackConfig()
         self.root = self.config.root or repo_root()
         self.api_key: str = ""
-        self.resources: dict[str, dict[str, Any]] = {}
+        self._resources: LocalResources | None = None
+        self.inbound: InboundSmtpListener | None = None
         self.functions: dict[str, LocalFunction] = {}
         self.pollers: list[SqsPoller] = []
         self.ses_publishers: list[Any] = []
@@ -161,7 +165,7 @@ class LocalStack:
         import boto3
 
         session = boto3.session.Session(region_name=REGION)
-        self.resources = tpl.create_resources(template, session, parameters=parameters, prefix="postroom-local")
+        self._resources = tpl.create_resources(template, session, parameters=parameters, prefix="postroom-local")
         env: dict[str, str] = {}
         for route in tpl.api_routes(template):
             env.update(tpl.function_environment(template, route.function_logical_id, self.resources, parameters))
@@ -195,7 +199,7 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        if getattr(self, "inbound", None) is not None:
+        if self.inbound is not None:
             self.inbound.stop()
         if self.bridge is not None:
             self.bridge.stop()  # the submission listener is one of the bridge's
@@ -397,15 +401,23 @@ class LocalStack:
         self._set_env({"POSTROOM_WEBHOOK_ALLOW_PRIVATE": "true"})
         reset_services()
 
+    @property
+    def resources(self) -> LocalResources:
+        """What start() created from the template: logical id -> its Ref, Arn and other attributes."""
+        if self._resources is None:
+            raise RuntimeError("the stack's resources are made by start()")
+        return self._resources
+
     def _start_ses_events(self, session: Any) -> None:
         """moto publishes no SES configuration-set events: publish them as SES would (postroom.local.ses_events)."""
         from postroom.local.ses_events import SesEventPublisher
         from postroom.local.template import DEFAULT_ACCOUNT_ID
 
-        for logical_id, kind in self.resources.types.items():
+        resources = self.resources
+        for logical_id, kind in resources.types.items():
             if kind != "AWS::SES::ConfigurationSetEventDestination":
                 continue
-            destination = self.resources[logical_id]
+            destination = resources[logical_id]
             publisher = SesEventPublisher(
                 sns=session.client("sns"),
                 topic_arn=destination["TopicArn"],
@@ -417,8 +429,9 @@ class LocalStack:
             self.ses_publishers.append(publisher)
 
     def _start_pollers(self, sources: list[Any], sqs: Any) -> None:
+        resources = self.resources
         for source in sources:
-            queue = self.resources[source.queue_logical_id]
+            queue = resources[source.queue_logical_id]
             poller = SqsPoller(
                 sqs=sqs,
                 queue_url=queue["Ref"],

@@ -555,7 +555,7 @@ def _evaluate_condition(value: Any, ctx: _Context, path: str) -> bool:
         return _condition(argument, ctx, where)
     if name == "Fn::Equals":
         left, right = (_evaluate(side, ctx, f"{where}[{i}]") for i, side in enumerate(_list_of(argument, 2, where)))
-        return _comparable(left) == _comparable(right)
+        return bool(_comparable(left) == _comparable(right))
     if name == "Fn::Not":
         (inner,) = _list_of(argument, 1, where)
         return not _evaluate_condition(inner, ctx, f"{where}[0]")
@@ -1155,7 +1155,8 @@ def translate(template: Mapping[str, Any]) -> dict[str, Any]:
     transform is returned as it is.
     """
     key = json.dumps(template, sort_keys=True, default=str)
-    return json.loads(_translate(key))  # a copy each time: callers may not mutate the cached translation
+    translated: dict[str, Any] = json.loads(_translate(key))
+    return translated  # a copy each time: callers may not mutate the cached translation
 
 
 @lru_cache(maxsize=8)
@@ -1370,7 +1371,7 @@ def sqs_event_sources(template: Mapping[str, Any]) -> list[SqsSource]:
         path = f"Resources.{mapping_id}.Properties"
         function = props.get("FunctionName")
         logical_id = function.get("Ref") if isinstance(function, dict) else None
-        if declared.get(logical_id, {}).get("Type") != _SERVERLESS_FUNCTION:
+        if not isinstance(logical_id, str) or declared.get(logical_id, {}).get("Type") != _SERVERLESS_FUNCTION:
             continue  # a mapping for a function the local harness does not run
         if not _truthy(_static(props.get("Enabled", True), template, f"{path}.Enabled")):
             continue

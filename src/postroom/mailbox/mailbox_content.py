@@ -74,15 +74,17 @@ class MailService:
         # RFC 6266: filename* carries any name; the plain filename is an ASCII fallback.
         fallback = filename.encode("ascii", "replace").decode().replace('"', "'").replace("?", "_")
         disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename)}"
-        return self._s3.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self._bucket,
-                "Key": key,
-                "ResponseContentType": content_type,
-                "ResponseContentDisposition": disposition,
-            },
-            ExpiresIn=URL_SECONDS,
+        return str(
+            self._s3.generate_presigned_url(
+                "get_object",
+                Params={
+                    "Bucket": self._bucket,
+                    "Key": key,
+                    "ResponseContentType": content_type,
+                    "ResponseContentDisposition": disposition,
+                },
+                ExpiresIn=URL_SECONDS,
+            )
         )
 
     def expunge(self, mail_id: str) -> None:

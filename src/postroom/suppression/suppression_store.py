@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
 from enum import StrEnum
 from typing import Any
 
@@ -138,7 +139,7 @@ class SuppressionStore:
             params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     def check(
-        self, tenant: str, addresses: list[str], *, domain: str, topic: str | None = None
+        self, tenant: str, addresses: builtins.list[str], *, domain: str, topic: str | None = None
     ) -> dict[str, Suppression]:
         """The entries that stop mail from ``domain`` (and ``topic``) to any of ``addresses``: lower-cased address ->
         the entry (the broadest scope when several apply)."""

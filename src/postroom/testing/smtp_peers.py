@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import DATA_SIZE_DEFAULT, SMTP, Envelope, Session
@@ -177,7 +177,9 @@ class RecordingSink:
     async def _drop_all(self) -> None:
         for server in list(self._live):
             if server.transport is not None:
-                server.transport.abort()  # not close(): after STARTTLS that waits for the client's close_notify
+                cast(
+                    asyncio.Transport, server.transport
+                ).abort()  # not close(): after STARTTLS that waits for the client's close_notify
         while self._live:
             await asyncio.sleep(0.005)
 
@@ -200,11 +202,12 @@ class RecordingSink:
         reply = self._take(stage, address)
         if reply is Action.DROP:
             assert server.transport is not None
-            server.transport.abort()
+            cast(asyncio.Transport, server.transport).abort()
             await asyncio.Event().wait()  # connection_lost() cancels this session's task
         if reply is Action.STALL:
             await asyncio.sleep(self.stall_seconds)
             return None
+        assert not isinstance(reply, Action), reply  # DROP never returns (above); no other action is scripted here
         return reply
 
     def _opened(self, server: _SinkSMTP) -> None:

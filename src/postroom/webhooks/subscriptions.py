@@ -10,6 +10,7 @@ sender. The table is encrypted at rest and only the API and the webhook sender's
 
 from __future__ import annotations
 
+import builtins
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -207,7 +208,7 @@ class WebhookStore:
 
     def attempts(
         self, tenant: str, subscription_id: str, *, limit: int = 50, before: str | None = None
-    ) -> tuple[list[Attempt], str | None]:
+    ) -> tuple[builtins.list[Attempt], str | None]:
         """Newest first; ``before`` is the id of the last attempt of the previous page."""
         params: dict[str, Any] = {
             "TableName": self._table,

@@ -21,6 +21,8 @@ from postroom.webhooks.subscriptions import WebhookStore
 from postroom.wiring.services import Services, services
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
     from postroom.core.event_settings import EventSettings
     from postroom.deliver.return_path import ReturnPath
     from postroom.tracking.tokens import LinkSigner
@@ -88,7 +90,7 @@ class EventServices:
         return str(self._secrets.get(self.config.signing_secret_arn, max_age=SIGNING_KEY_MAX_AGE_SECONDS))
 
     @cached_property
-    def _secrets(self):  # noqa: ANN202 - Powertools' provider type is only needed here
+    def _secrets(self) -> SecretsProvider:
         from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
         # Our own client (not Powertools' module-wide default) so it follows reset_services() to a new endpoint.
