@@ -1,0 +1,105 @@
+"""One local stack per CLI test module (the same harness `postroom local` runs: moto, the HTTP gateway, the pollers,
+a loopback DNS server as the internet's DNS and an SMTP sink as every MX), and the installed `postroom` script run
+as a subprocess against it, with POSTROOM_URL/POSTROOM_KEY and a throwaway config directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from postroom.local.stack import LocalStack, StackConfig
+from postroom.testing.dns_server import LoopbackDnsServer
+from postroom.testing.smtp_peers import RecordingSink
+
+POSTROOM = Path(sys.executable).with_name("postroom")
+EGRESS_IP = "203.0.113.25"
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env() -> None:
+    """Overrides the suite's per-test environment reset: the module's stack set the environment its in-process
+    handlers read, and it must stay for every test of the module (the stack fixture itself starts from a clean one)."""
+
+
+@dataclass
+class CliStack:
+    stack: LocalStack
+    dns: LoopbackDnsServer
+    sink: RecordingSink
+    home: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def run(self, *args: str, key: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if key is not None:
+            env["POSTROOM_KEY"] = key
+        return subprocess.run(
+            [str(POSTROOM), *args], env=env, capture_output=True, text=True, timeout=60, input=stdin, check=False
+        )
+
+    def json(self, *args: str, key: str | None = None, code: int = 0) -> Any:
+        done = self.run(*args, "--json", key=key)
+        assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+        return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as patch, RecordingSink() as sink:
+        for name in list(os.environ):
+            if name.startswith(("POSTROOM_", "AWS_")):
+                patch.delenv(name)
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "POWERTOOLS_TRACE_DISABLED": "true",
+            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_METRICS_NAMESPACE": "Postroom",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POSTROOM_RETRY_BASE_SECONDS": "0",
+            "POSTROOM_SMTP_TIMEOUT": "2",
+            "POSTROOM_SMTP_EGRESS_IPS": EGRESS_IP,
+            "POSTROOM_EVENT_FEED_SETTLE_SECONDS": "0",
+        }.items():
+            patch.setenv(name, value)
+        zone = {"example.org": {"MX": [(10, "mx.example.org")]}, "mx.example.org": {"A": ["127.0.0.1"]}}
+        with LoopbackDnsServer(zone=zone) as dns:
+            config = StackConfig(
+                api_port=0,
+                sandbox=False,
+                poll_wait_seconds=1,
+                submission_port=None,
+                imap_port=None,
+                pop3_port=None,
+                parameters={
+                    "SendingDomains": "shop.example",
+                    "DefaultDelivery": "smtp",
+                    "DnsNameservers": f"127.0.0.1:{dns.port}",
+                    "SmtpPort": str(sink.port),
+                    "HeloName": "postroom.test",
+                    "InboundDomains": "in.shop.example",
+                },
+            )
+            stack = LocalStack(config).start()
+            try:
+                env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTROOM_", "AWS_"))}
+                env.update(
+                    POSTROOM_URL=stack.api_url,
+                    POSTROOM_KEY=stack.api_key,
+                    XDG_CONFIG_HOME=str(home / "config"),
+                    HOME=str(home),
+                    COLUMNS="200",
+                )
+                yield CliStack(stack, dns, sink, home, env)
+            finally:
+                stack.stop()
