@@ -4,11 +4,13 @@ as a subprocess against it, with POSTROOM_URL/POSTROOM_KEY and a throwaway confi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from postroom.testing.dns_server import LoopbackDnsServer
 from postroom.testing.smtp_peers import RecordingSink
 
 POSTROOM = Path(sys.executable).with_name("postroom")
+REPO = Path(__file__).resolve().parents[2]
 EGRESS_IP = "203.0.113.25"
 
 
@@ -51,10 +54,15 @@ class CliStack:
         return json.loads(done.stdout)
 
 
-@pytest.fixture(scope="module")
-def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as patch, RecordingSink() as sink:
+@contextmanager
+def started(home: Path, *, sandbox: bool) -> Iterator[CliStack]:
+    """A local stack on loopback, its environment set for its in-process handlers and restored afterwards.
+
+    ``sandbox``: exactly what `postroom local` runs (its own DNS server, whose zone file plays the DNS provider, and
+    a sink as every MX), rooted in ``home`` through POSTROOM_HOME so its .postroom files stay out of the checkout.
+    Otherwise a DNS server and a sink of the test's own, the stack pointed at them as at the internet."""
+    with contextlib.ExitStack() as scope:
+        patch = scope.enter_context(pytest.MonkeyPatch.context())
         for name in list(os.environ):
             if name.startswith(("POSTROOM_", "AWS_")):
                 patch.delenv(name)
@@ -72,34 +80,37 @@ def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
             "POSTROOM_EVENT_FEED_SETTLE_SECONDS": "0",
         }.items():
             patch.setenv(name, value)
-        zone = {"example.org": {"MX": [(10, "mx.example.org")]}, "mx.example.org": {"A": ["127.0.0.1"]}}
-        with LoopbackDnsServer(zone=zone) as dns:
-            config = StackConfig(
-                api_port=0,
-                sandbox=False,
-                poll_wait_seconds=1,
-                submission_port=None,
-                imap_port=None,
-                pop3_port=None,
-                parameters={
-                    "SendingDomains": "shop.example",
-                    "DefaultDelivery": "smtp",
-                    "DnsNameservers": f"127.0.0.1:{dns.port}",
-                    "SmtpPort": str(sink.port),
-                    "HeloName": "postroom.test",
-                    "InboundDomains": "in.shop.example",
-                },
-            )
-            stack = LocalStack(config).start()
-            try:
-                env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTROOM_", "AWS_"))}
-                env.update(
-                    POSTROOM_URL=stack.api_url,
-                    POSTROOM_KEY=stack.api_key,
-                    XDG_CONFIG_HOME=str(home / "config"),
-                    HOME=str(home),
-                    COLUMNS="200",
-                )
-                yield CliStack(stack, dns, sink, home, env)
-            finally:
-                stack.stop()
+        parameters = {"SendingDomains": "shop.example", "DefaultDelivery": "smtp", "HeloName": "postroom.test",
+                      "InboundDomains": "in.shop.example"}  # fmt: skip
+        root = home / "checkout"
+        root.mkdir()
+        for name in ("template.yaml", "functions"):
+            (root / name).symlink_to(REPO / name)
+        patch.setenv("POSTROOM_HOME", str(root))
+        if sandbox:
+            dns, sink = None, None
+        else:
+            sink = scope.enter_context(RecordingSink())
+            zone = {"example.org": {"MX": [(10, "mx.example.org")]}, "mx.example.org": {"A": ["127.0.0.1"]}}
+            dns = scope.enter_context(LoopbackDnsServer(zone=zone))
+            parameters |= {"DnsNameservers": f"127.0.0.1:{dns.port}", "SmtpPort": str(sink.port)}
+        config = StackConfig(api_port=0, sandbox=sandbox, poll_wait_seconds=1, submission_port=None, imap_port=None,
+                             pop3_port=None, root=root, outbox=home / "outbox", parameters=parameters)  # fmt: skip
+        stack = LocalStack(config).start()
+        scope.callback(stack.stop)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTROOM_", "AWS_"))}
+        env.update(
+            POSTROOM_URL=stack.api_url,
+            POSTROOM_KEY=stack.api_key,
+            POSTROOM_HOME=str(root),
+            XDG_CONFIG_HOME=str(home / "config"),
+            HOME=str(home),
+            COLUMNS="200",
+        )
+        yield CliStack(stack, dns or stack.dns, sink or stack.sink, home, env)
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliStack]:
+    with started(tmp_path_factory.mktemp("home"), sandbox=False) as running:
+        yield running

@@ -8,7 +8,9 @@ widely used, and already what most Python CLIs a user meets are made of (README,
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -155,6 +157,62 @@ def domains_verify(ctx: typer.Context, name: str, json_out: JsonFlag = False) ->
     out.emit(domain, _render_domain(domain))
     if domain.get("state") != "verified":
         raise SystemExit(int(Exit.NOT_VERIFIED))
+
+
+@domains_app.command("publish-local")
+def domains_publish_local(ctx: typer.Context, name: str, json_out: JsonFlag = False) -> None:
+    """`postroom local` only: publish the domain's records on the local stack's DNS server, which plays your DNS
+    provider there (on AWS, publish them at your real provider instead)."""
+    out = Out(json_out)
+    with reporting(out):
+        zone_file = _local_zone_file()
+        if zone_file is None:
+            raise SystemExit(
+                out.fail(
+                    "no_local_dns",
+                    "no sandboxed `postroom local` is running here (its .postroom/local.json names no DNS zone file)",
+                    status=Exit.REFUSED,
+                )
+            )
+        domain = api(ctx).call("GET", f"/v1/domains/{name}")
+        records = publish_records(zone_file, domain.get("records", []))
+    out.emit(
+        {"domain": name, "zone_file": str(zone_file), "published": records},
+        lambda c: c.print(f"published {len(records)} records of {plain(name)} on the local DNS server"),
+    )
+
+
+def _local_zone_file() -> Path | None:
+    from postroom.local.stack import repo_root
+
+    try:
+        info_path = repo_root() / ".postroom" / "local.json"
+    except FileNotFoundError:
+        return None
+    if not info_path.is_file():
+        return None
+    zone = json.loads(info_path.read_text()).get("dns_zone_file")
+    return Path(zone) if zone else None
+
+
+def publish_records(zone_file: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Write the records into the JSON zone the local DNS server reads; names published again are replaced whole
+    (as a provider's record set is), others are kept. Written to a new file then renamed: the server never reads a
+    half-written zone."""
+    zone: dict[str, dict[str, list[Any]]] = json.loads(zone_file.read_text()) if zone_file.is_file() else {}
+    fresh: dict[str, dict[str, list[Any]]] = {}
+    for record in records:
+        value: Any = record["value"]
+        if record["type"] == "MX":
+            preference, host = str(value).split()
+            value = [int(preference), host]
+        fresh.setdefault(record["name"], {}).setdefault(record["type"], []).append(value)
+    zone.update(fresh)
+    zone_file.parent.mkdir(parents=True, exist_ok=True)
+    partial = zone_file.with_suffix(".tmp")
+    partial.write_text(json.dumps(zone, indent=2))
+    partial.replace(zone_file)
+    return records
 
 
 @domains_app.command("rm")
