@@ -8,6 +8,7 @@ profile with ``url`` and ``key``. It holds secrets, so it is written with mode 0
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import tomllib
@@ -104,7 +105,7 @@ def resolve_target(url: str | None, key: str | None, profile: str | None) -> Tar
             f"or save a profile with `postroom login` (read from {profiles_path()})"
         )
     source = "flags/environment" if (url or os.environ.get("POSTROOM_URL")) else f"profile {name!r}"
-    return Target(url=found_url.rstrip("/"), key=found_key, source=source)
+    return Target(url=found_url.strip().rstrip("/"), key=found_key.strip(), source=source)
 
 
 class ApiClient:
@@ -144,6 +145,10 @@ class ApiClient:
                 return _decoded(response.read())
         except urllib.error.HTTPError as error:
             raise ApiError(error.code, _decoded(error.read())) from None
+        except ValueError as error:  # http.client refuses a header with a line break: a key pasted with its newline
+            raise NotConfiguredError(f"the URL or key cannot be sent as given ({error.__class__.__name__})") from None
+        except http.client.HTTPException as error:  # a peer that is not an HTTP server, or hung up mid-answer
+            raise ApiUnreachableError(f"{self.target.url} did not answer as an HTTP API: {error!r}") from None
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
             raise ApiUnreachableError(f"cannot reach {self.target.url}: {reason}") from None

@@ -95,7 +95,7 @@ def whoami(ctx: typer.Context, json_out: JsonFlag = False) -> None:
 # --- domains --------------------------------------------------------------------------------------------------------
 
 
-def _render_domain(domain: dict[str, Any]) -> Any:
+def _render_domain(domain: dict[str, Any], *, problems: bool = True) -> Any:
     def render(console: Console) -> None:
         console.print(
             f"[bold]{plain(domain['name'])}[/bold]  {styled(domain['state'])}  delivery {plain(domain['delivery'])}"
@@ -112,7 +112,7 @@ def _render_domain(domain: dict[str, Any]) -> Any:
                 styled(record.get("status") or "to publish"),
             )
         console.print(grid)
-        for problem in domain.get("problems", []):
+        for problem in domain.get("problems", []) if problems else []:
             console.print(f"[red]✗[/red] {plain(problem)}")
         if domain["state"] == "verified":
             console.print("[green]✓ verified: mail may be sent from it[/green]")
@@ -136,7 +136,7 @@ def domains_add(
     body = {"name": name, "delivery": delivery, "return_path": return_path, "mail_from": mail_from}
     with reporting(out):
         domain = api(ctx).call("POST", "/v1/domains", {k: v for k, v in body.items() if v is not None})
-    out.emit(domain, _render_domain(domain))
+    out.emit(domain, _render_domain(domain, problems=False))  # a new domain misses everything: the table says it
 
 
 @domains_app.command("show")

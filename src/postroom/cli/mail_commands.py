@@ -270,19 +270,19 @@ def messages_show(ctx: typer.Context, message_id: str, json_out: JsonFlag = Fals
         console.print("[bold]timeline[/bold]")
         console.print(f"  {plain(_short_time(message.get('created_at')))}  accepted")
         for event in events.get("data", []):
-            console.print("  " + _event_line(event))
+            console.print("  " + _event_line(event, with_message=False))
 
     out.emit({"message": message, "events": events.get("data", [])}, render)
 
 
-def _event_line(event: dict[str, Any]) -> str:
+def _event_line(event: dict[str, Any], *, with_message: bool = True) -> str:
     details = event.get("details") or {}
     said = details.get("reply") or details.get("diagnostic") or details.get("reason") or details.get("url") or ""
     parts = [
         plain(_short_time(event.get("occurred_at"))),
         styled(event.get("type")),
         plain(event.get("recipient") or ""),
-        f"[dim]{plain(event.get('message_id'))} via {plain(event.get('source'))}[/dim]",
+        f"[dim]{plain(event.get('message_id')) + ' ' if with_message else ''}via {plain(event.get('source'))}[/dim]",
     ]
     if said:
         parts.append(f"[dim]{plain(str(said)[:160])}[/dim]")

@@ -88,7 +88,7 @@ def reporting(out: Out) -> Iterator[None]:
 def table(*columns: str, title: str | None = None) -> Table:
     grid = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for column in columns:
-        grid.add_column(column, overflow="fold")
+        grid.add_column(column, overflow="fold", no_wrap=column == "id")  # ids are copied whole, so never folded
     return grid
 
 
