@@ -43,6 +43,29 @@ class Store:
     disabled: bool = False
 
 
+def _listing(tenant: str) -> str:
+    return f"TENANT#{tenant}#STORE"
+
+
+def _store(item: dict[str, Any]) -> Store:
+    return Store(
+        id=item["id"],
+        platform=Platform(item["platform"]),
+        sender=item["sender"],
+        shop_name=item["shop_name"],
+        tenant=item.get("tenant", "default"),
+        support_email=item.get("support_email", ""),
+        reminder_delay_minutes=int(item.get("reminder_delay_minutes", 60)),
+        locale=item.get("locale", ""),
+        disabled=bool(item.get("disabled", False)),
+    )
+
+
+def public_store(store: Store) -> dict[str, object]:
+    """A store as the API shows it: every setting, never the webhook secret (it is only ever written)."""
+    return {**asdict(store), "platform": store.platform.value}
+
+
 class StoreRegistry:
     def __init__(self, dynamodb: Any, secretsmanager: Any, *, table: str, secret_prefix: str) -> None:
         self._ddb = dynamodb
@@ -57,25 +80,29 @@ class StoreRegistry:
         response = self._ddb.get_item(TableName=self._table, Key=to_item({"pk": f"STORE#{store_id}", "sk": "STORE"}))
         if "Item" not in response:
             return None
-        item = from_item(response["Item"])
-        return Store(
-            id=item["id"],
-            platform=Platform(item["platform"]),
-            sender=item["sender"],
-            shop_name=item["shop_name"],
-            tenant=item.get("tenant", "default"),
-            support_email=item.get("support_email", ""),
-            reminder_delay_minutes=int(item.get("reminder_delay_minutes", 60)),
-            locale=item.get("locale", ""),
-            disabled=bool(item.get("disabled", False)),
-        )
+        return _store(from_item(response["Item"]))
+
+    def for_tenant(self, tenant: str) -> list[Store]:
+        """The tenant's stores by id (gsi1, like its keys and templates: no Scan of the table)."""
+        found: list[Store] = []
+        paginator = self._ddb.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues=to_item({":p": _listing(tenant)}),
+        ):
+            found.extend(_store(from_item(raw)) for raw in page.get("Items", []))  # gsi1 projects whole items
+        return sorted(found, key=lambda s: s.id)
 
     def secret(self, store_id: str) -> str:
         value = self._secrets.get(f"{self._prefix}{store_id}", max_age=SECRET_CACHE_SECONDS)
         return value if isinstance(value, str) else ""
 
     def put(self, store: Store, secret: str) -> None:
-        """Create or replace a store and its secret (the CLI, with the operator's credentials)."""
+        """Create or replace a store and its secret (``POST /v1/stores``, or the CLI with the operator's credentials).
+        The secret is written before the item, so a store never exists without the secret its hooks are checked
+        with."""
         if not STORE_ID.match(store.id):
             raise ValueError("a store id is 1-63 lower-case letters, digits and '-'")
         name = f"{self._prefix}{store.id}"
@@ -83,5 +110,12 @@ class StoreRegistry:
             self._secretsmanager.create_secret(Name=name, SecretString=secret, Description=f"Postroom store {store.id}")
         except self._secretsmanager.exceptions.ResourceExistsException:
             self._secretsmanager.put_secret_value(SecretId=name, SecretString=secret)
-        item = {**asdict(store), "platform": store.platform.value, "pk": f"STORE#{store.id}", "sk": "STORE"}
+        item = {
+            **asdict(store),
+            "platform": store.platform.value,
+            "pk": f"STORE#{store.id}",
+            "sk": "STORE",
+            "gsi1pk": _listing(store.tenant),
+            "gsi1sk": store.id,
+        }
         self._ddb.put_item(TableName=self._table, Item=to_item({**item, "updated_at": now_iso()}))

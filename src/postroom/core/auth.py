@@ -28,6 +28,7 @@ class Scope(StrEnum):
     DOMAINS_READ = "domains:read"  # GET /v1/domains/{domain}/doctor
     DOMAINS_MANAGE = "domains:manage"  # /v1/domains: create, verify and retire sending domains
     KEYS_MANAGE = "keys:manage"  # /v1/keys: create, list, disable and rotate the tenant's API keys
+    STORES_MANAGE = "stores:manage"  # /v1/stores: the tenant's shops (Shopify/WooCommerce) and their webhook secrets
     # Inbound mailboxes; which addresses a key reaches is its ``mailboxes`` list (see Principal.may_access).
     MAILBOX_READ = "mailbox:read"
     MAILBOX_WRITE = "mailbox:write"

@@ -113,6 +113,7 @@ class LocalStack:
         self.aws_endpoint = ""
         self.sink: Any = None
         self.dns: Any = None
+        self.dns_zone_file: Path | None = None  # sandbox only: records served by the local DNS server (JSON zone)
         self._gateway_thread: threading.Thread | None = None
         self._saved_env: dict[str, str | None] = {}
         self.submission: Any = None
@@ -272,7 +273,9 @@ class LocalStack:
         self.outbox = outbox
         self.sink = RecordingSink(outbox=outbox)
         self.sink.start()
-        self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1")
+        # The zone file is the local DNS provider: `postroom domains publish-local` writes a domain's records there.
+        self.dns_zone_file = self.root / ".postroom" / "local-dns.json"
+        self.dns = LoopbackDnsServer(catch_all_mx="127.0.0.1", zone_file=self.dns_zone_file)
         self.dns.start()
 
     def _end_dead_invocations(self) -> None:
@@ -467,6 +470,7 @@ class LocalStack:
             "region": REGION,
             "table": os.environ.get("POSTROOM_TABLE", ""),
             "store_secret_prefix": os.environ.get("POSTROOM_STORE_SECRET_PREFIX", ""),
+            "dns_zone_file": str(self.dns_zone_file) if self.dns_zone_file is not None else None,
             "pid": os.getpid(),
         }
         self.local_info_path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
+import logging
 import socket
 import socketserver
 import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -46,6 +49,7 @@ import dns.rrset
 __all__ = ["SANDBOX_MX_HOST", "LoopbackDnsServer", "Zone"]
 
 Zone = Mapping[str, Mapping[str, Any]]
+logger = logging.getLogger(__name__)
 
 SANDBOX_MX_HOST = "mx.sandbox.postroom.invalid"  # RFC 2606: .invalid can never clash with a real name
 SANDBOX_MX_PREFERENCE = 10
@@ -76,8 +80,14 @@ class LoopbackDnsServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ttl: int = TTL_DEFAULT,
+        zone_file: Path | None = None,
     ) -> None:
         self._host = host
+        # Records another process publishes (`postroom domains publish-local` beside `postroom local`): a JSON zone,
+        # re-read whenever its modification time changes, whose names take precedence over ``zone``.
+        self._zone_file = zone_file
+        self._file_stamp: int | None = None
+        self._file_zone: dict[dns.name.Name, _Node] = {}
         self._requested_port = port
         self._ttl = ttl
         self._catch_all = _catch_all_rdtype(catch_all_mx) if catch_all_mx else None
@@ -182,8 +192,31 @@ class LoopbackDnsServer:
             max_size = query.payload if query.edns >= 0 else UDP_SIZE_WITHOUT_EDNS
         return response.to_wire(max_size=max_size, prefer_truncation=True)
 
+    def _published(self) -> dict[dns.name.Name, _Node]:
+        """The zone file's records, re-read when the file changed (one stat per query: a loopback test server)."""
+        if self._zone_file is None:
+            return {}
+        try:
+            stamp = self._zone_file.stat().st_mtime_ns
+        except FileNotFoundError:
+            stamp = None
+        with self._lock:
+            return self._reload(stamp) if stamp != self._file_stamp else self._file_zone
+
+    def _reload(self, stamp: int | None) -> dict[dns.name.Name, _Node]:
+        if self._zone_file is not None:
+            try:
+                loaded = json.loads(self._zone_file.read_text()) if stamp is not None else {}
+                self._file_zone = _compile(loaded, self._ttl)
+            except (ValueError, OSError) as error:  # a half-written or broken file: keep serving the last good one
+                logger.warning("zone file %s not loaded: %s", self._zone_file, error)
+        self._file_stamp = stamp
+        return self._file_zone
+
     def _answer(self, response: dns.message.Message, question: dns.rrset.RRset) -> None:
-        zone = self._zone  # one consistent snapshot; set_zone() replaces the dict, never mutates it
+        published = self._published()
+        # one consistent snapshot; set_zone() replaces the dict, never mutates it
+        zone = {**self._zone, **published} if published else self._zone
         node = zone.get(question.name)
         if node is not None:
             if node.servfail:

@@ -1,4 +1,6 @@
-"""``postroom`` command line: run the local stack, manage API keys."""
+"""The operator's ``postroom`` commands (argparse): run the local stack or the bridge, and the table-writing
+``keys``/``stores``/``addresses`` commands, which need AWS credentials rather than an API key (the first admin key
+of a fresh stack is made this way). :mod:`postroom.cli` hands these over; everything else talks to the API."""
 
 from __future__ import annotations
 
@@ -79,9 +81,16 @@ Send a message:
     -d '{{"from": "Shop <{sender}>", "to": ["ann@example.org"], "subject": "Hello", "text": "It works."}}'
 Then read its status:
   curl -s {stack.api_url}/v1/messages/<id> -H 'Authorization: Bearer {stack.api_key}'
-Receive a shop's order webhooks (in another terminal):
-  postroom stores add my-shop --local --platform shopify --secret <webhook secret> --from 'Shop <{sender}>'
-  → point the shop's webhooks at {stack.api_url}/v1/hooks/shopify/my-shop
+Or with the CLI, in another terminal:
+  export POSTROOM_URL={stack.api_url} POSTROOM_KEY={stack.api_key}
+  postroom send --from 'Shop <{sender}>' --to ann@example.org --subject Hello --text 'It works.'
+  postroom messages ls
+Add a sending domain (the local DNS server plays your DNS provider):
+  postroom domains add news.example --delivery smtp
+  postroom domains publish-local news.example && postroom domains verify news.example
+Receive a shop's order webhooks:
+  postroom stores add my-shop --platform shopify --from 'Shop <{sender}>'   (asks for the webhook secret)
+  → it prints the URL to point the shop's webhooks at: {stack.api_url}/v1/hooks/shopify/my-shop
 
 Ctrl-C stops the stack.""",
         flush=True,
