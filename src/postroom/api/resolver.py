@@ -26,6 +26,7 @@ from postroom.api import (
     me_routes,
     message_routes,
     postmark_routes,
+    reputation_routes,
     scheduled_routes,
     suppression_routes,
     template_routes,
@@ -58,6 +59,7 @@ app.include_router(event_routes.router, prefix="/v1/events")
 app.include_router(event_routes.timeline_router, prefix="/v1/messages")
 app.include_router(suppression_routes.router, prefix="/v1/suppressions")
 app.include_router(webhook_routes.router, prefix="/v1/webhooks")
+app.include_router(reputation_routes.router, prefix="/v1/reputation")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(key_routes.router, prefix="/v1/keys")
 app.include_router(address_routes.router, prefix="/v1/addresses")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from postroom.core.deliverability_settings import DeliverabilitySettings
 from postroom.core.event_settings import EventSettings
+from postroom.core.reputation_settings import ReputationSettings
 
 
 class DeliveryPath(StrEnum):
@@ -123,6 +124,7 @@ class Settings(BaseModel):
     # Feature groups with their own sub-model, validated with the rest: events/webhooks/tracking and deliverability.
     events: EventSettings = Field(default_factory=EventSettings)
     deliverability: DeliverabilitySettings = Field(default_factory=DeliverabilitySettings)
+    reputation: ReputationSettings = Field(default_factory=ReputationSettings)
 
     @model_validator(mode="after")
     def _dkim_for_sending_domains(self) -> Settings:
@@ -295,6 +297,14 @@ _SUB_ENV = {
         "mta_sts": "POSTROOM_MTA_STS",
         "mta_sts_port": "POSTROOM_MTA_STS_PORT",
         "tls_ca_file": "POSTROOM_TLS_CA_FILE",
+    },
+    "reputation": {
+        "enabled": "POSTROOM_REPUTATION_BREAKER",
+        "bounce_rate": "POSTROOM_REPUTATION_BOUNCE_RATE",
+        "complaint_rate": "POSTROOM_REPUTATION_COMPLAINT_RATE",
+        "min_volume": "POSTROOM_REPUTATION_MIN_VOLUME",
+        "window_seconds": "POSTROOM_REPUTATION_WINDOW_SECONDS",
+        "hold_seconds": "POSTROOM_REPUTATION_HOLD_SECONDS",
     },
 }
 

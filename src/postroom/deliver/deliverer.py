@@ -106,6 +106,13 @@ class MessageDecorator(Protocol):
     def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
 
 
+class HoldPolicy(Protocol):
+    """Says whether a message must wait without being attempted (e.g. its tenant's sending is paused): the seconds
+    until the worker looks again, or None to go on. Must not hold a message it cannot tell apart from others."""
+
+    def hold_seconds(self, tenant: str, sender_domain: str) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     message_id: str
@@ -129,6 +136,7 @@ class Deliverer:
         send_guard: SendGuard | None = None,
         decorators: list[MessageDecorator] | None = None,
         return_path: ReturnPath | None = None,
+        holds: list[HoldPolicy] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -142,6 +150,7 @@ class Deliverer:
         self._guard: SendGuard = send_guard or _SendDirectly()
         self._decorators = decorators or []
         self._return_path = return_path
+        self._holds = holds or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
         """``received``: how many times SQS has handed this pointer over, this time included."""
@@ -159,6 +168,10 @@ class Deliverer:
             # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
             logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
             return AttemptResult(record.id, record.status)
+
+        held = self._held(record, task)
+        if held is not None:
+            return held
 
         path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
         # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
@@ -200,6 +213,21 @@ class Deliverer:
 
         mime = self._mime(record)
         return self._conclude(record, task, path, self._deliver(path, record, mime), now, started)
+
+    def _held(self, record: MessageRecord, task: DeliveryTask) -> AttemptResult | None:
+        """A held message goes back on the queue as a new pointer with a delay, and this one is done: no attempt is
+        counted and SQS's receive count starts afresh, so neither the give-ups nor the queue's redrive can end a
+        message because its hold lasted long. (A crashed attempt, status "sending", is completed first.)"""
+        if not self._holds or record.status is MessageStatus.SENDING:
+            return None
+        domain = record.from_address.rpartition("@")[2].lower()
+        for hold in self._holds:
+            seconds = hold.hold_seconds(record.tenant, domain)
+            if seconds is not None:
+                self._queue.enqueue(task, delay_seconds=seconds)
+                logger.info("message held", extra={"message_id": record.id, "hold_seconds": seconds})
+                return AttemptResult(record.id, record.status)
+        return None
 
     def _conclude(
         self,

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING
 from postroom.core import aws
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from postroom.core.sending_pause import SendingPauses
     from postroom.core.settings import Settings
     from postroom.deliver.mta_sts import DynamoPolicyCache, MtaStsPolicy
     from postroom.deliver.mx import MxResolver
@@ -70,6 +73,14 @@ def _tls_policies(settings: Settings, resolver: MxResolver) -> TlsPolicies:
     )
 
 
+def _breaker_state(pauses: SendingPauses) -> Callable[[str, str], dict[str, object]]:
+    def state(tenant: str, domain: str) -> dict[str, object]:
+        pause = pauses.blocking(tenant, domain)
+        return pause.public() if pause is not None else {"state": "closed"}
+
+    return state
+
+
 def explainer(svc: Services) -> Explainer:
     """Imports are deferred to the first dry run: the send API's cold start does not load dnspython, dkimpy or the
     MTA-STS fetcher for a route most requests never call."""
@@ -100,6 +111,7 @@ def explainer(svc: Services) -> Explainer:
                 dkim_selectors=DkimSelectors(settings.deliverability.dkim_selectors, svc.domains),
                 dkim_keys=ParameterKeyStore.from_settings(settings.deliverability),
                 hosts_locally=lambda address: bool(inbound) and address.rpartition("@")[2].lower() in inbound,
+                breaker=None if svc.pauses is None else _breaker_state(svc.pauses),
             )
             _built_for = svc
         return _explainer

@@ -20,6 +20,7 @@ from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.core.idempotency import DAY, Once
 from postroom.core.key_store import ApiKeyStore
 from postroom.core.message_store import MessageStore
+from postroom.core.sending_pause import SendingPauses
 from postroom.core.settings import Settings, settings_from_env
 from postroom.mailtemplates.template_store import TemplateStore
 
@@ -88,6 +89,13 @@ class Services:
             aws.client("scheduler"), group=s.schedule_group, role_arn=s.scheduler_role_arn, queue_arn=s.queue_arn
         )
 
+    @cached_property
+    def pauses(self) -> SendingPauses | None:
+        """The reputation breaker's pauses, checked on every send while the breaker is on; None while it is off."""
+        if not self.settings.reputation.enabled:
+            return None
+        return SendingPauses(aws.client("dynamodb"), self.settings.table)
+
     # -- accepting mail: the same stores, queue, templates and scheduler for every entry point --------------------
     def accept(self, request: SendRequest, principal: Principal) -> Accepted:
         return intake.accept(
@@ -99,6 +107,7 @@ class Services:
             templates=self.templates,
             scheduler=self.scheduler,
             domains=self.domains,
+            pauses=self.pauses,
         )
 
     def accept_many(
@@ -113,6 +122,7 @@ class Services:
             templates=self.templates,
             scheduler=self.scheduler,
             domains=self.domains,
+            pauses=self.pauses,
         )
 
     def accept_raw(self, data: bytes, principal: Principal, **envelope: Any) -> Accepted:
@@ -124,6 +134,7 @@ class Services:
             store=self.messages,
             queue=self.queue,
             domains=self.domains,
+            pauses=self.pauses,
             **envelope,
         )
 

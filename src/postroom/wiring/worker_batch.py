@@ -136,6 +136,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFa
             decorators=hooks["decorators"],
             local=internal_delivery_agents(svc.settings),
             return_path=event_services().return_path(),
+            holds=hooks.get("holds"),
         )
 
         def record_handler(record: SQSRecord) -> str:
