@@ -52,6 +52,12 @@ class PauseCheck(Protocol):
     def check(self, tenant: str, domain: str) -> None: ...
 
 
+class UploadCheck(Protocol):
+    """Upload references (postroom.accept.uploads): raises unless each exists; records their sizes for check_size."""
+
+    def check(self, tenant: str, request: SendRequest) -> None: ...
+
+
 @dataclass(frozen=True)
 class Accepted:
     id: str
@@ -113,6 +119,7 @@ def prepare(
     template_cache: dict[str, StoredTemplate] | None = None,
     domains: DomainGate | None = None,
     pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> _Prepared:
     """Everything short of I/O on the message itself: render the template, check sender and size, build the record."""
     due = send_at(request)
@@ -126,6 +133,10 @@ def prepare(
     if delivery == "auto" and domains is not None:
         # A domain added through the API was set up for one path; the worker resolves "auto" from settings alone.
         delivery = domains.delivery_for(request.from_.to_address().domain) or delivery
+    if any(attachment.upload_id for attachment in request.attachments):
+        if uploads is None:
+            raise ValidationFailedError("uploads are not available on this entry point", field="attachments")
+        uploads.check(principal.tenant, request)
     check_size(request, settings)
     now = utcnow()
     if due is not None and due <= now:
@@ -186,8 +197,11 @@ def accept(
     scheduler: DeliveryScheduler | None = None,
     domains: DomainGate | None = None,
     pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> Accepted:
-    prepared = prepare(request, principal, settings=settings, templates=templates, domains=domains, pauses=pauses)
+    prepared = prepare(
+        request, principal, settings=settings, templates=templates, domains=domains, pauses=pauses, uploads=uploads
+    )
     if prepared.send_at is not None and scheduler is None:
         raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")
     _persist(prepared, store)
@@ -274,6 +288,7 @@ def accept_many(
     scheduler: DeliveryScheduler | None = None,
     domains: DomainGate | None = None,
     pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> list[Accepted | PostroomError]:
     """Accept each request on its own: a row that fails (validation, sender, size, storage) gets its error and the
     others go on. The durability order of :func:`accept` holds per message: its body and record are written before
@@ -294,6 +309,7 @@ def accept_many(
                 template_cache=cache,
                 domains=domains,
                 pauses=pauses,
+                uploads=uploads,
             )
             if item.send_at is not None and scheduler is None:
                 raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")

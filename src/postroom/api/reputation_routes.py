@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
+from postroom.api.openapi_doc import errors
 from postroom.core.auth import Principal, Scope
 from postroom.core.clock import now_iso
 from postroom.core.errors import ConflictError
@@ -65,7 +66,7 @@ def reputation(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_RE
     summary="Resume a paused tenant or sending domain",
     description="Lifts the pause of the scope; held mail goes out on its next look (within the hold time) and new "
     "sends are accepted again. The breaker counts afresh from now. A `sending_resumed` event (and webhook) follows.",
-    responses={409: {"description": "Nothing is paused for that scope"}},
+    responses=errors(409),
 )
 def resume(
     body: Annotated[ResumeRequest, Body()],

@@ -30,6 +30,7 @@ from postroom.api import (
     scheduled_routes,
     suppression_routes,
     template_routes,
+    upload_routes,
     webhook_routes,
 )
 from postroom.api.deps import required_scopes
@@ -60,6 +61,7 @@ app.include_router(event_routes.timeline_router, prefix="/v1/messages")
 app.include_router(suppression_routes.router, prefix="/v1/suppressions")
 app.include_router(webhook_routes.router, prefix="/v1/webhooks")
 app.include_router(reputation_routes.router, prefix="/v1/reputation")
+app.include_router(upload_routes.router, prefix="/v1/uploads")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(key_routes.router, prefix="/v1/keys")
 app.include_router(address_routes.router, prefix="/v1/addresses")

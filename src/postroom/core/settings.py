@@ -32,6 +32,7 @@ class SettingsError(RuntimeError):
 # later (DKIM signatures, Received, SES's own headers).
 SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES - 1024 * 1024
+DEFAULT_UPLOAD_MAX_BYTES = 30 * 1024 * 1024
 # A synchronous Lambda invocation carries at most 6 MB of request payload (API Gateway itself allows 10 MB), so the
 # JSON send API cannot accept more than this on AWS; the local stack enforces the same figure so behaviour matches.
 DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
@@ -83,6 +84,13 @@ class Settings(BaseModel):
     ses_configuration_set: str = ""
     max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, gt=0)
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=SES_MAX_MESSAGE_BYTES)
+    # One upload (POST /v1/uploads): at most what fits in SES's 40 MB once base64 has grown it by a third.
+    upload_max_bytes: int = Field(default=DEFAULT_UPLOAD_MAX_BYTES, gt=0, le=SES_MAX_MESSAGE_BYTES)
+    # Oversize-safe attachments (postroom.deliver.attachment_links), off by default: "true" replaces the largest
+    # attachments by expiring download links where a message exceeds the recipient MX's SIZE or a per-domain limit.
+    attachment_links: bool = False
+    attachment_link_limits: dict[str, int] = Field(default_factory=dict)  # recipient domain ("*": any) -> bytes
+    attachment_link_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)  # SigV4's longest
     # Retry policy for transient failures (SMTP 4xx, unreachable hosts, SES throttling): exponential backoff from
     # retry_base_seconds, capped at retry_max_seconds (SQS allows at most 12 h of visibility timeout), until either
     # max_attempts or max_age_seconds is reached, whichever comes first. Postfix gives up after 5 days; 3 is the
@@ -199,6 +207,20 @@ class Settings(BaseModel):
         host, _, port = self.relay_host.rpartition(":")
         return (host, int(port)) if host and port.isdigit() else (self.relay_host, 587)
 
+    @field_validator("attachment_link_limits", mode="before")
+    @classmethod
+    def _parse_link_limits(cls, value: object) -> object:
+        """``"example.org=10485760,*=26214400"`` → {domain: bytes}."""
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, int] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            domain, _, size = entry.partition("=")
+            if not size.strip().isdigit():
+                raise ValueError(f"{entry!r}: expected domain=bytes, e.g. example.org=10485760")
+            limits[domain.strip().lower()] = int(size)
+        return limits
+
     @field_validator("inbound_domains", mode="before")
     @classmethod
     def _parse_inbound_domains(cls, value: object) -> object:
@@ -245,6 +267,10 @@ _ENV = {
     "ses_configuration_set": "POSTROOM_SES_CONFIGURATION_SET",
     "max_request_bytes": "POSTROOM_MAX_REQUEST_BYTES",
     "max_message_bytes": "POSTROOM_MAX_MESSAGE_BYTES",
+    "upload_max_bytes": "POSTROOM_UPLOAD_MAX_BYTES",
+    "attachment_links": "POSTROOM_ATTACHMENT_LINKS",
+    "attachment_link_limits": "POSTROOM_ATTACHMENT_LINK_LIMITS",
+    "attachment_link_seconds": "POSTROOM_ATTACHMENT_LINK_SECONDS",
     "retry_base_seconds": "POSTROOM_RETRY_BASE_SECONDS",
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",

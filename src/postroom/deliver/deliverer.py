@@ -106,6 +106,12 @@ class MessageDecorator(Protocol):
     def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
 
 
+class RequestResolver(Protocol):
+    """Completes a stored request before the MIME is built from it (e.g. reads the uploads it refers to)."""
+
+    def resolve(self, record: MessageRecord, request: SendRequest) -> SendRequest: ...
+
+
 class HoldPolicy(Protocol):
     """Says whether a message must wait without being attempted (e.g. its tenant's sending is paused): the seconds
     until the worker looks again, or None to go on. Must not hold a message it cannot tell apart from others."""
@@ -137,6 +143,7 @@ class Deliverer:
         decorators: list[MessageDecorator] | None = None,
         return_path: ReturnPath | None = None,
         holds: list[HoldPolicy] | None = None,
+        resolvers: list[RequestResolver] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -151,6 +158,7 @@ class Deliverer:
         self._decorators = decorators or []
         self._return_path = return_path
         self._holds = holds or []
+        self._resolvers = resolvers or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
         """``received``: how many times SQS has handed this pointer over, this time included."""
@@ -274,6 +282,8 @@ class Deliverer:
         if existing is not None:
             return existing
         request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
+        for resolver in self._resolvers:
+            request = resolver.resolve(record, request)
         message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
         for decorator in self._decorators:
             decorator.decorate(record, request, message)

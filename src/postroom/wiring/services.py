@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from postroom.accept import intake
 from postroom.accept.delivery_queue import DeliveryQueue
 from postroom.accept.scheduling import DeliveryScheduler
+from postroom.accept.uploads import UploadStore
 from postroom.core import aws
 from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.core.idempotency import DAY, Once
@@ -96,6 +97,11 @@ class Services:
             return None
         return SendingPauses(aws.client("dynamodb"), self.settings.table)
 
+    @cached_property
+    def uploads(self) -> UploadStore:
+        s = self.settings
+        return UploadStore(aws.client("s3"), s.bucket, max_bytes=s.upload_max_bytes, linkable=s.attachment_links)
+
     # -- accepting mail: the same stores, queue, templates and scheduler for every entry point --------------------
     def accept(self, request: SendRequest, principal: Principal) -> Accepted:
         return intake.accept(
@@ -108,6 +114,7 @@ class Services:
             scheduler=self.scheduler,
             domains=self.domains,
             pauses=self.pauses,
+            uploads=self.uploads,
         )
 
     def accept_many(
@@ -123,6 +130,7 @@ class Services:
             scheduler=self.scheduler,
             domains=self.domains,
             pauses=self.pauses,
+            uploads=self.uploads,
         )
 
     def accept_raw(self, data: bytes, principal: Principal, **envelope: Any) -> Accepted:
