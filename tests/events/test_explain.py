@@ -49,6 +49,7 @@ def test_explain_reports_path_mx_tls_suppression_size_and_pacing_without_sending
     assert domain["mx"][0]["addresses"] == ["127.0.0.1"]
     assert domain["tls"]["policy"] == "opportunistic"
     assert domain["tls"]["mta_sts"] is None
+    assert domain["last_starttls"] is None  # nothing has been sent to example.org yet
     by_address = {r["address"]: r for r in answer["recipients"]}
     assert by_address["ann@example.org"]["outcome"] == "smtp"
     assert by_address["ann@example.org"]["suppression"] is None
@@ -61,6 +62,14 @@ def test_explain_reports_path_mx_tls_suppression_size_and_pacing_without_sending
     assert answer["dkim"]["signer"] in {"postroom", None}
     # AND nothing was stored, queued or sent
     _nothing_written(events_stack, sink)
+    # WHEN a message has gone to example.org, explain knows the TLS of that last session
+    events_stack.send({**body, "to": ["ann@example.org"]})
+    events_stack.deliver()
+    _, again = events_stack.call("POST", "/v1/messages/explain", body)
+    seen = again["domains"][0]["last_starttls"]
+    assert seen["mx_host"] == SANDBOX_MX_HOST
+    assert seen["tls"] is False  # the loopback sink offers no STARTTLS
+    assert seen["tls_policy"] == "opportunistic"
 
 
 def test_explain_collects_every_refusal_not_only_the_first(

@@ -133,7 +133,7 @@ def test_a_per_domain_limit_links_without_asking_the_mx(
     assert list(parsed.iter_attachments()) == []
     html = parsed.get_body(("html",))
     assert isinstance(html, EmailMessage)
-    assert 'big.pdf</a>' in html.get_content()
+    assert "big.pdf</a>" in html.get_content()
 
 
 def test_uploads_refuse_what_ses_refuses_and_unknown_ids(events_stack: EventsStack) -> None:

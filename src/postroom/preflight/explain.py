@@ -25,6 +25,7 @@ from postroom.deliver.path_policy import choose_path
 
 if TYPE_CHECKING:
     from postroom.accept.compose import MessageInput
+    from postroom.accept.intake import UploadCheck
     from postroom.accept.models import SendRequest
     from postroom.core.auth import Principal
     from postroom.core.domain_registry import DomainGate
@@ -77,6 +78,10 @@ class Explainer:
     dkim_keys: DkimKeys
     # The tenant's reputation breaker: None when the stack has none. Returns the state as the API shows it.
     breaker: Callable[[str, str], dict[str, object]] | None = None
+    # The TLS of the last direct-SMTP session to a recipient domain (postroom.deliver.tls_sightings), if known.
+    tls_seen: Callable[[str], dict[str, object] | None] | None = None
+    # Upload references (postroom.accept.uploads): checked as the accept path checks them.
+    uploads: UploadCheck | None = None
     # Recipient domains Postroom hosts itself (filed internally, never sent out).
     hosts_locally: Callable[[str], bool] = field(default=lambda _address: False)
 
@@ -95,6 +100,9 @@ class Explainer:
         # The same checks intake.prepare runs one after the other, each on its own so every reason is reported.
         check(lambda: check_sender(message, self.settings, domains=self.domains, principal=principal))
         check(lambda: check_delivery(message.delivery.value, self.settings))
+        if self.uploads is not None and any(a.upload_id for a in message.attachments):
+            uploads = self.uploads
+            check(lambda: uploads.check(principal.tenant, message))
         check(lambda: check_size(message, self.settings))
 
         sender_domain = request.from_.to_address().domain.lower()
@@ -187,6 +195,7 @@ class Explainer:
                 }
             else:
                 entry["tls"] = {"policy": f"decided by {path.value}", "level": None, "mta_sts": None}
+            entry["last_starttls"] = self.tls_seen(domain) if self.tls_seen is not None else None
             answers.append(entry)
         return answers
 
@@ -221,7 +230,7 @@ class Explainer:
         """The MIME as the worker builds it (before tracking links and DKIM, which add a little)."""
         estimate = request.estimated_mime_size()
         built = None
-        if composed is not None:
+        if composed is not None and not any(a.upload_id for a in composed.attachments):
             mid = message_id()
             domain = request.from_.to_address().domain
             built = len(render(build_message(composed, message_id=message_id_header(mid, domain), date=utcnow())))

@@ -89,6 +89,7 @@ def explainer(svc: Services) -> Explainer:
     from postroom.deliver.dkim import ParameterKeyStore
     from postroom.deliver.mx import MxResolver, parse_nameservers
     from postroom.deliver.pacing import AccountSendRate, PaceWindows, PacingFilter
+    from postroom.deliver.tls_sightings import TlsSightings
     from postroom.preflight.explain import Explainer
     from postroom.suppression.suppression_store import SuppressionStore
 
@@ -112,6 +113,8 @@ def explainer(svc: Services) -> Explainer:
                 dkim_keys=ParameterKeyStore.from_settings(settings.deliverability),
                 hosts_locally=lambda address: bool(inbound) and address.rpartition("@")[2].lower() in inbound,
                 breaker=None if svc.pauses is None else _breaker_state(svc.pauses),
+                tls_seen=TlsSightings(aws.client("dynamodb"), settings.table).last,
+                uploads=svc.uploads,
             )
             _built_for = svc
         return _explainer

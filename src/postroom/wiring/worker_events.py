@@ -8,6 +8,7 @@ from typing import Any
 
 from postroom.core import aws
 from postroom.core.sending_pause import PauseHold
+from postroom.deliver.tls_sightings import TlsSightings
 from postroom.events.observer import EventObserver
 from postroom.events.parking import EventParking
 from postroom.suppression.suppression_filter import SuppressionFilter
@@ -20,10 +21,12 @@ def delivery_hooks() -> dict[str, list[Any]]:
     queue_url = svc.config.events_queue_url
     parking = EventParking(aws.client("sqs"), queue_url) if queue_url else None
     reputation = svc.core.settings.reputation
+    table = svc.core.settings.table
     return {
         # A paused tenant's queued mail waits (postroom.core.sending_pause); no hold while the breaker is off.
         "holds": [PauseHold(svc.pauses, reputation.hold_seconds)] if reputation.enabled else [],
         "filters": [SuppressionFilter(svc.suppressions)],
-        "observers": [EventObserver(svc.recorder, parking)],
+        # TlsSightings: what explain reports as the STARTTLS seen on the last connection to a recipient domain.
+        "observers": [EventObserver(svc.recorder, parking), TlsSightings(aws.client("dynamodb"), table)],
         "decorators": [LinkDecorator(svc.signer)],
     }
