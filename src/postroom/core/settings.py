@@ -89,6 +89,11 @@ class Settings(BaseModel):
     # Oversize-safe attachments (postroom.deliver.attachment_links), off by default: "true" replaces the largest
     # attachments by expiring download links where a message exceeds the recipient MX's SIZE or a per-domain limit.
     attachment_links: bool = False
+    # Failover SES ⇄ direct SMTP (postroom.deliver.failover): the sending domains it applies to (none by default),
+    # how many failed attempts in a row on the primary switch, and how long the fallback holds before a probe.
+    failover_domains: frozenset[str] = Field(default_factory=frozenset)
+    failover_after: int = Field(default=3, ge=1, le=100)
+    failover_hold_seconds: int = Field(default=600, ge=0, le=86400)
     attachment_link_limits: dict[str, int] = Field(default_factory=dict)  # recipient domain ("*": any) -> bytes
     attachment_link_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)  # SigV4's longest
     # Retry policy for transient failures (SMTP 4xx, unreachable hosts, SES throttling): exponential backoff from
@@ -207,6 +212,13 @@ class Settings(BaseModel):
         host, _, port = self.relay_host.rpartition(":")
         return (host, int(port)) if host and port.isdigit() else (self.relay_host, 587)
 
+    @field_validator("failover_domains", mode="before")
+    @classmethod
+    def _parse_failover_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
     @field_validator("attachment_link_limits", mode="before")
     @classmethod
     def _parse_link_limits(cls, value: object) -> object:
@@ -269,6 +281,9 @@ _ENV = {
     "max_message_bytes": "POSTROOM_MAX_MESSAGE_BYTES",
     "upload_max_bytes": "POSTROOM_UPLOAD_MAX_BYTES",
     "attachment_links": "POSTROOM_ATTACHMENT_LINKS",
+    "failover_domains": "POSTROOM_FAILOVER_DOMAINS",
+    "failover_after": "POSTROOM_FAILOVER_AFTER",
+    "failover_hold_seconds": "POSTROOM_FAILOVER_HOLD_SECONDS",
     "attachment_link_limits": "POSTROOM_ATTACHMENT_LINK_LIMITS",
     "attachment_link_seconds": "POSTROOM_ATTACHMENT_LINK_SECONDS",
     "retry_base_seconds": "POSTROOM_RETRY_BASE_SECONDS",

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -112,6 +112,14 @@ class RequestResolver(Protocol):
     def resolve(self, record: MessageRecord, request: SendRequest) -> SendRequest: ...
 
 
+class PathRouter(Protocol):
+    """Moves an attempt to another path than its primary (failover), and learns from each attempt's results."""
+
+    def route(self, record: MessageRecord, primary: DeliveryPath) -> DeliveryPath: ...
+
+    def observe(self, record: MessageRecord, primary: DeliveryPath, used: DeliveryPath, results: list[Any]) -> None: ...
+
+
 class HoldPolicy(Protocol):
     """Says whether a message must wait without being attempted (e.g. its tenant's sending is paused): the seconds
     until the worker looks again, or None to go on. Must not hold a message it cannot tell apart from others."""
@@ -144,6 +152,7 @@ class Deliverer:
         return_path: ReturnPath | None = None,
         holds: list[HoldPolicy] | None = None,
         resolvers: list[RequestResolver] | None = None,
+        routers: list[PathRouter] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -159,6 +168,7 @@ class Deliverer:
         self._return_path = return_path
         self._holds = holds or []
         self._resolvers = resolvers or []
+        self._routers = routers or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
         """``received``: how many times SQS has handed this pointer over, this time included."""
@@ -220,7 +230,13 @@ class Deliverer:
         self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
 
         mime = self._mime(record)
-        return self._conclude(record, task, path, self._deliver(path, record, mime), now, started)
+        primary = path
+        for router in self._routers:  # after the "sending" save: a replay after a crash uses the primary's guard
+            path = router.route(record, path)
+        results = self._deliver(path, record, mime)
+        for router in self._routers:
+            router.observe(record, primary, path, results)
+        return self._conclude(record, task, path, results, now, started)
 
     def _held(self, record: MessageRecord, task: DeliveryTask) -> AttemptResult | None:
         """A held message goes back on the queue as a new pointer with a delay, and this one is done: no attempt is

@@ -32,6 +32,8 @@ class EventType(StrEnum):
     # them. message_id is the message whose bounce or complaint tripped it; details.scope is "*" or a domain.
     SENDING_PAUSED = "sending_paused"
     SENDING_RESUMED = "sending_resumed"
+    # A sending domain's deliveries moved to another path (postroom.deliver.failover); details: domain, to, reason.
+    PATH_SWITCHED = "path_switched"
 
 
 class BounceType(StrEnum):

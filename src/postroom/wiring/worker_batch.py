@@ -141,6 +141,7 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFa
             return_path=event_services().return_path(),
             holds=hooks.get("holds"),
             resolvers=worker_attachments.request_resolvers(svc),
+            routers=hooks.get("routers"),
         )
 
         def record_handler(record: SQSRecord) -> str:
