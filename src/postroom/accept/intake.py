@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -44,6 +44,18 @@ if TYPE_CHECKING:
     from postroom.mailtemplates.template_store import StoredTemplate, TemplateStore
 
 logger = Logger(child=True)
+
+
+class PauseCheck(Protocol):
+    """The reputation breaker's state (postroom.core.sending_pause): raises SendingPausedError while paused."""
+
+    def check(self, tenant: str, domain: str) -> None: ...
+
+
+class UploadCheck(Protocol):
+    """Upload references (postroom.accept.uploads): raises unless each exists; records their sizes for check_size."""
+
+    def check(self, tenant: str, request: SendRequest) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -106,17 +118,25 @@ def prepare(
     templates: TemplateStore | None = None,
     template_cache: dict[str, StoredTemplate] | None = None,
     domains: DomainGate | None = None,
+    pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> _Prepared:
     """Everything short of I/O on the message itself: render the template, check sender and size, build the record."""
     due = send_at(request)
     template = template_name(request)
     request = compose(request, principal.tenant, templates, template_cache)
     check_sender(request, settings, domains=domains, principal=principal)
+    if pauses is not None:
+        pauses.check(principal.tenant, request.from_.to_address().domain.lower())
     check_delivery(request.delivery.value, settings)
     delivery = request.delivery.value
     if delivery == "auto" and domains is not None:
         # A domain added through the API was set up for one path; the worker resolves "auto" from settings alone.
         delivery = domains.delivery_for(request.from_.to_address().domain) or delivery
+    if any(attachment.upload_id for attachment in request.attachments):
+        if uploads is None:
+            raise ValidationFailedError("uploads are not available on this entry point", field="attachments")
+        uploads.check(principal.tenant, request)
     check_size(request, settings)
     now = utcnow()
     if due is not None and due <= now:
@@ -176,8 +196,12 @@ def accept(
     templates: TemplateStore | None = None,
     scheduler: DeliveryScheduler | None = None,
     domains: DomainGate | None = None,
+    pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> Accepted:
-    prepared = prepare(request, principal, settings=settings, templates=templates, domains=domains)
+    prepared = prepare(
+        request, principal, settings=settings, templates=templates, domains=domains, pauses=pauses, uploads=uploads
+    )
     if prepared.send_at is not None and scheduler is None:
         raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")
     _persist(prepared, store)
@@ -205,6 +229,7 @@ def accept_raw(
     recipients: list[str] | None = None,
     delivery: str = "auto",
     domains: DomainGate | None = None,
+    pauses: PauseCheck | None = None,
 ) -> Accepted:
     """A complete RFC 5322 message (raw endpoint, SMTP submission): cleaned up, stored as the MIME to send."""
     check_delivery(delivery, settings)
@@ -219,6 +244,8 @@ def accept_raw(
         now=now,
         domains=sending_gate(settings, domains, principal),
     )
+    if pauses is not None:
+        pauses.check(principal.tenant, prepared.mail_from.domain.lower())
     if delivery == "auto" and domains is not None:
         delivery = domains.delivery_for(prepared.mail_from.domain) or delivery  # as in prepare(): the domain's path
     created = isoformat(now)
@@ -260,6 +287,8 @@ def accept_many(
     templates: TemplateStore | None = None,
     scheduler: DeliveryScheduler | None = None,
     domains: DomainGate | None = None,
+    pauses: PauseCheck | None = None,
+    uploads: UploadCheck | None = None,
 ) -> list[Accepted | PostroomError]:
     """Accept each request on its own: a row that fails (validation, sender, size, storage) gets its error and the
     others go on. The durability order of :func:`accept` holds per message: its body and record are written before
@@ -273,7 +302,14 @@ def accept_many(
             continue
         try:
             item = prepare(
-                request, principal, settings=settings, templates=templates, template_cache=cache, domains=domains
+                request,
+                principal,
+                settings=settings,
+                templates=templates,
+                template_cache=cache,
+                domains=domains,
+                pauses=pauses,
+                uploads=uploads,
             )
             if item.send_at is not None and scheduler is None:
                 raise ServiceUnavailableError("scheduled sending is not configured on this stack", field="send_at")

@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from postroom.core.addresses import (
     AddressError,
@@ -109,7 +109,18 @@ class Attachment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     filename: str = Field(min_length=1, max_length=255)
-    content: str = Field(description="The file's bytes, base64-encoded (standard alphabet, padding required).")
+    content: str | None = Field(
+        default=None,
+        description="The file's bytes, base64-encoded (standard alphabet, padding required). Give this or upload_id.",
+    )
+    upload_id: str | None = Field(
+        default=None,
+        pattern=r"^upl_[0-9a-z]{26}$",
+        description="An upload from POST /v1/uploads, for files too large for a request body (the message may reach "
+        "SES's 40 MB). Give this or content.",
+    )
+    # The uploaded object's size, looked up when the message is accepted (postroom.accept.uploads); never sent.
+    _upload_size: int | None = PrivateAttr(default=None)
     content_type: str | None = Field(default=None, description="MIME type; guessed from the filename when absent.")
     content_id: str | None = Field(
         default=None,
@@ -124,9 +135,17 @@ class Attachment(BaseModel):
             raise ValueError("filename must not contain path separators")
         return value
 
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if (self.content is None) == (self.upload_id is None):
+            raise ValueError("give an attachment's content (base64) or its upload_id, not both and not neither")
+        return self
+
     @field_validator("content")
     @classmethod
-    def _base64(cls, value: str) -> str:
+    def _base64(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         try:
             binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
         except (binascii.Error, UnicodeEncodeError, ValueError):
@@ -151,9 +170,13 @@ class Attachment(BaseModel):
         return value
 
     def data(self) -> bytes:
+        if self.content is None:  # the worker fills uploads in before it builds (postroom.accept.uploads)
+            raise ValueError(f"attachment {self.filename!r} refers to upload {self.upload_id} that was not read")
         return binascii.a2b_base64(self.content.encode("ascii"), strict_mode=True)
 
     def decoded_size(self) -> int:
+        if self.content is None:
+            return self._upload_size or 0
         # 4 base64 characters carry 3 bytes, minus padding: computed without decoding (cheap on the accept path).
         return len(self.content) // 4 * 3 - self.content[-2:].count("=")
 

@@ -29,6 +29,7 @@ from postroom.core.message_store import InvalidCursorError, MessageFilter, Messa
 from postroom.core.status import MessageStatus
 from postroom.core.untrusted import InputModel, loads
 from postroom.receive.sanitize import sanitize_html
+from postroom.wiring.preflight_wiring import explainer
 from postroom.wiring.services import services
 
 router = Router()
@@ -113,6 +114,23 @@ def send_message(
         "Response[dict[str, str]]",
         idempotent.respond(router, "send", principal, body.model_dump(mode="json", by_alias=True), work),
     )
+
+
+@router.post(
+    "/explain",
+    summary="Explain a send without sending (dry run)",
+    description="Takes the body of `POST /v1/messages` and answers what would happen, without storing, queueing or "
+    "sending anything: the delivery path and why, each recipient domain's MX hosts and TLS policy (MTA-STS), the DKIM "
+    "selector and key, each recipient's suppression state, the encoded size, the pacing delay, the tenant's reputation "
+    "breaker, and every reason the send would be refused (all of them, not only the first). `would_send` is true "
+    "when none applies. A body the send route would reject as malformed is answered 422 here too.",
+    responses={200: {"description": "What a send of this body would do"}},
+)
+def explain_message(
+    body: Annotated[MessageInput, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
+) -> dict[str, object]:
+    return explainer(services()).explain(body, principal)
 
 
 class RawSendRequest(InputModel):

@@ -26,10 +26,12 @@ from postroom.api import (
     me_routes,
     message_routes,
     postmark_routes,
+    reputation_routes,
     scheduled_routes,
     store_routes,
     suppression_routes,
     template_routes,
+    upload_routes,
     webhook_routes,
 )
 from postroom.api.deps import required_scopes
@@ -59,6 +61,8 @@ app.include_router(event_routes.router, prefix="/v1/events")
 app.include_router(event_routes.timeline_router, prefix="/v1/messages")
 app.include_router(suppression_routes.router, prefix="/v1/suppressions")
 app.include_router(webhook_routes.router, prefix="/v1/webhooks")
+app.include_router(reputation_routes.router, prefix="/v1/reputation")
+app.include_router(upload_routes.router, prefix="/v1/uploads")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(key_routes.router, prefix="/v1/keys")
 app.include_router(store_routes.router, prefix="/v1/stores")

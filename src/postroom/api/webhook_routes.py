@@ -16,6 +16,7 @@ from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError, ValidationFailedError
 from postroom.core.untrusted import InputModel
 from postroom.events.event_model import EventType
+from postroom.webhooks.payload_dialects import Dialect, new_signing_key
 from postroom.webhooks.signing import new_secret, secret_key
 from postroom.webhooks.subscriptions import ALL_EVENTS, SubscriptionNotFoundError
 from postroom.webhooks.url_guard import UnsafeUrlError, check_url
@@ -47,8 +48,16 @@ class WebhookCreate(InputModel):
 
     url: str = Field(max_length=2048, description="https URL of a public endpoint.")
     event_types: list[str] = Field(default_factory=lambda: [ALL_EVENTS], description="Event types, or ['*'].")
-    secret: str | None = Field(default=None, description="whsec_<base64>; generated when absent.")
+    secret: str | None = Field(
+        default=None, description="whsec_<base64>; generated when absent. Not for sendgrid (Postroom makes the key)."
+    )
     description: str | None = Field(default=None, max_length=500)
+    dialect: Dialect = Field(
+        default=Dialect.STANDARD,
+        description="The payload and signature format: standard (Standard Webhooks), postmark, sendgrid (arrays, "
+        "ECDSA-signed; the answer shows the verification_key) or resend (Svix headers). Event types the provider has "
+        "no counterpart for are not sent to postmark, sendgrid or resend subscriptions.",
+    )
 
     @field_validator("event_types")
     @classmethod
@@ -90,12 +99,19 @@ def create_webhook(
     principal: Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))],
 ) -> Response[dict[str, object]]:
     _check_url(body.url)
+    if body.dialect is Dialect.SENDGRID:
+        if body.secret is not None:
+            raise ValidationFailedError("a sendgrid subscription is signed with a key Postroom makes", field="secret")
+        secret = new_signing_key()
+    else:
+        secret = body.secret or new_secret()
     subscription = event_services().webhooks.create(
         principal.tenant,
         url=body.url,
         event_types=body.event_types,
-        secret=body.secret or new_secret(),
+        secret=secret,
         description=body.description,
+        dialect=body.dialect,
     )
     return Response(
         status_code=201,

@@ -34,6 +34,9 @@ class RecipientState(BaseModel):
     delivery: str | None = Field(
         default=None, description="The agent of the last attempt: ses, smtp, or another agent's name."
     )
+    attachments_linked: str | None = Field(
+        default=None, description="Attachments sent as expiring download links, too large for the recipient's server."
+    )
     first_attempt_at: str | None = None
     last_attempt_at: str | None = None
     final_at: str | None = None
@@ -53,6 +56,7 @@ class RecipientState(BaseModel):
         self.tls_policy = result.tls_policy
         self.bounce_type = result.bounce_type
         self.delivery = path
+        self.attachments_linked = result.extra.get("attachments_linked") or self.attachments_linked
         self.first_attempt_at = self.first_attempt_at or at
         self.last_attempt_at = at
         if self.status.is_final:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from postroom.core.deliverability_settings import DeliverabilitySettings
 from postroom.core.event_settings import EventSettings
+from postroom.core.reputation_settings import ReputationSettings
 
 
 class DeliveryPath(StrEnum):
@@ -31,6 +32,7 @@ class SettingsError(RuntimeError):
 # later (DKIM signatures, Received, SES's own headers).
 SES_MAX_MESSAGE_BYTES = 40 * 1024 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = SES_MAX_MESSAGE_BYTES - 1024 * 1024
+DEFAULT_UPLOAD_MAX_BYTES = 30 * 1024 * 1024
 # A synchronous Lambda invocation carries at most 6 MB of request payload (API Gateway itself allows 10 MB), so the
 # JSON send API cannot accept more than this on AWS; the local stack enforces the same figure so behaviour matches.
 DEFAULT_MAX_REQUEST_BYTES = 6 * 1024 * 1024
@@ -82,6 +84,18 @@ class Settings(BaseModel):
     ses_configuration_set: str = ""
     max_request_bytes: int = Field(default=DEFAULT_MAX_REQUEST_BYTES, gt=0)
     max_message_bytes: int = Field(default=DEFAULT_MAX_MESSAGE_BYTES, gt=0, le=SES_MAX_MESSAGE_BYTES)
+    # One upload (POST /v1/uploads): at most what fits in SES's 40 MB once base64 has grown it by a third.
+    upload_max_bytes: int = Field(default=DEFAULT_UPLOAD_MAX_BYTES, gt=0, le=SES_MAX_MESSAGE_BYTES)
+    # Oversize-safe attachments (postroom.deliver.attachment_links), off by default: "true" replaces the largest
+    # attachments by expiring download links where a message exceeds the recipient MX's SIZE or a per-domain limit.
+    attachment_links: bool = False
+    # Failover SES ⇄ direct SMTP (postroom.deliver.failover): the sending domains it applies to (none by default),
+    # how many failed attempts in a row on the primary switch, and how long the fallback holds before a probe.
+    failover_domains: frozenset[str] = Field(default_factory=frozenset)
+    failover_after: int = Field(default=3, ge=1, le=100)
+    failover_hold_seconds: int = Field(default=600, ge=0, le=86400)
+    attachment_link_limits: dict[str, int] = Field(default_factory=dict)  # recipient domain ("*": any) -> bytes
+    attachment_link_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=7 * 24 * 3600)  # SigV4's longest
     # Retry policy for transient failures (SMTP 4xx, unreachable hosts, SES throttling): exponential backoff from
     # retry_base_seconds, capped at retry_max_seconds (SQS allows at most 12 h of visibility timeout), until either
     # max_attempts or max_age_seconds is reached, whichever comes first. Postfix gives up after 5 days; 3 is the
@@ -123,6 +137,7 @@ class Settings(BaseModel):
     # Feature groups with their own sub-model, validated with the rest: events/webhooks/tracking and deliverability.
     events: EventSettings = Field(default_factory=EventSettings)
     deliverability: DeliverabilitySettings = Field(default_factory=DeliverabilitySettings)
+    reputation: ReputationSettings = Field(default_factory=ReputationSettings)
 
     @model_validator(mode="after")
     def _dkim_for_sending_domains(self) -> Settings:
@@ -197,6 +212,27 @@ class Settings(BaseModel):
         host, _, port = self.relay_host.rpartition(":")
         return (host, int(port)) if host and port.isdigit() else (self.relay_host, 587)
 
+    @field_validator("failover_domains", mode="before")
+    @classmethod
+    def _parse_failover_domains(cls, value: object) -> object:
+        if isinstance(value, str):
+            return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("attachment_link_limits", mode="before")
+    @classmethod
+    def _parse_link_limits(cls, value: object) -> object:
+        """``"example.org=10485760,*=26214400"`` → {domain: bytes}."""
+        if not isinstance(value, str):
+            return value
+        limits: dict[str, int] = {}
+        for entry in filter(None, (part.strip() for part in value.split(","))):
+            domain, _, size = entry.partition("=")
+            if not size.strip().isdigit():
+                raise ValueError(f"{entry!r}: expected domain=bytes, e.g. example.org=10485760")
+            limits[domain.strip().lower()] = int(size)
+        return limits
+
     @field_validator("inbound_domains", mode="before")
     @classmethod
     def _parse_inbound_domains(cls, value: object) -> object:
@@ -243,6 +279,13 @@ _ENV = {
     "ses_configuration_set": "POSTROOM_SES_CONFIGURATION_SET",
     "max_request_bytes": "POSTROOM_MAX_REQUEST_BYTES",
     "max_message_bytes": "POSTROOM_MAX_MESSAGE_BYTES",
+    "upload_max_bytes": "POSTROOM_UPLOAD_MAX_BYTES",
+    "attachment_links": "POSTROOM_ATTACHMENT_LINKS",
+    "failover_domains": "POSTROOM_FAILOVER_DOMAINS",
+    "failover_after": "POSTROOM_FAILOVER_AFTER",
+    "failover_hold_seconds": "POSTROOM_FAILOVER_HOLD_SECONDS",
+    "attachment_link_limits": "POSTROOM_ATTACHMENT_LINK_LIMITS",
+    "attachment_link_seconds": "POSTROOM_ATTACHMENT_LINK_SECONDS",
     "retry_base_seconds": "POSTROOM_RETRY_BASE_SECONDS",
     "retry_max_seconds": "POSTROOM_RETRY_MAX_SECONDS",
     "max_attempts": "POSTROOM_MAX_ATTEMPTS",
@@ -295,6 +338,14 @@ _SUB_ENV = {
         "mta_sts": "POSTROOM_MTA_STS",
         "mta_sts_port": "POSTROOM_MTA_STS_PORT",
         "tls_ca_file": "POSTROOM_TLS_CA_FILE",
+    },
+    "reputation": {
+        "enabled": "POSTROOM_REPUTATION_BREAKER",
+        "bounce_rate": "POSTROOM_REPUTATION_BOUNCE_RATE",
+        "complaint_rate": "POSTROOM_REPUTATION_COMPLAINT_RATE",
+        "min_volume": "POSTROOM_REPUTATION_MIN_VOLUME",
+        "window_seconds": "POSTROOM_REPUTATION_WINDOW_SECONDS",
+        "hold_seconds": "POSTROOM_REPUTATION_HOLD_SECONDS",
     },
 }
 

@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools import Logger
 
@@ -106,6 +106,27 @@ class MessageDecorator(Protocol):
     def decorate(self, record: MessageRecord, request: SendRequest, message: EmailMessage) -> None: ...
 
 
+class RequestResolver(Protocol):
+    """Completes a stored request before the MIME is built from it (e.g. reads the uploads it refers to)."""
+
+    def resolve(self, record: MessageRecord, request: SendRequest) -> SendRequest: ...
+
+
+class PathRouter(Protocol):
+    """Moves an attempt to another path than its primary (failover), and learns from each attempt's results."""
+
+    def route(self, record: MessageRecord, primary: DeliveryPath) -> DeliveryPath: ...
+
+    def observe(self, record: MessageRecord, primary: DeliveryPath, used: DeliveryPath, results: list[Any]) -> None: ...
+
+
+class HoldPolicy(Protocol):
+    """Says whether a message must wait without being attempted (e.g. its tenant's sending is paused): the seconds
+    until the worker looks again, or None to go on. Must not hold a message it cannot tell apart from others."""
+
+    def hold_seconds(self, tenant: str, sender_domain: str) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class AttemptResult:
     message_id: str
@@ -129,6 +150,9 @@ class Deliverer:
         send_guard: SendGuard | None = None,
         decorators: list[MessageDecorator] | None = None,
         return_path: ReturnPath | None = None,
+        holds: list[HoldPolicy] | None = None,
+        resolvers: list[RequestResolver] | None = None,
+        routers: list[PathRouter] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
@@ -142,6 +166,9 @@ class Deliverer:
         self._guard: SendGuard = send_guard or _SendDirectly()
         self._decorators = decorators or []
         self._return_path = return_path
+        self._holds = holds or []
+        self._resolvers = resolvers or []
+        self._routers = routers or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
         """``received``: how many times SQS has handed this pointer over, this time included."""
@@ -159,6 +186,10 @@ class Deliverer:
             # A firing of a schedule made for another send_at (the message was rescheduled since): not due yet.
             logger.info("stale schedule firing dropped", extra={"message_id": record.id, "fired_for": task.send_at})
             return AttemptResult(record.id, record.status)
+
+        held = self._held(record, task)
+        if held is not None:
+            return held
 
         path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
         # A scheduled message ages from its send_at, not from when it was accepted (possibly months before).
@@ -199,7 +230,28 @@ class Deliverer:
         self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
 
         mime = self._mime(record)
-        return self._conclude(record, task, path, self._deliver(path, record, mime), now, started)
+        primary = path
+        for router in self._routers:  # after the "sending" save: a replay after a crash uses the primary's guard
+            path = router.route(record, path)
+        results = self._deliver(path, record, mime)
+        for router in self._routers:
+            router.observe(record, primary, path, results)
+        return self._conclude(record, task, path, results, now, started)
+
+    def _held(self, record: MessageRecord, task: DeliveryTask) -> AttemptResult | None:
+        """A held message goes back on the queue as a new pointer with a delay, and this one is done: no attempt is
+        counted and SQS's receive count starts afresh, so neither the give-ups nor the queue's redrive can end a
+        message because its hold lasted long. (A crashed attempt, status "sending", is completed first.)"""
+        if not self._holds or record.status is MessageStatus.SENDING:
+            return None
+        domain = record.from_address.rpartition("@")[2].lower()
+        for hold in self._holds:
+            seconds = hold.hold_seconds(record.tenant, domain)
+            if seconds is not None:
+                self._queue.enqueue(task, delay_seconds=seconds)
+                logger.info("message held", extra={"message_id": record.id, "hold_seconds": seconds})
+                return AttemptResult(record.id, record.status)
+        return None
 
     def _conclude(
         self,
@@ -246,6 +298,8 @@ class Deliverer:
         if existing is not None:
             return existing
         request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
+        for resolver in self._resolvers:
+            request = resolver.resolve(record, request)
         message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
         for decorator in self._decorators:
             decorator.decorate(record, request, message)

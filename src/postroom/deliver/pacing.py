@@ -77,6 +77,13 @@ class PaceWindows:
             following += 1
         return True
 
+    def used(self, key: str, now: float) -> int:
+        """How much of ``key``'s window for second ``now`` is taken, read without taking any (explain's dry run)."""
+        item = self._ddb.get_item(
+            TableName=self._table, Key=to_item({"pk": f"PACE#{key}#{int(now)}", "sk": "PACE"}), ConsistentRead=True
+        ).get("Item")
+        return int(item["n"]["N"]) if item and "n" in item else 0
+
     def _add(self, key: str, second: int, count: int, *, room: int | None) -> None:
         params: dict[str, Any] = {
             "TableName": self._table,
@@ -182,6 +189,31 @@ class PacingFilter:
                 text = f"pace for {domain} ({limit} messages/s) reached; paced by Postroom, retrying"
                 results.extend(self._deferred(address, text, "smtp") for address in addresses)
         return results
+
+    def outlook(self, path: DeliveryPath, recipients: list[str]) -> dict[str, object]:
+        """What pacing would do to a message now, without taking a slot: the limits that apply, how full their
+        current windows are, and the delay the pacer would add (0, a wait inside the invocation, or a deferral)."""
+        now = self._clock()
+        if path is DeliveryPath.SES:
+            keys = {"ses": (self._ses_limit(), len(recipients))}
+        else:
+            limit = _whole(self._settings.domain_rate_per_second)
+            domains = sorted({address.rpartition("@")[2].lower() for address in recipients})
+            keys = {f"smtp:{domain}": (limit, 1) for domain in domains}
+        windows: list[dict[str, object]] = []
+        delay = 0.0
+        for key, (limit, count) in keys.items():
+            if limit is None:
+                windows.append({"key": key, "limit_per_second": None, "used": None})
+                continue
+            used = self._windows.used(key, now)
+            windows.append({"key": key, "limit_per_second": limit, "used": used})
+            if used + min(count, limit) > limit:
+                delay = max(delay, math.floor(now) + 1 - now)
+            # More than one window's worth pre-charges the following seconds (see PaceWindows.take).
+            delay = max(delay, float(max(0, math.ceil(count / limit) - 1)))
+        deferred = delay > self._max_wait
+        return {"windows": windows, "delay_seconds": round(delay, 3), "deferred": deferred}
 
     def _ses_limit(self) -> int | None:
         configured = _whole(self._settings.ses_max_send_rate)

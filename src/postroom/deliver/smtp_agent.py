@@ -242,6 +242,36 @@ class SmtpDeliveryAgent:
                     return results
         return _unreachable(domain, mail, failures, policy)
 
+    def size_limit(self, domain: str) -> int | None:
+        """The message size the domain's first reachable MX advertises (RFC 1870 ``SIZE``), or None when it gives
+        none or cannot be reached now (the delivery then finds out and reports as usual). The session stays cached,
+        so the delivery that follows reuses it instead of connecting again."""
+        try:
+            hosts = self._hosts.get(domain.lower())
+            if hosts is None:
+                hosts = self._hosts[domain.lower()] = self._resolver.resolve(domain)
+        except DeliveryError:
+            return None
+        policy = self._policies.policy_for(domain)
+        for host in hosts:
+            if policy.enforced_mx and not policy.allows_mx(host.hostname):
+                continue
+            for address in host.addresses:
+                key = (address, self._options.port, host.hostname)
+                session = self._sessions.get(key)
+                if session is None or not session.satisfies(policy.level):
+                    if session is not None:
+                        self._sessions.pop(key).quit()
+                    self._policy = policy
+                    try:
+                        session = self._open(host, address)
+                    except _SetupError:
+                        continue
+                    self._sessions[key] = session  # no transaction yet: _deliver_at takes it from the cache
+                advertised = session.client.esmtp_features.get("size", "").strip()
+                return int(advertised) if advertised.isdigit() and int(advertised) > 0 else None
+        return None
+
     def close(self) -> None:
         """End every cached session with QUIT."""
         sessions, self._sessions = self._sessions, {}

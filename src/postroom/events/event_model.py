@@ -6,7 +6,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from postroom.core.ids import ulid
 
@@ -28,6 +28,12 @@ class EventType(StrEnum):
     OPENED = "opened"  # the tracking pixel was loaded
     CLICKED = "clicked"  # a tracked link was followed
     UNSUBSCRIBED = "unsubscribed"  # the recipient used the one-click unsubscribe link
+    # The tenant's reputation breaker (postroom.events.reputation): its sends were paused, or an operator resumed
+    # them. message_id is the message whose bounce or complaint tripped it; details.scope is "*" or a domain.
+    SENDING_PAUSED = "sending_paused"
+    SENDING_RESUMED = "sending_resumed"
+    # A sending domain's deliveries moved to another path (postroom.deliver.failover); details: domain, to, reason.
+    PATH_SWITCHED = "path_switched"
 
 
 class BounceType(StrEnum):
@@ -49,6 +55,13 @@ class Event(BaseModel):
     tags: list[str] = Field(default_factory=list)
     metadata: dict[str, str] = Field(default_factory=dict)
     details: dict[str, Any] = Field(default_factory=dict)
+    # The From domain of the message, known where the event is made from its record (make_event); not stored or
+    # shown (an event read back has None). The reputation breaker counts per sending domain with it.
+    _sender_domain: str | None = PrivateAttr(default=None)
+
+    @property
+    def sender_domain(self) -> str | None:
+        return self._sender_domain
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

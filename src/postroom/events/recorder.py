@@ -9,7 +9,7 @@ again: suppression is idempotent and webhook receivers deduplicate by ``webhook-
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from postroom.core.clock import now_iso
 from postroom.events.event_model import Event, EventType, new_event_id
@@ -42,7 +42,7 @@ def make_event(
     details: dict[str, Any] | None = None,
 ) -> Event:
     recorded_at = now_iso()
-    return Event(
+    event = Event(
         id=new_event_id(),
         type=type_,
         message_id=record.id,
@@ -55,15 +55,29 @@ def make_event(
         metadata=record.metadata,
         details={key: value for key, value in (details or {}).items() if value is not None},
     )
+    event._sender_domain = record.from_address.rpartition("@")[2].lower()
+    return event
+
+
+class ReputationWatch(Protocol):
+    """Told about every newly stored event; answers the pause events its counting made happen (the breaker)."""
+
+    def observe(self, tenant: str, events: list[Event]) -> list[Event]: ...
 
 
 class EventRecorder:
     def __init__(
-        self, *, events: EventStore, suppressions: SuppressionStore, fanout: WebhookFanout | None = None
+        self,
+        *,
+        events: EventStore,
+        suppressions: SuppressionStore,
+        fanout: WebhookFanout | None = None,
+        reputation: ReputationWatch | None = None,
     ) -> None:
         self._events = events
         self._suppressions = suppressions
         self._fanout = fanout
+        self._reputation = reputation
 
     def record(self, tenant: str, pending: list[Pending]) -> list[Recorded]:
         """Store each event once; then, for those whose follow-up is not done yet, suppress and queue webhooks.
@@ -92,4 +106,11 @@ class EventRecorder:
             self._fanout.publish(tenant, [recorded.event for _, recorded in unsettled])
         for item, recorded in unsettled:
             self._events.mark_settled(tenant=tenant, message_id=recorded.event.message_id, key=item.key)
+        if self._reputation is not None:
+            # Only events stored by this call count (a retried recording finds them stored and is not counted
+            # twice); the pending event, not the stored copy, knows its sending domain.
+            fresh = [item.event for item, recorded in results if recorded.new]
+            paused = self._reputation.observe(tenant, fresh) if fresh else []
+            if paused:
+                self.record(tenant, [Pending(event, f"{event.type.value}:{event.id}") for event in paused])
         return [recorded for _, recorded in results]

@@ -70,6 +70,7 @@ class Metric(StrEnum):
     SES_MAX_24_HOUR_SEND = "SesMax24HourSend"
     SES_SENT_LAST_24_HOURS = "SesSentLast24Hours"
     SES_SENDING_ENABLED = "SesSendingEnabled"  # 1 while SES sends for the account, 0 when paused
+    PATH_SWITCHES = "PathSwitches"  # a sending domain's deliveries moved to another path (postroom.deliver.failover)
 
 
 _OUTCOME_METRIC = {
@@ -170,6 +171,13 @@ def count_accepted(recipients: int) -> None:
     """One message acknowledged by the send path, with its number of envelope recipients."""
     _handler_metrics().add_metric(name=Metric.MESSAGES_ACCEPTED.value, unit=MetricUnit.Count, value=1)
     _handler_metrics().add_metric(name=Metric.RECIPIENTS_ACCEPTED.value, unit=MetricUnit.Count, value=recipients)
+
+
+def count_path_switch(to_path: str) -> None:
+    """A sending domain failed over to (or back to) ``to_path``."""
+    metrics = _handler_metrics()
+    metrics.add_metric(name=Metric.PATH_SWITCHES.value, unit=MetricUnit.Count, value=1)
+    metrics.add_metadata(key="to_path", value=to_path)
 
 
 def record_queue_age(seconds: float) -> None:

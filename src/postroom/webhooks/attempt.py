@@ -2,12 +2,14 @@
 
 Retries follow the configured schedule (by default Standard Webhooks' 5 s … 10 h, about 28 hours in all); each
 attempt is kept in the subscription's history. The body is ``{"type", "timestamp", "data": <the event>}`` and the
-``webhook-id`` is the event id, the same on every retry.
+``webhook-id`` is the event id, the same on every retry — or the subscription's dialect's body and signature
+(postroom.webhooks.payload_dialects). A batching dialect (SendGrid's) gets the events of one SQS batch for one
+subscription in one request (:meth:`WebhookDeliverer.deliver_group`); each event keeps its own attempt record, retry
+and outcome.
 """
 
 from __future__ import annotations
 
-import json
 import socket
 import time
 from collections.abc import Callable
@@ -18,8 +20,8 @@ from aws_lambda_powertools import Logger
 
 from postroom.core.clock import now_iso
 from postroom.webhooks import transport
-from postroom.webhooks.signing import signed_headers
-from postroom.webhooks.subscriptions import Attempt, SubscriptionNotFoundError, attempt_id
+from postroom.webhooks.payload_dialects import BATCHING, body_and_headers
+from postroom.webhooks.subscriptions import Attempt, Subscription, SubscriptionNotFoundError, attempt_id
 from postroom.webhooks.url_guard import Resolve, UnsafeUrlError, check_url
 
 if TYPE_CHECKING:
@@ -41,11 +43,6 @@ class Decision:
     dead_letter_reason: str | None = None
 
 
-def payload(event: Event) -> bytes:
-    document = {"type": event.type.value, "timestamp": event.occurred_at, "data": event.public()}
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 class WebhookDeliverer:
     def __init__(
         self,
@@ -63,29 +60,54 @@ class WebhookDeliverer:
         self._resolve = resolve
 
     def deliver(self, task: WebhookTask, attempt: int) -> Decision:
-        try:
-            subscription = self._store.get(task.tenant, task.subscription_id)
-        except SubscriptionNotFoundError:
-            return Decision("skipped")  # deleted since the event: nothing to record it in
-        event = self._events.get(task.tenant, task.event_id)
-        if event is None:
-            logger.warning("webhook event no longer exists", extra={"event_id": task.event_id})
-            return Decision("skipped")
-        if not subscription.enabled:
-            self._remember(task, event, attempt, "skipped", error="the subscription is disabled")
-            return Decision("skipped")
+        return self.deliver_group([(task, attempt)])[0]
 
-        body = payload(event)
+    def batches(self, tenant: str, subscription_id: str) -> bool:
+        """Whether the subscription's dialect takes several events per request."""
+        try:
+            return self._store.get(tenant, subscription_id).dialect.value in BATCHING
+        except SubscriptionNotFoundError:
+            return False
+
+    def deliver_group(self, tasks: list[tuple[WebhookTask, int]]) -> list[Decision]:
+        """Tasks of one subscription (all of one tenant and subscription id) in one request; one Decision each.
+        Only a batching dialect is ever given more than one."""
+        first = tasks[0][0]
+        try:
+            subscription = self._store.get(first.tenant, first.subscription_id)
+        except SubscriptionNotFoundError:
+            return [Decision("skipped")] * len(tasks)  # deleted since the event: nothing to record it in
+        decisions: list[Decision | None] = [None] * len(tasks)
+        live: list[tuple[int, WebhookTask, int, Event]] = []
+        for index, (task, attempt) in enumerate(tasks):
+            event = self._events.get(task.tenant, task.event_id)
+            if event is None:
+                logger.warning("webhook event no longer exists", extra={"event_id": task.event_id})
+                decisions[index] = Decision("skipped")
+            elif not subscription.enabled:
+                self._remember(task, event, attempt, "skipped", error="the subscription is disabled")
+                decisions[index] = Decision("skipped")
+            else:
+                live.append((index, task, attempt, event))
+        if live:
+            response = self._send(subscription, [event for _, _, _, event in live])
+            for index, task, attempt, event in live:
+                decisions[index] = self._outcome(subscription, task, attempt, event, response)
+        return [decision or Decision("skipped") for decision in decisions]
+
+    def _send(self, subscription: Subscription, events: list[Event]) -> transport.Response:
+        body, headers = body_and_headers(subscription.dialect.value, events, subscription.secret, int(time.time()))
         try:
             target = check_url(
                 subscription.url, allow_private=self._settings.webhook_allow_private, resolve=self._resolve
             )
         except UnsafeUrlError as exc:
-            response = transport.Response(None, "", f"refused: {exc}", 0)
-        else:
-            headers = signed_headers(subscription.secret, event.id, int(time.time()), body)
-            response = self._post(target, body, headers, timeout=self._settings.webhook_timeout_seconds)
+            return transport.Response(None, "", f"refused: {exc}", 0)
+        return self._post(target, body, headers, timeout=self._settings.webhook_timeout_seconds)
 
+    def _outcome(
+        self, subscription: Subscription, task: WebhookTask, attempt: int, event: Event, response: transport.Response
+    ) -> Decision:
         if response.ok:
             self._store.succeeded(task.tenant, subscription.id)
             self._remember(task, event, attempt, "delivered", response=response)

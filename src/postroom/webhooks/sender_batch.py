@@ -1,16 +1,20 @@
 """The webhook sender's SQS batch: one delivery attempt per record. A failed attempt sets the record's visibility
 timeout to the next delay of the retry schedule and reports it as a batch item failure, so SQS hands it back then;
-the attempt number is SQS's receive count. After the last attempt the task is parked in the webhook DLQ with why."""
+the attempt number is SQS's receive count. After the last attempt the task is parked in the webhook DLQ with why.
+
+Tasks of one batch for the same subscription whose dialect batches (SendGrid's arrays) are sent together first, in
+one request; each record then takes its own decision from that request's answer."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from postroom.core import aws
-from postroom.webhooks.attempt import WebhookDeliverer
+from postroom.webhooks.attempt import Decision, WebhookDeliverer
 from postroom.webhooks.fanout import WebhookTask
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServic
                 MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:1000]}},
             )
 
+    grouped = _grouped(event, deliverer)
+
     def record_handler(record: SQSRecord) -> str:
         try:
             task = WebhookTask.from_json(record.body)
@@ -50,7 +56,10 @@ def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServic
             dead_letter(record.body, "unreadable queue body: not a Postroom webhook task")
             return "dead-lettered"
         attempt = int(record.attributes.approximate_receive_count or 1)
-        decision = deliverer.deliver(task, attempt)
+        done = grouped.get(record.message_id)
+        if isinstance(done, Exception):
+            raise done
+        decision = done if done is not None else deliverer.deliver(task, attempt)
         if decision.retry_in is not None:
             sqs.change_message_visibility(
                 QueueUrl=svc.config.webhook_queue_url,
@@ -63,3 +72,29 @@ def handle_batch(event: dict[str, Any], context: LambdaContext, svc: EventServic
         return decision.outcome
 
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+
+
+def _grouped(event: dict[str, Any], deliverer: WebhookDeliverer) -> dict[str, Decision | Exception]:
+    """Send each batching subscription's tasks of this batch in one request: SQS message id → its decision (or the
+    exception, raised again by that record's handler so SQS keeps it)."""
+    groups: dict[tuple[str, str], list[tuple[str, WebhookTask, int]]] = defaultdict(list)
+    for raw in event.get("Records") or []:
+        try:
+            task = WebhookTask.from_json(raw.get("body") or "")
+        except ValueError:
+            continue  # the record handler dead-letters it
+        attempt = int((raw.get("attributes") or {}).get("ApproximateReceiveCount") or 1)
+        groups[(task.tenant, task.subscription_id)].append((raw.get("messageId") or "", task, attempt))
+    done: dict[str, Decision | Exception] = {}
+    for (tenant, subscription_id), members in groups.items():
+        if len(members) < 2 or not deliverer.batches(tenant, subscription_id):
+            continue
+        try:
+            decisions: list[Decision | Exception] = list(
+                deliverer.deliver_group([(task, attempt) for _, task, attempt in members])
+            )
+        except Exception as error:
+            logger.exception("webhook group delivery failed", extra={"subscription": subscription_id})
+            decisions = [error] * len(members)
+        done.update((message_id, decision) for (message_id, _, _), decision in zip(members, decisions, strict=True))
+    return done

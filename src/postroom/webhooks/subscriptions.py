@@ -1,11 +1,14 @@
 """Webhook subscriptions and their delivery history in the single table.
 
-    Subscription  pk=TENANT#<tenant>#WH            sk=<wh_ id>     url, event_types, secret, enabled, failure counters
+    Subscription  pk=TENANT#<tenant>#WH            sk=<wh_ id>     url, event_types, secret, dialect, enabled, failure
+                                                                   counters
     Attempt       pk=TENANT#<tenant>#WH#<wh_ id>   sk=<att_ id>    event id and type, attempt number, HTTP status,
                                                                    response excerpt, duration, error, expires_at (TTL)
 
 The secret is stored as given: the sender must know it to sign (HMAC is symmetric), as with every Standard Webhooks
-sender. The table is encrypted at rest and only the API and the webhook sender's roles can read it.
+sender. The table is encrypted at rest and only the API and the webhook sender's roles can read it. A ``sendgrid``
+subscription's secret is an ECDSA private key instead (see postroom.webhooks.payload_dialects): only its public
+verification key is ever shown.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pydantic import BaseModel, Field
 from postroom.core.clock import isoformat, parse_iso, utcnow
 from postroom.core.dynamo import from_item, is_conditional_failure, to_item
 from postroom.core.ids import ulid
+from postroom.webhooks.payload_dialects import Dialect, supports, verification_key
 
 ALL_EVENTS = "*"
 ATTEMPT_RETENTION = timedelta(days=30)
@@ -30,6 +34,8 @@ class Subscription(BaseModel):
     event_types: list[str] = Field(default_factory=lambda: [ALL_EVENTS])
     secret: str
     description: str | None = None
+    # Absent on subscriptions made before dialects existed: they keep today's Standard Webhooks payloads.
+    dialect: Dialect = Dialect.STANDARD
     enabled: bool = True
     disabled_reason: str | None = None
     consecutive_failures: int = 0
@@ -40,9 +46,15 @@ class Subscription(BaseModel):
     updated_at: str
 
     def wants(self, event_type: str) -> bool:
-        return ALL_EVENTS in self.event_types or event_type in self.event_types
+        wanted = ALL_EVENTS in self.event_types or event_type in self.event_types
+        return wanted and supports(self.dialect.value, event_type)
 
     def public(self, *, with_secret: bool = False) -> dict[str, Any]:
+        if self.dialect is Dialect.SENDGRID:
+            # The private key never leaves: the receiver verifies with the public key, as with SendGrid's own.
+            return self.model_dump(mode="json", exclude={"secret"}) | {
+                "verification_key": verification_key(self.secret)
+            }
         return self.model_dump(mode="json", exclude=None if with_secret else {"secret"})
 
 
@@ -78,7 +90,14 @@ class WebhookStore:
         self._table = table
 
     def create(
-        self, tenant: str, *, url: str, event_types: list[str], secret: str, description: str | None
+        self,
+        tenant: str,
+        *,
+        url: str,
+        event_types: list[str],
+        secret: str,
+        description: str | None,
+        dialect: Dialect = Dialect.STANDARD,
     ) -> Subscription:
         now = isoformat(utcnow())
         subscription = Subscription(
@@ -87,6 +106,7 @@ class WebhookStore:
             event_types=event_types,
             secret=secret,
             description=description,
+            dialect=dialect,
             created_at=now,
             updated_at=now,
         )

@@ -13,8 +13,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from postroom.core import aws
+from postroom.core.sending_pause import SendingPauses
 from postroom.events.event_store import EventStore
 from postroom.events.recorder import EventRecorder
+from postroom.events.reputation import ReputationBreaker
 from postroom.suppression.suppression_store import SuppressionStore
 from postroom.webhooks.fanout import WebhookFanout
 from postroom.webhooks.subscriptions import WebhookStore
@@ -61,8 +63,22 @@ class EventServices:
         return WebhookFanout(self.webhooks, aws.client("sqs"), self.config.webhook_queue_url)
 
     @cached_property
+    def pauses(self) -> SendingPauses:
+        return SendingPauses(aws.client("dynamodb"), self.core.settings.table)
+
+    @cached_property
+    def breaker(self) -> ReputationBreaker | None:
+        """The reputation breaker, or None while it is off (POSTROOM_REPUTATION_BREAKER, off by default)."""
+        settings = self.core.settings.reputation
+        if not settings.enabled:
+            return None
+        return ReputationBreaker(aws.client("dynamodb"), self.core.settings.table, settings, self.pauses)
+
+    @cached_property
     def recorder(self) -> EventRecorder:
-        return EventRecorder(events=self.events, suppressions=self.suppressions, fanout=self.fanout)
+        return EventRecorder(
+            events=self.events, suppressions=self.suppressions, fanout=self.fanout, reputation=self.breaker
+        )
 
     def signer(self) -> LinkSigner | None:
         """The tracking/unsubscribe link signer, or None when links are not configured (no public URL or key)."""

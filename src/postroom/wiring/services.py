@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 from postroom.accept import intake
 from postroom.accept.delivery_queue import DeliveryQueue
 from postroom.accept.scheduling import DeliveryScheduler
+from postroom.accept.uploads import UploadStore
 from postroom.core import aws
 from postroom.core.domain_registry import DomainRegistry, SendingDomainGate
 from postroom.core.idempotency import DAY, Once
 from postroom.core.key_store import ApiKeyStore
 from postroom.core.message_store import MessageStore
+from postroom.core.sending_pause import SendingPauses
 from postroom.core.settings import Settings, settings_from_env
 from postroom.mailtemplates.template_store import TemplateStore
 
@@ -88,6 +90,18 @@ class Services:
             aws.client("scheduler"), group=s.schedule_group, role_arn=s.scheduler_role_arn, queue_arn=s.queue_arn
         )
 
+    @cached_property
+    def pauses(self) -> SendingPauses | None:
+        """The reputation breaker's pauses, checked on every send while the breaker is on; None while it is off."""
+        if not self.settings.reputation.enabled:
+            return None
+        return SendingPauses(aws.client("dynamodb"), self.settings.table)
+
+    @cached_property
+    def uploads(self) -> UploadStore:
+        s = self.settings
+        return UploadStore(aws.client("s3"), s.bucket, max_bytes=s.upload_max_bytes, linkable=s.attachment_links)
+
     # -- accepting mail: the same stores, queue, templates and scheduler for every entry point --------------------
     def accept(self, request: SendRequest, principal: Principal) -> Accepted:
         return intake.accept(
@@ -99,6 +113,8 @@ class Services:
             templates=self.templates,
             scheduler=self.scheduler,
             domains=self.domains,
+            pauses=self.pauses,
+            uploads=self.uploads,
         )
 
     def accept_many(
@@ -113,6 +129,8 @@ class Services:
             templates=self.templates,
             scheduler=self.scheduler,
             domains=self.domains,
+            pauses=self.pauses,
+            uploads=self.uploads,
         )
 
     def accept_raw(self, data: bytes, principal: Principal, **envelope: Any) -> Accepted:
@@ -124,6 +142,7 @@ class Services:
             store=self.messages,
             queue=self.queue,
             domains=self.domains,
+            pauses=self.pauses,
             **envelope,
         )
 

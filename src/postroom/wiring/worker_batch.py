@@ -27,6 +27,7 @@ from postroom.deliver.ses_agent import SesDeliveryAgent
 from postroom.observability.delivery_log import DeliveryLog
 from postroom.observability.metrics import DeliveryMetrics
 from postroom.observability.records import with_record_context
+from postroom.wiring import worker_attachments
 from postroom.wiring import worker_deliverability as deliverability
 from postroom.wiring.event_services import event_services
 from postroom.wiring.receive_wiring import internal_delivery_agents
@@ -126,8 +127,10 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFa
             settings=svc.settings,
             store=svc.messages,
             queue=svc.queue,
-            ses=SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set),
-            smtp=deliverability.sign_outgoing(smtp, svc.settings),
+            ses=worker_attachments.link_oversize_ses(
+                SesDeliveryAgent(aws.client("sesv2"), configuration_set=svc.settings.ses_configuration_set), svc
+            ),
+            smtp=worker_attachments.link_oversize(deliverability.sign_outgoing(smtp, svc.settings), smtp, svc),
             relay=deliverability.sign_outgoing(relay, svc.settings) if relay is not None else None,
             send_guard=send_guard(svc, context),
             # The pacer runs after any other filter (suppression), so recipients another filter decides take no slot.
@@ -136,6 +139,9 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFa
             decorators=hooks["decorators"],
             local=internal_delivery_agents(svc.settings),
             return_path=event_services().return_path(),
+            holds=hooks.get("holds"),
+            resolvers=worker_attachments.request_resolvers(svc),
+            routers=hooks.get("routers"),
         )
 
         def record_handler(record: SQSRecord) -> str:
