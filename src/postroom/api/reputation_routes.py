@@ -20,7 +20,7 @@ from postroom.events.event_model import Event, EventType, new_event_id
 from postroom.events.recorder import Pending
 from postroom.wiring.event_services import event_services
 
-router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves Router.__init__ unannotated
+router = Router()
 
 
 class ResumeRequest(InputModel):

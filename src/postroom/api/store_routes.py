@@ -25,7 +25,7 @@ from postroom.core.untrusted import InputModel
 if TYPE_CHECKING:
     from postroom.commerce.stores import Store, StoreRegistry
 
-router = Router()  # type: ignore[no-untyped-call,unused-ignore]  # untyped in Powertools; main excludes it
+router = Router()
 
 # postroom.commerce.stores.STORE_ID, spelled out: the send API's cold start does not import the commerce package
 # (wiring/commerce_services), so these routes import it only when called.

@@ -16,7 +16,7 @@ from postroom.core.auth import Principal, Scope
 from postroom.core.untrusted import InputModel
 from postroom.wiring.services import services
 
-router = Router()  # type: ignore[no-untyped-call]  # Powertools leaves Router.__init__ unannotated
+router = Router()
 
 
 class UploadRequest(InputModel):
