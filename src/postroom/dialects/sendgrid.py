@@ -65,7 +65,7 @@ KNOWN_PATH = re.compile(r"^/v3/mail/send/?$")
 # SendGrid's own limit (https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send).
 MAX_PERSONALIZATIONS = 1000
 
-_HELP = "https://github.com/postroom/postroom#switching-from-sendgrid"
+_HELP = "See Postroom's README, 'Switching from Postmark / Resend / SendGrid'."
 
 
 def is_sendgrid_path(path: str | None) -> bool:
@@ -99,6 +99,8 @@ def field_path(field: str | None, personalization: int | None = None) -> str | N
     if not field:
         return field
     path = re.sub(r"\[(\d+)\]", r".\1", field)
+    if re.fullmatch(r"(to|cc|bcc|reply_to)\.\d+", path) or path in ("from", "reply_to"):
+        path += ".email"  # Postroom names the address, SendGrid its email member
     head = path.split(".", 1)[0]
     if personalization is not None and head in {"to", "cc", "bcc", "subject", "send_at", "metadata", "variables"}:
         head_name = {"metadata": "custom_args", "variables": "dynamic_template_data"}.get(head, head)
