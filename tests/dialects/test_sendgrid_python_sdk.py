@@ -13,6 +13,7 @@ import json
 import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from typing import Any
 
 import pytest
 from python_http_client.exceptions import BadRequestsError, ForbiddenError, UnauthorizedError
@@ -48,7 +49,7 @@ def client(stack: LocalStack, token: str | None = None) -> SendGridAPIClient:
     return SendGridAPIClient(api_key=token or stack.api_key, host=stack.api_url)
 
 
-def header(response, name: str) -> str:  # noqa: ANN001 - python_http_client's Response
+def header(response: Any, name: str) -> str:  # python_http_client's Response
     return {k.lower(): v for k, v in response.headers.items()}[name.lower()]
 
 

@@ -53,7 +53,6 @@ def _message(row: Any, principal: Principal) -> MessageInput:
     return message
 
 
-
 SEND = {200: {"description": "Accepted: `{id}`, readable at GET /emails/{id} and /v1/messages/{id}"}}
 
 

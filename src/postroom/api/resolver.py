@@ -179,9 +179,14 @@ def _not_found(_: RouteNotFoundError) -> Response:
             scope = Scope.MESSAGES_SEND.value
             lacking = ForbiddenError(f"this API key lacks the {scope!r} scope", field="Authorization")
             return _refusal_response(dialect.from_postroom(lacking))
+        allowed = dialect.allowed_methods(event.path)
         status, code, text = (
-            (405, "method_not_allowed", f"method not allowed: the {dialect.name} routes take {dialect.methods}")
-            if dialect.known_path.match(event.path)
+            (
+                405,
+                "method_not_allowed",
+                f"method not allowed: this {dialect.name} route takes {', '.join(sorted(allowed))}",
+            )
+            if allowed and event.http_method.upper() not in allowed
             else (404, "not_found", "no route")
         )
         return _refusal_response(dialect.refusal(status, code, f"{text} ({event.http_method} {event.path})"))

@@ -37,9 +37,18 @@ class Dialect:
     from_postroom: Callable[[PostroomError], Refusal]
     # (status, Postroom's code, message) → the dialect's refusal, for answers no route gave (404, 405, 500).
     refusal: Callable[[int, str, str], Refusal]
-    # The paths its routes serve: a known path asked with another method is a 405, any other path a 404.
-    known_path: re.Pattern[str]
-    methods: str
+    # The paths its routes serve and their methods: a known path asked with another method is a 405, anything else
+    # (another path, or a path parameter no route matches) a 404.
+    routes: tuple[tuple[re.Pattern[str], frozenset[str]], ...]
+
+    def allowed_methods(self, path: str) -> frozenset[str]:
+        for pattern, methods in self.routes:
+            if pattern.match(path):
+                return methods
+        return frozenset()
+
+
+_POST = frozenset({"POST"})
 
 
 def _postmark_refusal(status: int, code: str, message: str) -> Refusal:
@@ -53,13 +62,12 @@ DIALECTS = (
         postmark.is_postmark_path,
         postmark.from_postroom,
         _postmark_refusal,
-        re.compile(r"^/email(/batch|/withTemplate|/batchWithTemplates)?/?$"),
-        "POST",
+        ((re.compile(r"^/email(/batch|/withTemplate|/batchWithTemplates)?/?$"), _POST),),
     ),
-    Dialect("Resend", resend.is_resend_path, resend.from_postroom, resend.refusal, resend.KNOWN_PATH,
-            "POST, GET (/emails/{id}) and PATCH (/emails/{id})"),  # fmt: skip
-    Dialect("SendGrid", sendgrid.is_sendgrid_path, sendgrid.from_postroom, sendgrid.refusal, sendgrid.KNOWN_PATH,
-            "POST"),  # fmt: skip
+    Dialect("Resend", resend.is_resend_path, resend.from_postroom, resend.refusal, resend.ROUTES),
+    Dialect(
+        "SendGrid", sendgrid.is_sendgrid_path, sendgrid.from_postroom, sendgrid.refusal, ((sendgrid.KNOWN_PATH, _POST),)
+    ),
 )
 
 

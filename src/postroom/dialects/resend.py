@@ -47,6 +47,7 @@ from postroom.core.untrusted import InputModel
 __all__ = [
     "MAX_BATCH",
     "PATH_PREFIX",
+    "ROUTES",
     "ResendEmail",
     "ResendError",
     "ResendUpdate",
@@ -60,8 +61,12 @@ __all__ = [
 PATH_PREFIX = "/emails"
 # Resend's own batch limit (https://resend.com/docs/api-reference/emails/send-batch-emails).
 MAX_BATCH = 100
-# The paths the Resend routes serve (a known path with another method is a 405, anything else a 404).
-KNOWN_PATH = re.compile(r"^/emails(/batch|/[^/]+|/[^/]+/cancel)?/?$")
+# The paths the Resend routes serve, with their methods (a known path with another method is a 405).
+ROUTES = (
+    (re.compile(r"^/emails(/batch)?/?$"), frozenset({"POST"})),
+    (re.compile(r"^/emails/[^/]+/cancel/?$"), frozenset({"POST"})),
+    (re.compile(r"^/emails/[^/]+/?$"), frozenset({"GET", "PATCH"})),
+)
 
 # Resend's error names (https://resend.com/docs/api-reference/errors).
 MISSING_API_KEY = "missing_api_key"

@@ -104,7 +104,7 @@ def field_path(field: str | None, personalization: int | None = None) -> str | N
     head = path.split(".", 1)[0]
     if personalization is not None and head in {"to", "cc", "bcc", "subject", "send_at", "metadata", "variables"}:
         head_name = {"metadata": "custom_args", "variables": "dynamic_template_data"}.get(head, head)
-        return f"personalizations.{personalization}.{head_name}{path[len(head):]}"
+        return f"personalizations.{personalization}.{head_name}{path[len(head) :]}"
     names = {"text": "content", "html": "content", "tags": "categories", "template": "template_id",
              "reply_to": "reply_to_list"}  # fmt: skip
     return names.get(head, head) + path[len(head) :]
