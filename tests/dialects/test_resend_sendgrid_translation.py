@@ -79,7 +79,8 @@ def test_sendgrid_personalization_overrides_and_substitutions() -> None:
     shared = sendgrid.shared_fields(mail)
     first, second = (sendgrid.translate(mail, index, shared) for index in range(2))
     assert (first.subject, first.text, first.metadata) == ("Hi Ann", "Dear Ann", {"k": "p", "j": "r"})
-    assert first.send_at is not None and first.send_at.year == 2031
+    assert first.send_at is not None
+    assert first.send_at.year == 2031
     assert (second.subject, second.text, second.headers) == ("s", "Dear -n-", {"X-A": "2"})
     assert second.tags == ["c"]
     assert [m.email for m in second.reply_to] == ["h@shop.example"]
