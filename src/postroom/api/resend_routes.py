@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from pydantic import ValidationError
 
 from postroom.accept import scheduling
@@ -32,7 +33,8 @@ from postroom.core.message_store import MessageNotFoundError
 from postroom.dialects import resend
 from postroom.wiring.services import services
 
-router = Router()
+# Powertools' Router.__init__ carries no annotations; the instance itself is typed.
+router = Router()  # type: ignore[no-untyped-call]
 
 BATCH_VALIDATION_HEADER = "x-batch-validation"
 
@@ -46,14 +48,16 @@ def _message(row: Any, principal: Principal) -> MessageInput:
     try:
         message = resend.translate(resend.ResendEmail.model_validate(row))
     except ValidationError as exc:
-        raise validation_failure(list(exc.errors())) from None
+        raise validation_failure([dict(item) for item in exc.errors()]) from None
     suppressed = all_inactive(message, principal)
     if suppressed:
         raise resend.suppressed_recipients(suppressed)
     return message
 
 
-SEND = {200: {"description": "Accepted: `{id}`, readable at GET /emails/{id} and /v1/messages/{id}"}}
+SEND: dict[int, OpenAPIResponse] = {
+    200: {"description": "Accepted: `{id}`, readable at GET /emails/{id} and /v1/messages/{id}"}
+}
 
 
 @router.post("/", summary="Resend: send an email", responses={**SEND, **errors(409, 503)})
@@ -151,7 +155,7 @@ def update_email(
     try:
         update = resend.ResendUpdate.model_validate(json_payload(router.current_event.body))
     except ValidationError as exc:
-        raise validation_failure(list(exc.errors())) from None
+        raise validation_failure([dict(item) for item in exc.errors()]) from None
     if update.id is not None and update.id != email_id:
         raise ValidationFailedError("id: the body's id is not the one in the path", field="id")
     at = resend.parse_time("scheduled_at", update.scheduled_at)

@@ -28,7 +28,8 @@ from postroom.core.errors import PostroomError
 from postroom.dialects import sendgrid
 from postroom.wiring.services import services
 
-router = Router()
+# Powertools' Router.__init__ carries no annotations; the instance itself is typed.
+router = Router()  # type: ignore[no-untyped-call]
 
 IDS_HEADER = "X-Postroom-Message-Ids"
 
@@ -37,14 +38,14 @@ def _messages(principal: Principal) -> list[MessageInput]:
     try:
         mail = sendgrid.SendGridMail.model_validate(json_payload(router.current_event.body))
     except ValidationError as exc:
-        raise validation_failure(list(exc.errors())) from None
+        raise validation_failure([dict(item) for item in exc.errors()]) from None
     shared = sendgrid.shared_fields(mail)
     messages: list[MessageInput] = []
     for index in range(len(mail.personalizations)):
         try:
             message = sendgrid.translate(mail, index, shared)
         except ValidationError as exc:  # name the field as SendGrid does: personalizations.0.to.0.email
-            raise sendgrid.from_postroom(validation_failure(list(exc.errors())), index) from None
+            raise sendgrid.from_postroom(validation_failure([dict(item) for item in exc.errors()]), index) from None
         suppressed = all_inactive(message, principal)
         if suppressed:
             raise sendgrid.suppressed_recipients(index, suppressed)
