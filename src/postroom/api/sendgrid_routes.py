@@ -63,7 +63,16 @@ def _messages(principal: Principal) -> list[MessageInput]:
     },
 )
 def mail_send(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response[Any]:
-    outcomes = services().accept_many(_messages(principal), principal)
+    messages = _messages(principal)
+    outcomes: list[Accepted | PostroomError]
+    if len(messages) == 1:
+        # The usual request: one personalization. accept() spares accept_many's thread pool and batch enqueue.
+        try:
+            outcomes = [services().accept(messages[0], principal)]
+        except PostroomError as error:
+            outcomes = [error]
+    else:
+        outcomes = services().accept_many(messages, principal)
     for index, outcome in enumerate(outcomes):
         if isinstance(outcome, PostroomError):
             # Validation ran before: only a sender, template, size or storage refusal reaches here, and SendGrid's
