@@ -69,8 +69,8 @@ def mail_send(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEN
         # The usual request: one personalization. accept() spares accept_many's thread pool and batch enqueue.
         try:
             outcomes = [services().accept(messages[0], principal)]
-        except PostroomError as error:
-            outcomes = [error]
+        except PostroomError as refused:
+            outcomes = [refused]
     else:
         outcomes = services().accept_many(messages, principal)
     for index, outcome in enumerate(outcomes):
