@@ -59,7 +59,7 @@ def _messages(principal: Principal) -> list[MessageInput]:
     status_code=202,
     responses={
         202: {"description": "Accepted; `X-Message-Id` names the first message, `X-Postroom-Message-Ids` all"},
-        **errors(409, 503),
+        **errors(503),
     },
 )
 def mail_send(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))]) -> Response[Any]:
