@@ -107,8 +107,12 @@ def send_batch(principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SE
             else:
                 failures.append({"index": index, "message": outcome.message})
         if failures and mode == "strict":
-            # Only storage or queue failures reach here (validation ran above): the rest were accepted.
-            raise ServiceUnavailableError(f"{len(failures)} of the emails were not accepted: {failures[0]['message']}")
+            # Only storage or queue failures reach here (validation ran above): the rest were accepted, and the error
+            # names them so that a retry can leave them out (nothing accepted is dropped or silently sent twice).
+            accepted = ", ".join(row["id"] for row in data) or "none"
+            raise ServiceUnavailableError(
+                f"{len(failures)} of the emails were not accepted ({failures[0]['message']}); accepted: {accepted}"
+            )
         body: dict[str, object] = {"data": data}
         if mode == "permissive":
             body["errors"] = failures
