@@ -159,6 +159,18 @@ def test_resend_idempotency_key_reused_with_another_body_is_resends_409(stack: S
     resend_shape(body, 409, "invalid_idempotent_request")
 
 
+def test_resend_reads_back_a_raw_message_too(stack: Stack) -> None:
+    # GIVEN a message sent raw (only its MIME is kept, no request body)
+    raw = b"From: Shop <orders@shop.example>\r\nTo: ann@example.org\r\nSubject: Raw one\r\n\r\nHello.\r\n"
+    status, body = stack.request("POST", "/v1/messages/raw", {"raw": base64.b64encode(raw).decode()})
+    assert status == 202, body
+    # WHEN Resend's GET /emails/{id} reads it  THEN its sender, recipients and subject
+    status, email = stack.request("GET", f"/emails/{body['id']}")
+    assert status == 200, email
+    assert (email["from"], email["to"], email["subject"]) == ("orders@shop.example", ["ann@example.org"], "Raw one")
+    assert email["last_event"] == "queued"
+
+
 def test_resend_strict_batch_refuses_whole_and_permissive_lists_errors(stack: Stack) -> None:
     rows = [RESEND, {**RESEND, "to": "not an address"}]
     status, body = stack.request("POST", "/emails/batch", rows)

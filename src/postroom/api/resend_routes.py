@@ -148,7 +148,9 @@ def _checked_id(email_id: str) -> str:
 @router.get("/<email_id>", summary="Resend: retrieve an email")
 def get_email(email_id: str, principal: Annotated[Principal, Depends(require(Scope.MESSAGES_READ))]) -> Response[Any]:
     record = _own(_checked_id(email_id), principal)
-    request = json.loads(services().messages.get_request(record.id))
+    stored = services().messages.find_request(record.id)
+    # A raw message (POST /v1/messages/raw, SMTP submission) keeps only its MIME: its envelope and subject answer.
+    request = json.loads(stored) if stored is not None else resend.raw_request(record.public())
     return _json(200, resend.email_object(record.public(), request))
 
 

@@ -54,6 +54,7 @@ __all__ = [
     "email_object",
     "from_postroom",
     "is_resend_path",
+    "raw_request",
     "refusal",
     "translate",
 ]
@@ -314,6 +315,15 @@ _LAST_EVENT = {
 
 def _mailbox(value: dict[str, str]) -> str:
     return f"{value['name']} <{value['email']}>" if value.get("name") else value["email"]
+
+
+def raw_request(record: dict[str, Any]) -> dict[str, Any]:
+    """What a raw message's record tells in place of a request body: sender, envelope recipients, subject."""
+    return {
+        "from": {"email": record["from_address"]},
+        "to": [{"email": item["address"]} for item in record.get("recipients", [])],
+        "subject": record.get("subject"),
+    }
 
 
 def email_object(record: dict[str, Any], request: dict[str, Any]) -> dict[str, object]:
