@@ -99,29 +99,29 @@ def _dialect() -> Dialect | None:
     return dialect_for(app.current_event.path)
 
 
-def _refusal_response(refusal: Refusal) -> Response:
+def _refusal_response(refusal: Refusal) -> Response[str]:
     return Response(
         status_code=refusal.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(refusal.body())
     )
 
 
 @app.exception_handler(postmark.PostmarkError)
-def _postmark_error(error: postmark.PostmarkError) -> Response:
+def _postmark_error(error: postmark.PostmarkError) -> Response[str]:
     return _refusal_response(error)
 
 
 @app.exception_handler(resend.ResendError)
-def _resend_error(error: resend.ResendError) -> Response:
+def _resend_error(error: resend.ResendError) -> Response[str]:
     return _refusal_response(error)
 
 
 @app.exception_handler(sendgrid.SendGridError)
-def _sendgrid_error(error: sendgrid.SendGridError) -> Response:
+def _sendgrid_error(error: sendgrid.SendGridError) -> Response[str]:
     return _refusal_response(error)
 
 
 @app.exception_handler(Exception)
-def _unexpected_error(error: Exception) -> Response:
+def _unexpected_error(error: Exception) -> Response[str]:
     # The SDKs parse only their provider's error shape (postmarker raises KeyError('ErrorCode') on any other), so even
     # a crash on a dialect's route answers in that shape; everywhere else the exception goes on to Lambda as before.
     dialect = _dialect()
@@ -131,7 +131,7 @@ def _unexpected_error(error: Exception) -> Response:
     return _refusal_response(dialect.refusal(500, "internal_error", "Internal server error"))
 
 
-def _error_response(error: PostroomError) -> Response:
+def _error_response(error: PostroomError) -> Response[str]:
     dialect = _dialect()
     if dialect is not None:
         return _refusal_response(dialect.from_postroom(error))
