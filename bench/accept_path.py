@@ -124,7 +124,9 @@ def prepare(per_block: int) -> tuple[Any, Any, list[dict[str, Any]], Any, int]:
     key = "pr_" + "k" * 43
     key_item = to_item(
         {"pk": f"KEY#{hash_key(key)}", "sk": "KEY", "key_id": hash_key(key)[:12], "name": "bench",
-         "scopes": sorted(ALL_SCOPES), "tenant": "default", "created_at": "2026-01-01T00:00:00Z", "disabled": False}
+         "scopes": sorted(ALL_SCOPES), "tenant": "default", "created_at": "2026-01-01T00:00:00Z", "disabled": False,
+         # A key as the keys API writes it: listed (gsi1), so authenticate() has nothing to back-fill per request.
+         "gsi1pk": "KEYS#default", "gsi1sk": hash_key(key)[:12]}
     )  # fmt: skip
     settings = settings_from_env()
     svc = Services(settings)

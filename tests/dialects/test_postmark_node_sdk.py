@@ -8,42 +8,21 @@ Postroom's API and the bytes the loopback MX received, and that errors are the S
 from __future__ import annotations
 
 import base64
-import json
-import shutil
-import subprocess
 from email import message_from_bytes, policy
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from postroom.local.stack import LocalStack
 from postroom.testing.smtp_peers import RecordingSink
+from tests.dialects.node_sdk import run_node as run_sdk
 from tests.e2e.test_local_stack import PDF, PNG, call, wait_for_status
 
 pytestmark = pytest.mark.e2e
 
-NODE_DIR = Path(__file__).resolve().parents[1] / "sdk" / "node"
-
 
 def run_node(stack: LocalStack, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    node = shutil.which("node")
-    assert node, "Node 20 is needed for the Node SDK tests"
-    assert (NODE_DIR / "node_modules" / "postmark").is_dir(), "run `npm ci` in tests/sdk/node (.ci/run does)"
-    result = subprocess.run(
-        [node, "postmark.mjs"],
-        cwd=NODE_DIR,
-        input=json.dumps(calls),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={"PATH": str(Path(node).parent), "POSTROOM_HOST": urlsplit(stack.api_url).netloc,
-             "POSTROOM_TOKEN": stack.api_key},
-        check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
-    return [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
+    return run_sdk("postmark.mjs", "postmark", stack, calls)
 
 
 def test_node_postmark_send_template_and_batch(local: LocalStack, sink: RecordingSink) -> None:

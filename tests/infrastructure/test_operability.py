@@ -399,9 +399,9 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     assert "SendApiFunctionDomainDoctorPermissionapi" in resources
     # ... and a default deployment (no VPC, no customer key, no alarm email, no submission service) creates this many
     deployed = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"])]
-    # (the optional API custom domain adds 2 resources; the Postmark routes' two events, 2 permissions; each other
-    # route event one permission: domains and keys API 9, stores API 3, OpenAPI document and Swagger UI 2, console and
-    # list API 5)
+    # (the optional API custom domain adds 2 resources; the Postmark routes' two events, 2 permissions; the Resend
+    # routes' two and SendGrid's one, 3 permissions; each other route event one permission: domains and keys API 9,
+    # stores API 3, OpenAPI document and Swagger UI 2, console and list API 5, explain/uploads/reputation 4)
     assert len(template["Resources"]) == 112
     assert (len(resources), len(deployed)) == (200, 152)
     # ... the submission service's 17 resources come through as they are, condition included; enabling it creates

@@ -10,7 +10,13 @@ import base64
 from typing import TYPE_CHECKING, Any
 
 from postroom.core.auth import bearer_token
-from postroom.core.errors import InvalidJsonError, PayloadTooLargeError, UnauthorizedError, UnsupportedMediaTypeError
+from postroom.core.errors import (
+    InvalidJsonError,
+    InvalidKeyError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+)
 from postroom.dialects import postmark
 
 if TYPE_CHECKING:
@@ -55,7 +61,7 @@ def authenticate(event: dict[str, Any], svc: Services) -> Principal:
         raise UnauthorizedError("send your API key as 'Authorization: Bearer <key>'", field="Authorization")
     principal = svc.keys.authenticate(token)
     if principal is None:
-        raise UnauthorizedError("the API key is not valid or has been disabled", field=field)
+        raise InvalidKeyError("the API key is not valid or has been disabled", field=field)
     return principal
 
 

@@ -24,6 +24,20 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer, Secur
 from pydantic import BaseModel, Field
 
 from postroom.api.deps import required_scopes
+from postroom.core.errors import (
+    ConflictError,
+    ForbiddenError,
+    InvalidJsonError,
+    InvalidKeyError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PostroomError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+    UnsupportedMediaTypeError,
+    ValidationFailedError,
+)
+from postroom.dialects.dispatch import Dialect, dialect_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -76,6 +90,73 @@ class ErrorBody(BaseModel):
     """Every error Postroom itself answers: ``{"error": {"code", "message", "field"}}``."""
 
     error: ErrorObject
+
+
+class PostmarkErrorBody(BaseModel):
+    """Every error of the Postmark routes: Postmark's ``ErrorCode`` and ``Message`` (postmarker needs ErrorCode on
+    every error), Postroom's ``error`` beside them."""
+
+    ErrorCode: int = Field(description="Postmark's error code: 10 bad token, 300 invalid request, 406 inactive, …")
+    Message: str
+    error: ErrorObject
+
+
+class ResendErrorBody(BaseModel):
+    """Every error of the Resend routes: Resend's ``{statusCode, name, message}``, Postroom's ``error`` beside it."""
+
+    statusCode: int  # noqa: N815 - Resend's field name
+    name: str = Field(description="Resend's error name: missing_api_key, invalid_api_key, validation_error, …")
+    message: str
+    error: ErrorObject
+
+
+class SendGridErrorItem(BaseModel):
+    message: str
+    field: str | None = Field(description="SendGrid's path to the field, e.g. `personalizations.0.to.0.email`.")
+    help: str | None
+
+
+class SendGridErrorBody(BaseModel):
+    """Every error of the SendGrid route: SendGrid's ``errors`` list, Postroom's ``error`` beside it."""
+
+    errors: list[SendGridErrorItem]
+    error: ErrorObject
+
+
+# The provider's error model on each dialect's routes; their SDKs parse nothing else.
+DIALECT_ERROR_MODELS: dict[str, type[BaseModel]] = {
+    "Postmark": PostmarkErrorBody,
+    "Resend": ResendErrorBody,
+    "SendGrid": SendGridErrorBody,
+}
+# The Postroom errors that may stand behind each status, to render a dialect's example through the dialect's own
+# mapping: the first that the dialect answers with that status is the example (Resend answers an unknown key 403).
+_EXAMPLE_ERRORS: dict[int, tuple[type[PostroomError], ...]] = {
+    400: (InvalidJsonError,),
+    401: (UnauthorizedError, InvalidKeyError, ForbiddenError),
+    403: (ForbiddenError, InvalidKeyError),
+    404: (NotFoundError,),
+    409: (ConflictError,),
+    413: (PayloadTooLargeError,),
+    415: (UnsupportedMediaTypeError,),
+    422: (ValidationFailedError,),
+    503: (ServiceUnavailableError,),
+}
+
+
+_EXAMPLE_TEXT: dict[type[PostroomError], tuple[str, str | None]] = {
+    UnauthorizedError: ("send your API key as 'Authorization: Bearer <key>'", "Authorization"),
+    InvalidKeyError: ("the API key is not valid or has been disabled", "Authorization"),
+    ForbiddenError: ("this API key lacks the 'messages:send' scope", "Authorization"),
+}
+
+
+def _dialect_example(status: int, dialect: Dialect, message: str, field: str | None) -> dict[str, object]:
+    refusals = []
+    for kind in _EXAMPLE_ERRORS[status]:
+        text, where = _EXAMPLE_TEXT.get(kind, (message, field))
+        refusals.append(dialect.from_postroom(kind(text, field=where)))
+    return next((r for r in refusals if r.status == status), refusals[0]).body()
 
 
 class GatewayErrorBody(BaseModel):
@@ -139,8 +220,9 @@ _ERRORS: dict[int, tuple[str, str, str | None, str]] = {
 }
 
 
-def error_response(status: int) -> OpenAPIResponse:
-    """The OpenAPI response for one error status: Postroom's error schema with an example body."""
+def error_response(status: int, dialect: Dialect | None = None) -> OpenAPIResponse:
+    """The OpenAPI response for one error status: Postroom's error schema with an example body, or on a dialect's
+    route that provider's error schema with the body the dialect renders for it."""
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         return {
             "description": "API Gateway's throttling (the stage's rate and burst limits); retry with backoff.",
@@ -152,6 +234,16 @@ def error_response(status: int) -> OpenAPIResponse:
             },
         }
     code, message, field, description = _ERRORS[status]
+    if dialect is not None and status in _EXAMPLE_ERRORS:
+        return {
+            "description": f"{description} In {dialect.name}'s error shape.",
+            "content": {
+                "application/json": {
+                    "model": DIALECT_ERROR_MODELS[dialect.name],
+                    "examples": {code: {"value": _dialect_example(status, dialect, message, field)}},
+                }
+            },
+        }
     return {
         "description": description,
         "content": {
@@ -166,6 +258,13 @@ def error_response(status: int) -> OpenAPIResponse:
 def errors(*statuses: int) -> dict[int, OpenAPIResponse]:
     """``responses=`` for a route decorator: the error statuses only that route answers."""
     return {status: error_response(status) for status in statuses}
+
+
+def _in_dialect(response: OpenAPIResponse, dialect: Dialect, status: int) -> OpenAPIResponse:
+    """A declared error response of a dialect's route, in the dialect's shape (a route's own ``errors(...)``)."""
+    content = response.get("content") or {}
+    model = (content.get("application/json") or {}).get("model")
+    return error_response(status, dialect) if model is ErrorBody else response
 
 
 def common_statuses(route: Route) -> set[int]:
@@ -191,8 +290,14 @@ def declare_statuses(routes: Iterable[Route]) -> None:
         if not any(200 <= status < 300 for status in declared):
             # Declaring any response turns off Powertools' own success response: keep it, from the return type.
             declared[route.status_code] = {"description": HTTPStatus(route.status_code).phrase}
+        dialect = dialect_for(route.openapi_path)
+        if dialect is not None:
+            declared = {
+                status: _in_dialect(response, dialect, status) if status >= 400 else response
+                for status, response in declared.items()
+            }
         for status in sorted(common_statuses(route)):
-            declared.setdefault(status, error_response(status))
+            declared.setdefault(status, error_response(status, dialect))
         route.responses = declared
 
 

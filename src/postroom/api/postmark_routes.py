@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from postroom.accept.compose import MessageInput
 from postroom.accept.intake import Accepted
 from postroom.api.deps import require
+from postroom.api.dialect_support import inactive_recipients
 from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
 from postroom.core.clock import utcnow
 from postroom.core.errors import PostroomError, ValidationFailedError
 from postroom.core.untrusted import loads
 from postroom.dialects import postmark
-from postroom.wiring.event_services import event_services
 from postroom.wiring.services import services
 
 router = Router()
@@ -58,17 +58,9 @@ def _message(row: Any, *, with_template: bool) -> tuple[postmark.PostmarkMessage
         raise postmark.from_postroom(error) from None
 
 
-def _inactive(message: MessageInput, principal: Principal) -> list[str]:
-    """The message's recipients that the suppression list stops (the same lookup as the worker's filter)."""
-    recipients = message.envelope_recipients()
-    domain = message.from_.email.rpartition("@")[2].lower()
-    listed = event_services().suppressions.check(principal.tenant, recipients, domain=domain, topic=message.topic)
-    return [address for address in recipients if address.lower() in listed]
-
-
 def _screen(message: MessageInput, principal: Principal) -> str:
     """Postmark's answer text for an acceptable message; raises 406 when no recipient is active."""
-    inactive = _inactive(message, principal)
+    inactive = inactive_recipients(message, principal)
     if inactive and len(inactive) == len(message.envelope_recipients()):
         raise postmark.inactive_recipients(inactive)
     if inactive:

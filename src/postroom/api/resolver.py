@@ -27,7 +27,9 @@ from postroom.api import (
     message_routes,
     postmark_routes,
     reputation_routes,
+    resend_routes,
     scheduled_routes,
+    sendgrid_routes,
     store_routes,
     suppression_routes,
     template_routes,
@@ -41,7 +43,8 @@ from postroom.api.responses import error_proxy_result, error_response, exception
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import ForbiddenError, NotFoundError, PostroomError, UnsupportedMediaTypeError
 from postroom.core.untrusted import loads as untrusted_json
-from postroom.dialects import postmark
+from postroom.dialects import postmark, resend, sendgrid
+from postroom.dialects.dispatch import Dialect, Refusal, dialect_for
 from postroom.wiring.services import services
 
 if TYPE_CHECKING:
@@ -70,8 +73,11 @@ app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
 app.include_router(console_routes.router)
-# Postmark's SDKs join /email onto the host's root, so these routes have no /v1 (README, "Switching from Postmark").
+# The providers' SDKs join their paths onto the host's root (postmarker, Node postmark, Resend, SendGrid), so these
+# routes have no /v1 (README, "Switching from Postmark / Resend / SendGrid").
 app.include_router(postmark_routes.router, prefix=postmark.PATH_PREFIX)
+app.include_router(resend_routes.router, prefix=resend.PATH_PREFIX)
+app.include_router(sendgrid_routes.router, prefix=sendgrid.PATH_PREFIX)
 
 # Powertools builds the document from the routes; the statuses every route can answer (401, 403, 422, …) are added to
 # each route's own declared responses here, once all are mounted and before any is resolved.
@@ -94,36 +100,47 @@ def openapi_document() -> Response[str]:
     return Response(200, content_types.APPLICATION_JSON, app.get_openapi_json_schema())
 
 
-def _on_postmark_route() -> bool:
-    return postmark.is_postmark_path(app.current_event.path)
+def _dialect() -> Dialect | None:
+    """The dialect whose routes the current request is on (its errors must keep that provider's shape)."""
+    return dialect_for(app.current_event.path)
 
 
-def _postmark_response(error: postmark.PostmarkError) -> Response[str]:
+def _refusal_response(refusal: Refusal) -> Response[str]:
     return Response(
-        status_code=error.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(error.body())
+        status_code=refusal.status, content_type=content_types.APPLICATION_JSON, body=json.dumps(refusal.body())
     )
 
 
 @exception_handler(app, postmark.PostmarkError)
 def _postmark_error(error: postmark.PostmarkError) -> Response[str]:
-    return _postmark_response(error)
+    return _refusal_response(error)
+
+
+@exception_handler(app, resend.ResendError)
+def _resend_error(error: resend.ResendError) -> Response[str]:
+    return _refusal_response(error)
+
+
+@exception_handler(app, sendgrid.SendGridError)
+def _sendgrid_error(error: sendgrid.SendGridError) -> Response[str]:
+    return _refusal_response(error)
 
 
 @exception_handler(app, Exception)
 def _unexpected_error(error: Exception) -> Response[str]:
-    # postmarker raises KeyError('ErrorCode') on an error body without ErrorCode, so even a crash on a Postmark route
-    # answers in Postmark's shape; everywhere else the exception goes on to Lambda as before.
-    if not _on_postmark_route():
+    # The SDKs parse only their provider's error shape (postmarker raises KeyError('ErrorCode') on any other), so even
+    # a crash on a dialect's route answers in that shape; everywhere else the exception goes on to Lambda as before.
+    dialect = _dialect()
+    if dialect is None:
         raise error
-    logger.exception("unexpected error on a Postmark route")
-    return _postmark_response(
-        postmark.PostmarkError(500, postmark.INTERNAL_ERROR, "Internal server error", code="internal_error")
-    )
+    logger.exception("unexpected error on a compatibility route", extra={"dialect": dialect.name})
+    return _refusal_response(dialect.refusal(500, "internal_error", "Internal server error"))
 
 
 def _error_response(error: PostroomError) -> Response[str]:
-    if _on_postmark_route():
-        return _postmark_response(postmark.from_postroom(error))
+    dialect = _dialect()
+    if dialect is not None:
+        return _refusal_response(dialect.from_postroom(error))
     return error_response(error)
 
 
@@ -160,23 +177,25 @@ def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response[str]
 @exception_handler(app, RouteNotFoundError)
 def _not_found(_: RouteNotFoundError) -> Response[str]:
     event = app.current_event
-    if _on_postmark_route():
+    dialect = _dialect()
+    if dialect is not None:
         principal = app.context.get("principal")
         if isinstance(principal, Principal) and not principal.allows(Scope.MESSAGES_SEND):
-            # Every Postmark route sends mail: a key that may not send is told so before anything about the route.
+            # The compatibility routes send mail: a key that may not send is told so before anything about the route.
             scope = Scope.MESSAGES_SEND.value
             lacking = ForbiddenError(f"this API key lacks the {scope!r} scope", field="Authorization")
-            return _postmark_response(postmark.from_postroom(lacking))
-        known = event.path.removeprefix(postmark.PATH_PREFIX).rstrip("/") in postmark_routes.PATHS
+            return _refusal_response(dialect.from_postroom(lacking))
+        allowed = dialect.allowed_methods(event.path)
         status, code, text = (
-            (405, "method_not_allowed", "method not allowed: the Postmark routes take POST")
-            if known
+            (
+                405,
+                "method_not_allowed",
+                f"method not allowed: this {dialect.name} route takes {', '.join(sorted(allowed))}",
+            )
+            if allowed and event.http_method.upper() not in allowed
             else (404, "not_found", "no route")
         )
-        refusal = postmark.PostmarkError(
-            status, postmark.INVALID_EMAIL_REQUEST, f"{text} ({event.http_method} {event.path})", code=code
-        )
-        return _postmark_response(refusal)
+        return _refusal_response(dialect.refusal(status, code, f"{text} ({event.http_method} {event.path})"))
     return error_response(NotFoundError(f"no route {event.http_method} {event.path}"))
 
 
@@ -189,8 +208,9 @@ def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         principal = screen(event, services())
     except PostroomError as error:
         logger.info("request refused before routing", extra={"code": error.code, "status": int(error.status)})
-        if postmark.is_postmark_path(event.get("path")):
-            refusal = postmark.from_postroom(error)
+        dialect = dialect_for(event.get("path"))
+        if dialect is not None:
+            refusal = dialect.from_postroom(error)
             return {
                 "statusCode": refusal.status,
                 "headers": {"Content-Type": content_types.APPLICATION_JSON},

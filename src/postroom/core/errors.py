@@ -40,6 +40,11 @@ class UnauthorizedError(PostroomError):
     code = "unauthorized"
 
 
+class InvalidKeyError(UnauthorizedError):
+    """A key was presented but is not valid (or is disabled); the dialects that tell it apart from a missing key
+    (Resend: 401 missing_api_key, 403 invalid_api_key) read the class."""
+
+
 class ForbiddenError(PostroomError):
     status = HTTPStatus.FORBIDDEN
     code = "forbidden"

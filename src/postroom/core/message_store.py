@@ -123,6 +123,13 @@ class MessageStore:
             body = self._s3.get_object(Bucket=self._bucket, Key=scheduled_request_key(message_id))["Body"].read()
         return body
 
+    def find_request(self, message_id: str) -> bytes | None:
+        """The request body, or None for a message accepted without one (a raw message: only its MIME is kept)."""
+        try:
+            return self.get_request(message_id)
+        except self._s3.exceptions.NoSuchKey:
+            return None
+
     def put_mime(self, message_id: str, mime: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=mime_key(message_id), Body=mime, ContentType="message/rfc822")
 

@@ -41,11 +41,14 @@ _ONCE_EXPIRY = {
     "send": DAY,
     "batch": DAY,
     "raw": DAY,
+    "resend": DAY,  # Resend keeps an idempotency key 24 hours too
+    "resend-batch": DAY,
     "worker-send": 15 * DAY,
     "hook-delivery": 7 * DAY,
     "commerce-mail": 90 * DAY,
 }
-_VALIDATED_SCOPES = frozenset({"send", "batch", "raw"})  # the same key with another body is a caller's mistake: 409
+# The same key with another body is a caller's mistake: 409 (Resend answers it as invalid_idempotent_request).
+_VALIDATED_SCOPES = frozenset({"send", "batch", "raw", "resend", "resend-batch"})
 
 
 @dataclass
