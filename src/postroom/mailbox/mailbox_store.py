@@ -47,7 +47,16 @@ from postroom.core.dynamo import from_item, to_item
 # The tenant of an address registered without one: addresses from before tenants were recorded on them, and a
 # catch-all address created on first use (register it under a tenant beforehand to give it to that tenant).
 DEFAULT_TENANT = "default"
-SYSTEM_MAILBOXES = (("inbox", "Inbox"), ("archive", "Archive"), ("trash", "Trash"))
+# Every address has these, each with its role: the special-use mailboxes of RFC 6154 that mail clients look for (a
+# client with no Sent to APPEND its sent copy to reports every send as half-failed). Listed in this order.
+SYSTEM_MAILBOXES = (
+    ("inbox", "Inbox"),
+    ("drafts", "Drafts"),
+    ("sent", "Sent"),
+    ("junk", "Junk"),
+    ("archive", "Archive"),
+    ("trash", "Trash"),
+)
 SYSTEM_ROLES = frozenset(key for key, _ in SYSTEM_MAILBOXES)
 SEEN, FLAGGED, ANSWERED, DELETED = "$seen", "$flagged", "$answered", "$deleted"
 CHANGE_LOG_DAYS = 30
@@ -298,6 +307,14 @@ class MailboxStore:
             ConsistentRead=True,
         )
         boxes = [_mailbox(from_item(item)) for item in response.get("Items", [])]
+        missing = SYSTEM_ROLES - {box.key for box in boxes}
+        if boxes and missing:
+            # An address registered before Drafts, Sent and Junk existed: they are added on its first listing (the
+            # conditional puts make two concurrent listings harmless).
+            for key, name in SYSTEM_MAILBOXES:
+                if key in missing:
+                    self._put_new(self._mailbox_item(address.lower(), key, name, role=key))
+            return self.mailboxes(address)  # as stored: a concurrent listing's put may have won
         order = {key: i for i, (key, _) in enumerate(SYSTEM_MAILBOXES)}
         return sorted(boxes, key=lambda m: (order.get(m.key, len(order)), m.name.lower()))
 

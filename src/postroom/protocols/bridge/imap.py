@@ -59,10 +59,17 @@ KEYWORD_FLAGS = {
     "$deleted": "\\Deleted",
     "$draft": "\\Draft",
 }
-APPEND_REFUSED = b"[CANNOT] Postroom mailboxes take mail only as it is received"  # RFC 5530 code
 SYSTEM_FLAGS = ["\\Seen", "\\Flagged", "\\Answered", "\\Deleted", "\\Draft"]
 _KEYWORD = re.compile(r"^\$?[a-z0-9_.-]{1,64}$")  # what the API accepts (api/mail.py)
-SPECIAL_USE = {"archive": "\\Archive", "trash": "\\Trash"}  # RFC 6154, so clients find them without asking
+# RFC 6154, so clients find them without asking (and file sent copies and drafts where the other clients look).
+SPECIAL_USE = {
+    "drafts": "\\Drafts",
+    "sent": "\\Sent",
+    "junk": "\\Junk",
+    "archive": "\\Archive",
+    "trash": "\\Trash",
+}
+MAX_APPEND_BYTES = 4 * 1024 * 1024  # base64 in a JSON body must stay under the API's 6 MB (Lambda's payload cap)
 # Search keys that need the message itself; the rest are answered from the listing.
 _CONTENT_SEARCH = {b"FROM", b"TO", b"CC", b"BCC", b"SUBJECT", b"HEADER", b"BODY", b"TEXT"}
 _CONTENT_SEARCH |= {b"SENTBEFORE", b"SENTON", b"SENTSINCE"}
@@ -309,9 +316,21 @@ class Mailbox:
         if listener in self.listeners:
             self.listeners.remove(listener)
 
-    def addMessage(self, *_: Any) -> defer.Deferred[int]:
-        # IMailbox asks for it; Server.do_APPEND answers before anything reaches here, with the same refusal.
-        return defer.fail(imap4.MailboxException(APPEND_REFUSED.decode()))
+    def addMessage(self, message: Any, flags: Iterable[str] = (), date: str | None = None) -> defer.Deferred[int]:
+        """APPEND: the message stored through the API with its flags and internal date; its uid."""
+        keywords = sorted({keyword_of(f) for f in flags if f.lower() != "\\recent"})
+        bad = [k for k in keywords if not _KEYWORD.fullmatch(k)]
+        if bad:
+            return defer.fail(imap4.MailboxException(f"Postroom cannot store the keyword {bad[0]}"))
+        try:
+            moment = _internal_date(date)
+        except ValueError:
+            return defer.fail(imap4.IllegalClientResponse(f"not an IMAP date-time: {date}"))
+        message.seek(0)
+        raw = message.read()
+        if len(raw) > MAX_APPEND_BYTES:
+            return defer.fail(imap4.MailboxException(f"[TOOBIG] messages of at most {MAX_APPEND_BYTES} octets"))
+        return threads.deferToThread(lambda: self.api.append(self.id, raw, keywords, moment).uid)
 
     def close(self) -> None:
         self._raw.clear()
@@ -578,8 +597,15 @@ class Server(imap4.IMAP4Server):
 
     def _api_failed(self, failure: Any, tag: bytes, doing: bytes = b"") -> None:
         error = failure.value
-        if isinstance(error, (MailApiError, imap4.MailboxException)):
-            self.sendNegativeResponse(tag, (doing + b" failed: " if doing else b"") + str(error).encode())
+        text = str(error).encode()
+        if isinstance(error, imap4.IllegalClientResponse):
+            self.sendBadResponse(tag, text)
+        elif isinstance(error, (MailApiError, imap4.MailboxException)):
+            if text.startswith(b"["):  # a response code (RFC 5530) must open the text
+                code, _, rest = text.partition(b"] ")
+                self.sendNegativeResponse(tag, code + b"] " + (doing + b" failed: " if doing else b"") + rest)
+            else:
+                self.sendNegativeResponse(tag, (doing + b" failed: " if doing else b"") + text)
         else:
             self.sendBadResponse(tag, b"Server error")
             failure.printTraceback()
@@ -683,10 +709,32 @@ class Server(imap4.IMAP4Server):
         self.sendUntaggedResponse(b'ID ("name" "Postroom bridge")')
         self.sendPositiveResponse(tag, b"ID completed")
 
-    def do_APPEND(self, tag: bytes, *_: Any) -> None:
-        # A client saving its sent mail (APPEND to Sent) or importing: mailboxes hold mail only as it was received.
-        # The client is told plainly, with the RFC 5530 code, and keeps its own copy.
-        self.sendNegativeResponse(tag, APPEND_REFUSED)
+    @_serial
+    def do_APPEND(self, tag: bytes, mailbox: bytes, flags: list[Any], date: Any, message: Any) -> None:
+        """A sent copy, a draft or an import, stored through the API; answered with APPENDUID (RFC 4315). When the
+        target is the selected mailbox, the new message is announced (EXISTS) before the tagged answer."""
+        name = imap4._parseMbox(mailbox)
+        flag_names = [_text(flag) for flag in flags]
+        when = _text(date) if date is not None else None
+
+        def with_target(target: Mailbox | None) -> Any:
+            if target is None:
+                self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+                return None
+            return target.addMessage(message, flag_names, when).addCallback(appended, target)
+
+        def appended(uid: int, target: Mailbox) -> Any:
+            answer = b"[APPENDUID %d %d] APPEND completed" % (target.getUIDValidity(), uid)
+            if self.mbox is not None and self.mbox.id == target.id:
+                return self.mbox.sync().addCallback(self._announce).addCallback(
+                    lambda _: self.sendPositiveResponse(tag, answer)
+                )
+            self.sendPositiveResponse(tag, answer)
+            return None
+
+        defer.maybeDeferred(self.account.select, name).addCallback(with_target).addErrback(
+            self._api_failed, tag, b"APPEND"
+        )
 
     # -- the rest that calls the API ----------------------------------------------------------------------------
     do_STORE = _serial(imap4.IMAP4Server.do_STORE)
@@ -821,6 +869,13 @@ class Server(imap4.IMAP4Server):
     auth_EXAMINE = select_EXAMINE = (_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
     auth_LIST = select_LIST = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 0, b"LIST")
     auth_LSUB = select_LSUB = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 1, b"LSUB")
+
+
+def _internal_date(value: str | None) -> datetime | None:
+    """An APPEND date-time (RFC 3501: "02-Dec-2026 14:05:09 +0000", the day possibly space-padded)."""
+    if value is None:
+        return None
+    return datetime.strptime(value.strip().strip('"').strip(), "%d-%b-%Y %H:%M:%S %z")
 
 
 def _check_literal_size(size: int) -> None:

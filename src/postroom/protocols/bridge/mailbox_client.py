@@ -8,6 +8,7 @@ scopes decide what a key may do. Calls go over kept-alive connections (``connect
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -15,6 +16,7 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -230,6 +232,16 @@ class MailApi:
 
     def copy(self, mail_id: str, box_id: str) -> Listing:
         return Listing.of(self._call("copy", "POST", f"/v1/mail/{_quote(mail_id)}/copy", {"mailbox": box_id}))
+
+    def append(self, box_id: str, raw: bytes, keywords: list[str], received_at: datetime | None) -> Listing:
+        """Store a message into a mailbox (IMAP APPEND); its listing entry, with the uid the store gave it."""
+        body: dict[str, Any] = {"raw": base64.b64encode(raw).decode(), "keywords": keywords}
+        if received_at is not None:
+            body["received_at"] = received_at.isoformat()
+        item = self._call("append", "POST", f"/v1/mailboxes/{_quote(box_id)}/messages", body)
+        if self.cache is not None:
+            self.cache.put(self._cached_as(str(item["id"])), raw)  # the client has it; its next FETCH need not download
+        return Listing.of(item)
 
     def expunge(self, box_id: str, ids: list[str]) -> list[str]:
         expunged: list[str] = []

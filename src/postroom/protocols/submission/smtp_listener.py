@@ -34,6 +34,7 @@ KEY_CACHE_SECONDS = 60.0  # a key checked against the API is trusted this long w
 SWEEP_EVERY = 1024  # rate-limiter operations between sweeps of keys whose window has passed
 QUEUED_KEPT = 1000  # message ids remembered per handler (a listener may run for months)
 SEND_SCOPE = "messages:send"
+SENT_COPY_KEYWORD = "$seen"  # the sender has read what they wrote
 
 
 @dataclass
@@ -42,6 +43,9 @@ class SubmissionOptions:
     data_size_limit: int = DATA_SIZE_DEFAULT
     hostname: str = "localhost"
     loopback_auth_without_tls: bool = True  # a client on the same machine may log in before STARTTLS
+    # A copy of each message sent is filed in the sender's Sent (when the key reaches that mailbox), so a client that
+    # does not APPEND its own copy still shows it, and the other devices see it too.
+    file_sent: bool = True
 
 
 class RateLimiter:
@@ -206,12 +210,26 @@ class SubmissionHandler:
             None, self.api.submit_raw, str(session.auth_data), content, envelope.mail_from or "", envelope.rcpt_tos
         )
         reply = smtp_reply(answer)
+        if answer.status == 202 and self.options.file_sent:
+            # Before the reply: once the client hears 250 the copy is in Sent (or the key cannot reach it).
+            await loop.run_in_executor(None, self._file_sent, str(session.auth_data), envelope.mail_from or "", content)
         if answer.status == 202:
             self.queued.append(str(answer.body.get("id")))
             self.queued_total += 1
             if len(self.queued) > 2 * QUEUED_KEPT:
                 del self.queued[:-QUEUED_KEPT]
         return reply
+
+
+    def _file_sent(self, key: str, mail_from: str, content: bytes) -> None:
+        address = mail_from.strip().strip("<>").lower()
+        if "@" not in address:
+            return  # a null sender (a bounce): nobody's Sent
+        answer = self.api.file_copy(key, f"{address}:sent", content, [SENT_COPY_KEYWORD])
+        if answer.status != 201:
+            # 403/404: the key sends for an address whose mailboxes it does not reach (or none is registered). The
+            # message itself is on its way; only the copy is skipped.
+            log.info("sent copy not filed", extra={"status": answer.status, "code": answer.error_code})
 
 
 class _SubmissionSMTP(SMTP):
