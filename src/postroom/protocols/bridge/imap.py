@@ -710,11 +710,11 @@ class Server(imap4.IMAP4Server):
         self.sendPositiveResponse(tag, b"ID completed")
 
     @_serial
-    def do_APPEND(self, tag: bytes, mailbox: bytes, flags: list[Any], date: Any, message: Any) -> None:
+    def do_APPEND(self, tag: bytes, mailbox: bytes, flags: list[Any] | None, date: Any, message: Any) -> None:
         """A sent copy, a draft or an import, stored through the API; answered with APPENDUID (RFC 4315). When the
         target is the selected mailbox, the new message is announced (EXISTS) before the tagged answer."""
         name = imap4._parseMbox(mailbox)
-        flag_names = [_text(flag) for flag in flags]
+        flag_names = [_text(flag) for flag in flags or []]
         when = _text(date) if date is not None else None
 
         def with_target(target: Mailbox | None) -> Any:
