@@ -372,7 +372,8 @@ def test_append_stores_a_message_with_its_flags_and_date_and_drafts_are_replaced
     inbound.call("PATCH", f"/v1/mail/{first['id']}", {"keywords": {"$deleted": True}})
     status, done, _ = inbound.call("POST", f"/v1/mailboxes/{drafts}/expunge", {"ids": [first["id"]]})
     # THEN only the second draft is left, with a higher uid
-    assert status == 200 and done["expunged"] == [first["id"]]
+    assert status == 200
+    assert done["expunged"] == [first["id"]]
     _, page, _ = inbound.call("GET", f"/v1/mailboxes/{drafts}/messages")
     assert [(m["subject"], m["keywords"]) for m in page["messages"]] == [("Draft v2", ["$draft"])]
     assert second["uid"] > first["uid"]
@@ -407,7 +408,8 @@ def test_an_address_from_before_sent_and_drafts_gets_them_on_its_next_listing(in
     store.create_address("support@shop.example")
     for key in ("drafts", "sent", "junk"):
         boto3.client("dynamodb").delete_item(
-            TableName=services().settings.table, Key={"pk": {"S": "ADDR#support@shop.example"}, "sk": {"S": f"MBX#{key}"}}
+            TableName=services().settings.table,
+            Key={"pk": {"S": "ADDR#support@shop.example"}, "sk": {"S": f"MBX#{key}"}},
         )
     # WHEN its mailboxes are listed
     _, listed, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")

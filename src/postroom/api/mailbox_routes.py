@@ -199,9 +199,7 @@ def append_message(
     if moment.tzinfo is None:
         raise ValidationFailedError("received_at: give a time zone (e.g. 2024-05-01T00:00:00Z)", field="received_at")
     item = appender().append(box.id, raw, keywords=body.keywords, received_at=moment)
-    return Response(
-        status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(item)
-    )
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(item))
 
 
 @router.get(

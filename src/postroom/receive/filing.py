@@ -175,9 +175,7 @@ class Filer:
                 kept = self._recent_copy(box_id, mail.message_id)
                 if kept is not None:
                     return kept
-            self._s3.put_object(
-                Bucket=self._bucket, Key=raw_key(receipt_id), Body=raw, ContentType="message/rfc822"
-            )
+            self._s3.put_object(Bucket=self._bucket, Key=raw_key(receipt_id), Body=raw, ContentType="message/rfc822")
             self._store_parsed(receipt_id, mail)
         finally:
             mail.close()

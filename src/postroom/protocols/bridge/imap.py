@@ -726,8 +726,10 @@ class Server(imap4.IMAP4Server):
         def appended(uid: int, target: Mailbox) -> Any:
             answer = b"[APPENDUID %d %d] APPEND completed" % (target.getUIDValidity(), uid)
             if self.mbox is not None and self.mbox.id == target.id:
-                return self.mbox.sync().addCallback(self._announce).addCallback(
-                    lambda _: self.sendPositiveResponse(tag, answer)
+                return (
+                    self.mbox.sync()
+                    .addCallback(self._announce)
+                    .addCallback(lambda _: self.sendPositiveResponse(tag, answer))
                 )
             self.sendPositiveResponse(tag, answer)
             return None

@@ -85,7 +85,6 @@ class PostroomClient:
             headers=retry_key(message, mail_from, recipients),
         )
 
-
     def file_copy(self, key: str, box_id: str, message: bytes, keywords: list[str]) -> ApiAnswer:
         """Store a copy of a message into one of the key's mailboxes (the Sent copy of a submitted message)."""
         body = json.dumps({"raw": base64.b64encode(message).decode(), "keywords": keywords}).encode()

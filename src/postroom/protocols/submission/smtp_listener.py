@@ -220,7 +220,6 @@ class SubmissionHandler:
                 del self.queued[:-QUEUED_KEPT]
         return reply
 
-
     def _file_sent(self, key: str, mail_from: str, content: bytes) -> None:
         address = mail_from.strip().strip("<>").lower()
         if "@" not in address:
