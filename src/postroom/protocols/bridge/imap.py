@@ -420,14 +420,27 @@ class Mailbox:
         """IMessageCopier, called on the destination mailbox for each message of a COPY."""
         return threads.deferToThread(lambda: self.api.copy(message.listing.id, self.id).uid)
 
-    def move(self, messages: imap4.MessageSet, uid: bool, target: Mailbox) -> defer.Deferred[list[int]]:
+    def copy_to(self, messages: imap4.MessageSet, uid: bool, target: Mailbox) -> defer.Deferred[list[tuple[int, int]]]:
+        """COPY: each message's (uid here, uid in the target), for COPYUID (RFC 4315)."""
         found = self.resolve(messages, uid)
 
-        def moved() -> list[int]:
+        def copied() -> list[tuple[int, int]]:
             with ThreadPoolExecutor(max_workers=DOWNLOADERS) as pool:
-                list(pool.map(lambda pair: self.api.move(pair[1].id, target.id), found))
+                return list(pool.map(lambda pair: (pair[1].uid, self.api.copy(pair[1].id, target.id).uid), found))
+
+        return threads.deferToThread(copied)
+
+    def move(
+        self, messages: imap4.MessageSet, uid: bool, target: Mailbox
+    ) -> defer.Deferred[tuple[list[tuple[int, int]], list[int]]]:
+        """MOVE: each message's (uid here, uid in the target), and the sequence numbers that left (highest first)."""
+        found = self.resolve(messages, uid)
+
+        def moved() -> tuple[list[tuple[int, int]], list[int]]:
+            with ThreadPoolExecutor(max_workers=DOWNLOADERS) as pool:
+                pairs = list(pool.map(lambda pair: (pair[1].uid, self.api.move(pair[1].id, target.id).uid), found))
             ids = {m.id for _, m in found}
-            return self._drop(lambda m: m.id in ids)
+            return pairs, self._drop(lambda m: m.id in ids)
 
         return threads.deferToThread(moved)
 
@@ -542,6 +555,8 @@ class Server(imap4.IMAP4Server):
         caps[b"MOVE"] = None
         caps[b"ID"] = None
         caps[b"SPECIAL-USE"] = None
+        caps[b"UIDPLUS"] = None  # APPENDUID, COPYUID (also in MOVE) and UID EXPUNGE
+        caps[b"ENABLE"] = None
         return caps
 
     # -- ordering: one command at a time -------------------------------------------------------------------------
@@ -738,9 +753,36 @@ class Server(imap4.IMAP4Server):
             self._api_failed, tag, b"APPEND"
         )
 
+    @_serial
+    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes, uid: int = 0) -> None:
+        """Copies through the API, answered with COPYUID (RFC 4315): clients find their copies without a search."""
+        assert self.mbox is not None
+        source = self.mbox
+        name = imap4._parseMbox(mailbox)
+
+        def with_target(target: Mailbox | None) -> Any:
+            if target is None:
+                self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
+                return None
+            return source.copy_to(messages, bool(uid), target).addCallback(copied, target)
+
+        def copied(pairs: list[tuple[int, int]], target: Mailbox) -> None:
+            code = _copyuid(target, pairs) + b" " if pairs else b""
+            self.sendPositiveResponse(tag, code + b"COPY completed")
+
+        defer.maybeDeferred(self.account.select, name).addCallback(with_target).addErrback(
+            self._api_failed, tag, b"COPY"
+        )
+
+    def do_ENABLE(self, tag: bytes, line: bytes) -> None:
+        """RFC 5161. Nothing this server offers changes behaviour once enabled (no CONDSTORE or QRESYNC yet), so
+        ENABLED names none: a client learns not to expect them, rather than meeting a BAD for ENABLE itself."""
+        del line
+        self.sendUntaggedResponse(b"ENABLED")
+        self.sendPositiveResponse(tag, b"ENABLE completed")
+
     # -- the rest that calls the API ----------------------------------------------------------------------------
     do_STORE = _serial(imap4.IMAP4Server.do_STORE)
-    do_COPY = _serial(imap4.IMAP4Server.do_COPY)
     do_STATUS = _serial(imap4.IMAP4Server.do_STATUS)
     do_CLOSE = _serial(imap4.IMAP4Server.do_CLOSE)
     _listWork = _serial(imap4.IMAP4Server._listWork)
@@ -774,7 +816,13 @@ class Server(imap4.IMAP4Server):
             if target is None:
                 self.sendNegativeResponse(tag, b"[TRYCREATE] No such mailbox")
                 return None
-            return source.move(messages, bool(uid), target).addCallback(self._expunged, tag, b"MOVE")
+            return source.move(messages, bool(uid), target).addCallback(moved, target)
+
+        def moved(result: tuple[list[tuple[int, int]], list[int]], target: Mailbox) -> None:
+            pairs, gone = result
+            if pairs:  # RFC 6851 4.3: with UIDPLUS, COPYUID comes in an untagged OK before the EXPUNGEs
+                self.sendPositiveResponse(None, _copyuid(target, pairs) + b" Moved")
+            self._expunged(gone, tag, b"MOVE")
 
         defer.maybeDeferred(self.account.select, name).addCallback(with_target).addErrback(
             self._api_failed, tag, b"MOVE"
@@ -866,11 +914,19 @@ class Server(imap4.IMAP4Server):
         imap4.IMAP4Server.arg_literal,
     )
     unauth_ID = auth_ID = select_ID = (do_ID, imap4.IMAP4Server.arg_line)
+    auth_ENABLE = select_ENABLE = (do_ENABLE, imap4.IMAP4Server.arg_line)
     select_UID = (do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
     auth_SELECT = select_SELECT = (_selectWork, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
     auth_EXAMINE = select_EXAMINE = (_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
     auth_LIST = select_LIST = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 0, b"LIST")
     auth_LSUB = select_LSUB = (_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 1, b"LSUB")
+
+
+def _copyuid(target: Mailbox, pairs: list[tuple[int, int]]) -> bytes:
+    """The COPYUID response code (RFC 4315 3): the target's UIDVALIDITY, the source uids and their new ones."""
+    source = ",".join(str(old) for old, _ in pairs).encode()
+    copies = ",".join(str(new) for _, new in pairs).encode()
+    return b"[COPYUID %d %s %s]" % (target.getUIDValidity(), source, copies)
 
 
 def _internal_date(value: str | None) -> datetime | None:
