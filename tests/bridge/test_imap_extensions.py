@@ -1,6 +1,6 @@
 """The IMAP extensions the store backs (issue 20), driven by imapclient against the bridge over the local stack:
 special-use folders, APPEND with APPENDUID, COPY and MOVE with COPYUID, UID EXPUNGE (UIDPLUS, RFC 4315), ENABLE
-(RFC 5161) and NAMESPACE."""
+(RFC 5161), CONDSTORE and QRESYNC (RFC 7162) and NAMESPACE."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def code(answer: bytes, name: str) -> list[str]:
 def test_special_use_folders_and_append_with_appenduid(local: LocalStack, client: IMAPClient) -> None:
     # THEN the client finds Sent, Drafts and Junk by their special use, and the extensions it can rely on
     caps = set(client.capabilities())
-    assert {b"UIDPLUS", b"ENABLE", b"SPECIAL-USE", b"MOVE", b"ID", b"NAMESPACE"} <= caps
+    assert {b"UIDPLUS", b"ENABLE", b"CONDSTORE", b"QRESYNC", b"SPECIAL-USE", b"MOVE", b"ID", b"NAMESPACE"} <= caps
     uses = {name: flags for flags, _delimiter, name in client.list_folders()}
     assert b"\\Sent" in uses["Sent"]
     assert b"\\Drafts" in uses["Drafts"]
@@ -98,7 +98,76 @@ def test_copy_and_move_answer_copyuid_and_uid_expunge_removes_only_the_named(
     assert [m["subject"] for m in page["messages"]] == ["Three"]
 
 
-def test_enable_names_no_extension_it_does_not_have(client: IMAPClient) -> None:
-    # ENABLE is answered (RFC 5161) but CONDSTORE is not claimed: the bridge does not announce it
-    assert client.enable("CONDSTORE") == []
+def test_condstore_and_qresync_resync_a_mailbox_from_its_last_modseq(local: LocalStack, tmp_path: Path) -> None:
+    for subject in ("One", "Two", "Three"):
+        receive(local, subject)
+    with start_bridge(local, tmp_path) as bridge:
+        port = bridge.ports()["imap"]
+        # GIVEN a client that synced the Inbox with QRESYNC and kept UIDVALIDITY, HIGHESTMODSEQ and each MODSEQ
+        with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as first:
+            first.login(ADDRESS, local.api_key)
+            assert first.enable("QRESYNC") == [b"QRESYNC"]
+            selected = first.select_folder("INBOX")
+            validity, highest = selected[b"UIDVALIDITY"], selected[b"HIGHESTMODSEQ"]
+            one, two, three = sorted(first.search(["ALL"]))
+            modseqs = {uid: data[b"MODSEQ"][0] for uid, data in first.fetch([one, two, three], ["MODSEQ"]).items()}
+            assert max(modseqs.values()) <= highest
+            assert first.folder_status("Archive", [b"HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"] == 0
+        # WHEN, elsewhere, one message is flagged, one expunged and a new one arrives
+        with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as other:
+            other.login(ADDRESS, local.api_key)
+            other.select_folder("INBOX")
+            other.add_flags([one], [b"\\Flagged"])
+            other.add_flags([two], [b"\\Deleted"])
+            other.uid_expunge([two])
+        receive(local, "Four")
+        # THEN the client's next SELECT (QRESYNC ...) tells it exactly that: two vanished, one's new flags, the new one
+        with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as again:
+            again.login(ADDRESS, local.api_key)
+            again.enable("QRESYNC")
+            imap = again._imap
+            # (imapclient's select_folder sends no SELECT parameters: the command goes on its connection as is)
+            typ, _ = imap._simple_command("SELECT", "INBOX", f"(QRESYNC ({validity} {highest}))")
+            assert typ == "OK"
+            imap.state = "SELECTED"
+            assert imap.untagged_responses.pop("VANISHED") == [b"(EARLIER) " + str(two).encode()]
+            fetched = imap.untagged_responses.pop("FETCH")
+            changed = {int(re.search(rb"UID (\d+)", line).group(1)): line for line in fetched}  # type: ignore[union-attr]
+            four = max(changed)
+            assert set(changed) == {one, four}
+            assert b"\\Flagged" in changed[one]
+            new_highest = int(imap.untagged_responses.pop("OK")[-1].split()[1].rstrip(b"]"))  # the last OK code
+            assert new_highest > highest
+            # AND FETCH (CHANGEDSINCE) names the same changes, with VANISHED for the UID form
+            since = again.fetch([one, three, four], ["FLAGS"], modifiers=[f"CHANGEDSINCE {highest}"])
+            assert set(since) == {one, four}
+            assert all(data[b"MODSEQ"][0] > highest for data in since.values())
+            typ, _ = imap._simple_command("UID", "FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {highest} VANISHED)")
+            assert typ == "OK"
+            assert imap.untagged_responses.pop("VANISHED") == [b"(EARLIER) " + str(two).encode()]
+            assert len(imap.untagged_responses.pop("FETCH")) == 2
+            # AND SEARCH MODSEQ finds them, with the highest modseq among them
+            found = again.search(["MODSEQ", str(highest + 1)])
+            assert sorted(found) == [one, four]
+            assert found.modseq == max(data[b"MODSEQ"][0] for data in since.values())
+            # WHEN a conditional STORE names a modseq older than one message's
+            current = {uid: data[b"MODSEQ"][0] for uid, data in again.fetch([one, three], ["MODSEQ"]).items()}
+            typ, data = imap._simple_command(
+                "UID", "STORE", f"{one},{three}", f"(UNCHANGEDSINCE {current[three]})", "+FLAGS", "(\\Answered)"
+            )
+            # THEN only the unchanged one is stored, the other is named in MODIFIED
+            assert typ == "OK"
+            assert data[0].startswith(b"[MODIFIED " + str(one).encode() + b"]")
+            flags = again.get_flags([one, three])
+            assert b"\\Answered" in flags[three]
+            assert b"\\Answered" not in flags[one]
+            # AND an expunge under QRESYNC is told as VANISHED with the uid
+            again.add_flags([three], [b"\\Deleted"])
+            imap._simple_command("UID", "EXPUNGE", str(three))
+            assert imap.untagged_responses.pop("VANISHED") == [str(three).encode()]
+
+
+def test_enable_ignores_what_it_does_not_know(client: IMAPClient) -> None:
+    assert client.enable("X-UNKNOWN", "CONDSTORE") == [b"CONDSTORE"]
+    assert client.enable("CONDSTORE") == []  # already on
     assert client.noop()[0] == b"NOOP completed"

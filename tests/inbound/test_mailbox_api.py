@@ -425,3 +425,39 @@ def _append(inbound: Inbound, box: str, raw: bytes, keywords: list[str]) -> dict
     status, stored, _ = inbound.call("POST", f"/v1/mailboxes/{box}/messages", body)
     assert status == 201, stored
     return stored
+
+
+def test_a_conditional_keyword_change_holds_only_while_the_message_is_unchanged(inbound: Inbound) -> None:
+    # GIVEN a message at some modseq
+    (a,) = fill(inbound, 1)
+    _, item, _ = inbound.call("GET", f"/v1/mail/{a}")
+    seen_at = item["modseq"]
+    # WHEN it is changed, then a change conditioned on the old modseq is asked for
+    status, changed, _ = inbound.call("PATCH", f"/v1/mail/{a}", {"keywords": {"$flagged": True}})
+    assert status == 200, changed
+    status, answer, _ = inbound.call(
+        "PATCH", f"/v1/mail/{a}", {"keywords": {"$seen": True}, "unchanged_since": seen_at}
+    )
+    # THEN it is refused as modified, and nothing changed
+    assert status == 412, answer
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("modified", "unchanged_since")
+    _, now, _ = inbound.call("GET", f"/v1/mail/{a}")
+    assert now["keywords"] == ["$flagged"]
+    # AND conditioned on the current modseq it goes through
+    status, done, _ = inbound.call(
+        "PATCH", f"/v1/mail/{a}", {"keywords": {"$seen": True}, "unchanged_since": changed["modseq"]}
+    )
+    assert status == 200, done
+    assert done["keywords"] == ["$flagged", "$seen"]
+
+
+def test_changes_name_the_uids_of_destroyed_messages(inbound: Inbound) -> None:
+    a, b = fill(inbound, 2)
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    uids = {m["id"]: m["uid"] for m in inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages")[1]["messages"]}
+    inbound.call("PATCH", f"/v1/mail/{a}", {"mailbox": "support@shop.example:archive"})
+    inbound.call("PATCH", f"/v1/mail/{b}", {"keywords": {"$deleted": True}})
+    inbound.call("POST", f"/v1/mailboxes/{INBOX}/expunge", {})
+    found = changes(inbound, box["state"])
+    assert sorted(found["destroyed"]) == sorted([a, b])
+    assert found["destroyed_uids"] == sorted([uids[a], uids[b]])

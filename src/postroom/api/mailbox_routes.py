@@ -227,6 +227,8 @@ def changes(
         "created": found.created,
         "updated": found.updated,
         "destroyed": found.destroyed,
+        # The uids the destroyed messages had in this mailbox (IMAP QRESYNC); null when older changes did not keep them.
+        "destroyed_uids": sorted(found.destroyed_uids) if found.destroyed_uids is not None else None,
     }
 
 

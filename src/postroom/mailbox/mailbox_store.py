@@ -6,7 +6,7 @@ Items (see also the comment above ``Table`` in template.yaml):
     mailbox   pk=ADDR#<address>            sk=MBX#<key>            name, role, total, unread, modseq, uidvalidity
     message   pk=MBX#<mailbox id>          sk=MSG#<ulid>           the listing fields, keywords, modseq, uid
     pointer   pk=MAIL#<mail id>            sk=MAIL                 mailbox id, address, receipt
-    change    pk=MBX#<mailbox id>#CHG      sk=<modseq, 20 digits>  id, kind, expires_at
+    change    pk=MBX#<mailbox id>#CHG      sk=<modseq, 20 digits>  id, kind, expires_at, uid (of a destroyed message)
     receipt   pk=RCV#<receipt id>          sk=RCV                  refs (mailbox copies still using the S3 objects)
 
 A mailbox id is ``<address>:<key>`` (``support@shop.example:inbox``): readable in a curl command and it names the
@@ -86,6 +86,10 @@ class MailNotFoundError(MailboxError):
 
 class MailboxConflictError(MailboxError):
     """The mailbox kept changing under us (or the operation does not fit its current state)."""
+
+
+class MailModifiedError(MailboxError):
+    """A conditional change found the message changed since the modseq the client named (IMAP UNCHANGEDSINCE)."""
 
 
 class CannotCalculateChangesError(MailboxError):
@@ -175,6 +179,9 @@ class Changes:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
+    # The uids the destroyed messages had here (IMAP QRESYNC's VANISHED); None when an older change item did not
+    # record them.
+    destroyed_uids: list[int] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -551,6 +558,11 @@ class MailboxStore:
                     f"the mailbox was bulk-loaded at state {entry['modseq']}; list it again"
                 )
             before = state.get(mail_id)
+            if kind == "destroyed" and result.destroyed_uids is not None:
+                if entry.get("uid"):
+                    result.destroyed_uids.append(int(entry["uid"]))
+                else:
+                    result.destroyed_uids = None  # written before uids were recorded: unknown
             if kind == "destroyed":
                 state[mail_id] = "gone" if before == "created" else "destroyed"
             elif kind == "created":
@@ -565,11 +577,17 @@ class MailboxStore:
         return result
 
     # -- changing ------------------------------------------------------------------------------------------------
-    def set_keywords(self, mail_id: str, add: Iterable[str], remove: Iterable[str]) -> dict[str, Any]:
+    def set_keywords(
+        self, mail_id: str, add: Iterable[str], remove: Iterable[str], *, unchanged_since: int | None = None
+    ) -> dict[str, Any]:
+        """Add and remove keywords. With ``unchanged_since``, only if the message's modseq is still at most that
+        (RFC 7162 UNCHANGEDSINCE): the write is conditioned on the modseq read, so the check and the change are one."""
         where = self.locate(mail_id)
         box_id = where["mailbox"]
         for _ in range(MAX_TRANSACTION_ATTEMPTS):
             current = self.message(box_id, mail_id)
+            if unchanged_since is not None and int(current.get("modseq", 0)) > unchanged_since:
+                raise MailModifiedError(f"{mail_id} changed after modseq {unchanged_since}")
             old = set(current.get("keywords") or [])
             new = (old | set(add)) - set(remove)
             if new == old:
@@ -622,7 +640,7 @@ class MailboxStore:
                 self._mutate(
                     {source: (-1, -unread), target: (+1, unread)},
                     build,
-                    [(source, mail_id, "destroyed"), (target, mail_id, "created")],
+                    [(source, mail_id, "destroyed", int(current.get("uid", 0))), (target, mail_id, "created")],
                 )
             except _ItemConditionFailedError:
                 continue
@@ -645,7 +663,9 @@ class MailboxStore:
                 ]
 
             try:
-                self._mutate({box_id: (-1, -unread)}, build, [(box_id, mail_id, "destroyed")])
+                self._mutate(
+                    {box_id: (-1, -unread)}, build, [(box_id, mail_id, "destroyed", int(current.get("uid", 0)))]
+                )
             except _ItemConditionFailedError:
                 continue
             return str(current["receipt"])
@@ -681,7 +701,7 @@ class MailboxStore:
         self,
         counts: dict[str, tuple[int, int]],
         build: Callable[..., list[dict[str, Any]]],
-        changes: list[tuple[str, str, str]],
+        changes: list[tuple[str, str, str] | tuple[str, str, str, int]],
     ) -> None:
         """Run ``build(n)``'s writes with each mailbox's modseq advanced (total/unread adjusted by ``counts``) and its
         change items written, as one transaction; retried while another writer wins the modseq race."""
@@ -693,7 +713,7 @@ class MailboxStore:
             items = build(next_seq[list(counts)[-1]])
             own = len(items)
             expires = int(time.time()) + CHANGE_LOG_DAYS * 86400
-            receiving = {box_id for box_id, _, kind in changes if kind == "created"}
+            receiving = {change[0] for change in changes if change[2] == "created"}
             for box_id, (total, unread) in counts.items():
                 address, key = split_mailbox_id(box_id)
                 values = {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
@@ -713,9 +733,11 @@ class MailboxStore:
                         }
                     }
                 )
-            for box_id, mail_id, kind in changes:
+            for box_id, mail_id, kind, *uid in changes:
                 n = next_seq[box_id]
                 change = {"pk": f"MBX#{box_id}#CHG", "sk": pad(n), "modseq": n, "id": mail_id, "kind": kind}
+                if uid:  # a destroyed message's uid: IMAP QRESYNC reports it as VANISHED (RFC 7162 3.2)
+                    change["uid"] = uid[0]
                 items.append({"Put": self._put({**change, "at": now_iso(), "expires_at": expires})})
             try:
                 self._ddb.transact_write_items(TransactItems=items)

@@ -48,6 +48,7 @@ class Listing:
     keywords: list[str]
     size: int
     received_at: str
+    modseq: int = 0  # moves with every change to the message (RFC 7162 MODSEQ)
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Listing:
@@ -57,6 +58,7 @@ class Listing:
             keywords=list(item.get("keywords") or []),
             size=int(item.get("size") or 0),
             received_at=str(item.get("received_at") or ""),
+            modseq=int(item.get("modseq") or 0),
         )
 
 
@@ -223,9 +225,24 @@ class MailApi:
         # Ids are unique within one deployment; a bridge pointed at another one (staging, a local stack) keeps apart.
         return f"{self.client.base_url} {mail_id}"
 
-    def set_keywords(self, mail_id: str, changes: dict[str, bool]) -> Listing:
-        item = self._call("set flags", "PATCH", f"/v1/mail/{_quote(mail_id)}", {"keywords": changes})
-        return Listing.of(item)
+    def set_keywords(self, mail_id: str, changes: dict[str, bool], unchanged_since: int | None = None) -> Listing:
+        """Set and clear keywords; with ``unchanged_since`` only if the message's modseq is at most that (a
+        MailApiError with status 412 otherwise)."""
+        body: dict[str, Any] = {"keywords": changes}
+        if unchanged_since is not None:
+            body["unchanged_since"] = str(unchanged_since)
+        return Listing.of(self._call("set flags", "PATCH", f"/v1/mail/{_quote(mail_id)}", body))
+
+    def changes(self, box_id: str, since: int) -> dict[str, Any] | None:
+        """What changed in a mailbox since a state (created, updated, destroyed ids); None when the store can no
+        longer say (the state is older than the change log)."""
+        query = [("since", str(since)), ("limit", "1000")]
+        try:
+            return self._call("read changes", "GET", f"/v1/mailboxes/{_quote(box_id)}/changes", query=query)
+        except MailApiError as error:
+            if error.status == 410:
+                return None
+            raise
 
     def move(self, mail_id: str, box_id: str) -> Listing:
         return Listing.of(self._call("move", "PATCH", f"/v1/mail/{_quote(mail_id)}", {"mailbox": box_id}))
