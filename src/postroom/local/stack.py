@@ -368,7 +368,6 @@ class LocalStack:
             certificate=certificate,
             key=key,
             state_dir=self.root / ".postroom" / "bridge",
-            idle_poll_seconds=5.0,
         )
         self.bridge = Bridge(config).start()
         self.submission = self.bridge.listeners.get("smtp")

@@ -91,6 +91,11 @@ _MODSEQ_ITEM = re.compile(rb"(?<![\w.\[-])MODSEQ(?![\w.\]-])", re.I)  # the fetc
 _STORE_MODIFIER = re.compile(rb"\s*\(\s*UNCHANGEDSINCE\s+([0-9]{1,20})\s*\)\s*", re.I)
 log = logging.getLogger(__name__)
 DOWNLOADERS = 8  # raw messages fetched at once when a FETCH spans many
+# How often an IDLE session reads its mailbox's state (one small API call: the mailbox item, no listing unless the state
+# moved), so new mail is announced within about this long. The API's load per idle session stays at one such call per
+# interval; a long poll would serve it with fewer calls, but the mailbox function serves one request at a time locally
+# (and a held Lambda is billed for the wait), so the check is short and frequent instead.
+IDLE_CHECK_SECONDS = 1.0
 
 
 def keyword_of(flag: str) -> str:
@@ -612,7 +617,7 @@ def _serial(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Server(imap4.IMAP4Server):
-    idle_poll_seconds = 30.0
+    idle_poll_seconds = IDLE_CHECK_SECONDS
     mbox: Mailbox | None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -1294,7 +1299,7 @@ class ServerFactory(Factory):
         self,
         client: PostroomClient,
         *,
-        idle_poll_seconds: float = 30.0,
+        idle_poll_seconds: float = IDLE_CHECK_SECONDS,
         tls: Any = None,
         failures: RateLimiter | None = None,  # shared with the bridge's other listeners
     ) -> None:
