@@ -149,6 +149,13 @@ def list_messages(
     raw_urls: Annotated[
         bool, Query(description="Add each message's presigned raw_url (valid raw_urls_expire_in seconds)")
     ] = False,
+    headers: Annotated[
+        bool,
+        Query(
+            description="Add each message's header block as received (`head`, base64, with its blank line; absent "
+            "for a message whose header is over 16 KB): a mail client's message list without a download each"
+        ),
+    ] = False,
 ) -> dict[str, object]:
     service = mail_service()
     box = mailbox_for(service, principal, mailbox_id)  # read first: its state covers whatever changes while paging
@@ -172,6 +179,10 @@ def list_messages(
         "messages": page.items,
         "next_cursor": page.cursor,
     }
+    if headers:
+        for item, head in zip(page.items, page.heads, strict=True):
+            if head is not None:
+                item["head"] = head
     if raw_urls:
         service.raw_urls(page.items, page.receipts)
         answer["raw_urls_expire_in"] = URL_SECONDS

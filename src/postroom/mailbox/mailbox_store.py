@@ -169,6 +169,7 @@ class Page:
     cursor: str | None
     scanned: int
     receipts: list[str] = field(default_factory=list)  # each item's receipt id (its stored MIME), in the same order
+    heads: list[str | None] = field(default_factory=list)  # each item's header block (base64), when it has one
 
 
 @dataclass
@@ -531,7 +532,8 @@ class MailboxStore:
         else:
             next_cursor = None
         receipts = [str(item.get("receipt", "")) for item in found]
-        return Page([public_message(item) for item in found], next_cursor, scanned, receipts)
+        heads = [item.get("head") for item in found]
+        return Page([public_message(item) for item in found], next_cursor, scanned, receipts, heads)
 
     def changes(self, box_id: str, since: int, limit: int) -> Changes:
         box = self.mailbox(box_id)

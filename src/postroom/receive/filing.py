@@ -20,6 +20,7 @@ bounce processor (:mod:`postroom.receive.bounces.return_path_mail`), and only wh
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -308,6 +309,9 @@ class Filer:
             "from_search": searchable(mail.from_),
             "to_search": searchable(mail.to + mail.cc),
             "subject_search": mail.subject[:MAX_SUBJECT].lower(),
+            # The header block as received: a mail client's message list (IMAP's header FETCH) is answered from the
+            # listing, without downloading each message. Base64: header bytes need not be UTF-8.
+            **({"head": base64.b64encode(mail.head).decode()} if mail.head is not None else {}),
         }
 
 

@@ -559,7 +559,7 @@ class Message:
         return BytesIO(self.raw())
 
     def header_bytes(self, names: list[str] | None, *, negate: bool) -> bytes:
-        header = split_header(self.raw())[0]
+        header = self.listing.head if self.listing.head is not None else split_header(self.raw())[0]
         return header if not names and not negate else header_fields(header, names, negate=negate)
 
     def getHeaders(self, negate: bool, *names: str | bytes) -> dict[str, str]:
@@ -840,7 +840,11 @@ class Server(imap4.IMAP4Server):
 
     def _fetch(self, tag: bytes, messages: imap4.MessageSet, query: list[Any], uid: int) -> None:
         assert self.mbox is not None
-        self.mbox.want_content = any(part.type not in _LISTING_ITEMS for part in query)
+        self.mbox.want_content = any(part.type not in _LISTING_ITEMS and not _is_head(part) for part in query)
+        if not self.mbox.want_content and any(_is_head(part) for part in query):
+            # A message list's header FETCH is answered from the listing's header blocks; a message without one
+            # (over 16 KB of header, or filed before listings carried them) is downloaded as before.
+            self.mbox.want_content = any(m.head is None for _, m in self.mbox.resolve(messages, bool(uid)))
         sets_seen = any(
             (part.type == "body" and not part.peek and not _is_structure(part)) or part.type in ("rfc822", "rfc822text")
             for part in query
@@ -1279,6 +1283,11 @@ def _check_literal_size(size: int) -> None:
     if size < 0:
         # Answered "<tag> BAD Illegal syntax: ..." by Twisted's dispatch; the session goes on.
         raise imap4.IllegalClientResponse("a literal's size is a number of octets, {0} or more")
+
+
+def _is_head(part: Any) -> bool:
+    """BODY[HEADER], BODY[HEADER.FIELDS (...)] or .NOT of the message itself: what the listing's header block holds."""
+    return part.type == "body" and bool(part.header) and not part.part
 
 
 def _is_structure(part: Any) -> bool:

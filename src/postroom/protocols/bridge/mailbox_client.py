@@ -49,6 +49,7 @@ class Listing:
     size: int
     received_at: str
     modseq: int = 0  # moves with every change to the message (RFC 7162 MODSEQ)
+    head: bytes | None = None  # the header block as received, when the listing carries it
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Listing:
@@ -59,6 +60,7 @@ class Listing:
             size=int(item.get("size") or 0),
             received_at=str(item.get("received_at") or ""),
             modseq=int(item.get("modseq") or 0),
+            head=base64.b64decode(item["head"]) if item.get("head") else None,
         )
 
 
@@ -170,7 +172,9 @@ class MailApi:
         while True:
             # raw_urls: each page carries the messages' presigned download URLs, so reading them after a fresh
             # listing costs S3 downloads only, not one API call per message first.
-            query = [("limit", str(PAGE)), ("raw_urls", "true")] + ([("cursor", cursor)] if cursor else [])
+            # headers: each message's header block, so a message list's header FETCH needs no download at all.
+            query = [("limit", str(PAGE)), ("raw_urls", "true"), ("headers", "true")]
+            query += [("cursor", cursor)] if cursor else []
             asked = time.monotonic()
             page = self._call("list messages", "GET", f"/v1/mailboxes/{_quote(box_id)}/messages", query=query)
             usable_until = asked + float(page.get("raw_urls_expire_in") or 0) - URL_MARGIN_SECONDS
