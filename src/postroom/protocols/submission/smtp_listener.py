@@ -10,6 +10,7 @@ nothing travels over a network.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import threading
@@ -17,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -35,6 +37,7 @@ SWEEP_EVERY = 1024  # rate-limiter operations between sweeps of keys whose windo
 QUEUED_KEPT = 1000  # message ids remembered per handler (a listener may run for months)
 SEND_SCOPE = "messages:send"
 SENT_COPY_KEYWORD = "$seen"  # the sender has read what they wrote
+NO_SENT_COPY_SECONDS = 300.0  # a key refused a Sent copy is not asked again for this long
 
 
 @dataclass
@@ -123,6 +126,9 @@ class SubmissionHandler:
         self.rates = RateLimiter(options.rate_per_minute, 60.0)
         self.failed_logins = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self._keys: dict[str, float] = {}
+        # (key digest, address) pairs whose Sent the API refused, until when: an application's sending key that has
+        # no mailbox scope costs one refused call per NO_SENT_COPY_SECONDS, not one per message.
+        self._no_sent_copy: dict[tuple[str, str], float] = {}
         # The latest ids answered 250, in order (status lines and tests); trimmed in batches to the newest QUEUED_KEPT.
         self.queued: list[str] = []
         self.queued_total = 0
@@ -224,7 +230,14 @@ class SubmissionHandler:
         address = mail_from.strip().strip("<>").lower()
         if "@" not in address:
             return  # a null sender (a bounce): nobody's Sent
+        refused = (hashlib.sha256(key.encode()).hexdigest(), address)
+        if self._no_sent_copy.get(refused, 0.0) > time.monotonic():
+            return
         answer = self.api.file_copy(key, f"{address}:sent", content, [SENT_COPY_KEYWORD])
+        if answer.status in (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND):
+            if len(self._no_sent_copy) > QUEUED_KEPT:
+                self._no_sent_copy.clear()  # bounded: a listener may see many keys over months
+            self._no_sent_copy[refused] = time.monotonic() + NO_SENT_COPY_SECONDS
         if answer.status != 201:
             # 403/404: the key sends for an address whose mailboxes it does not reach (or none is registered). The
             # message itself is on its way; only the copy is skipped.
