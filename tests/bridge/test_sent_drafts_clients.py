@@ -9,9 +9,11 @@ import pty
 import select
 import shutil
 import signal
+import smtplib
 import subprocess
 import time
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -215,3 +217,26 @@ def test_mbsync_syncs_sent_and_drafts_channels_and_replaces_a_draft(
     mbsync(local, bridge, home)
     assert [m["subject"] for m in listed(local, DRAFTS)] == ["Quote for Ann, revised"]
     assert len(listed(local, SENT)) == 1
+
+
+def test_a_sending_key_without_mailbox_access_sends_and_files_no_copy(
+    local: LocalStack, bridge: Bridge, tmp_path: Path
+) -> None:
+    # GIVEN an application's key that may send but not read or write the sender's mailboxes
+    status, created = call(local, "POST", "/v1/keys", {"name": "app", "scopes": ["messages:send"]})
+    assert status == 201, created
+    # WHEN it sends two messages through the bridge's submission port
+    for subject in ("Receipt 1", "Receipt 2"):
+        message = EmailMessage()
+        message["From"] = ADDRESS
+        message["To"] = "ann@example.org"
+        message["Subject"] = subject
+        message.set_content("Thanks.\n")
+        with smtplib.SMTP("127.0.0.1", bridge.ports()["smtp"], timeout=10) as client:
+            client.login(ADDRESS, created["key"])
+            client.send_message(message)  # raises unless answered 250
+    # THEN both were accepted for delivery and the sender's Sent is untouched
+    status, page = call(local, "GET", "/v1/messages")
+    assert status == 200, page
+    assert sorted(m["subject"] for m in page["data"]) == ["Receipt 1", "Receipt 2"]
+    assert listed(local, SENT) == []
