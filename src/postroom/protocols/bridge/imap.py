@@ -2,18 +2,20 @@
 
 The protocol is Twisted's (``twisted.mail.imap4``: a maintained server implementation with the parser, FETCH
 spewing, BODYSTRUCTURE, SEARCH and IDLE); this module supplies the account, mailbox and message objects it drives,
-plus what the server lacks: MOVE (RFC 6851), UIDNEXT/PERMANENTFLAGS on SELECT, \\Seen on a non-PEEK body fetch,
-exact header bytes for BODY[HEADER...], and changes made elsewhere announced on NOOP, CHECK and IDLE.
+plus what the server lacks, all here: MOVE (RFC 6851), UIDNEXT/PERMANENTFLAGS on SELECT, \\Seen on a non-PEEK body
+fetch, exact header bytes for BODY[HEADER...] (from the listing's header block when it carries one), APPEND into any
+folder, UIDPLUS (RFC 4315), ENABLE (RFC 5161), CONDSTORE and QRESYNC (RFC 7162: SELECT parameters, FETCH and STORE
+modifiers, the MODSEQ item and search key, VANISHED), and changes made elsewhere announced on NOOP, CHECK and IDLE.
 
 Login: the user name is the mailbox address, the password a Postroom API key with ``mailbox:read`` (and
-``mailbox:write`` to change anything) for that address. Folders are the address's mailboxes: ``INBOX``, ``Archive``,
-``Trash`` and any created ones.
+``mailbox:write`` to change anything) for that address. Folders are the address's mailboxes: ``INBOX``, the
+special-use ``Drafts``, ``Sent``, ``Junk``, ``Archive`` and ``Trash`` (RFC 6154), and any created ones.
 
 UIDs come from the store (see ``postroom.mailbox.mailbox_store``): a message's uid is fixed while it stays in a mailbox
-and
-larger than any uid before it, and UIDVALIDITY is the mailbox's creation time, so a client's cache stays valid across
-sessions. Every API call runs on the reactor's thread pool; the IMAP connection queues the client's next command
-until the current one has answered, so pipelined commands see each other's effects in order.
+and larger than any uid before it, and UIDVALIDITY is the mailbox's creation time, so a client's cache stays valid
+across sessions; MODSEQ is the store's per-message modseq, HIGHESTMODSEQ the mailbox's state. Every API call runs on
+the reactor's thread pool; the IMAP connection queues the client's next command until the current one has answered,
+so pipelined commands see each other's effects in order.
 """
 
 # Twisted's interfaces and command tables are camelCase and UPPER_case; the names here must match them.
