@@ -399,7 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     from postroom.deliver import dkim_commands
 
     dkim_commands.register(sub)
-    addresses = sub.add_parser("addresses", help="manage inbound addresses (each gets Inbox, Archive and Trash)")
+    addresses = sub.add_parser(
+        "addresses", help="manage inbound addresses (each gets Inbox, Drafts, Sent, Junk, Archive, Trash)"
+    )
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
     add.add_argument("address")
