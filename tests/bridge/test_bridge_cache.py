@@ -42,12 +42,20 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         api_url=local.api_url, smtp_port=None, smtps_port=None, imap_port=0, pop3_port=None, state_dir=tmp_path
     )
     with Bridge(config) as bridge:
-        # WHEN a client lists them (the header fields a message list shows), which downloads each
+        # WHEN a client lists them (the header fields a message list shows)
         client = imap(bridge, local)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
         assert typ == "OK"
         first = fetch_map(data)
+        # THEN the listing answered it: its pages carry each message's header block, and nothing was downloaded
+        assert any("headers=true" in url for url in requests)
+        assert not [url for url in requests if "/v1/" not in url or url.endswith("/raw")]
+        assert b"Order 1" in b"".join(first.values())
+        # WHEN it reads the messages themselves
+        typ, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
+        assert typ == "OK"
+        bodies = fetch_map(data)
         client.logout()
         downloads = [url for url in requests if "/v1/" not in url]
         # THEN both were downloaded once, straight from the presigned URLs the listing carried (no API call per
@@ -56,14 +64,18 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert not [url for url in requests if url.endswith("/raw")]
         assert any("raw_urls=true" in url for url in requests)
         assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
-        # WHEN a new session lists them again
+        # WHEN a new session lists and reads them again
         requests.clear()
         client = imap(bridge, local)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
+        assert typ == "OK"
+        again = fetch_map(data)
+        typ, data = client.uid("FETCH", "1:*", "(BODY.PEEK[])")
         # THEN it gets the same answers without a single download, and without listing the unchanged mailbox again
         assert typ == "OK"
-        assert fetch_map(data) == first
+        assert again == first
+        assert fetch_map(data) == bodies
         assert not [url for url in requests if "/raw" in url or "/v1/" not in url]
         assert not [url for url in requests if "/messages" in url]
         client.logout()

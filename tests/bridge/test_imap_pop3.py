@@ -105,9 +105,9 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     typ, folders = client.list()
     assert typ == "OK"
     listed = {line.split(b' "/" ')[-1].strip(b'"'): line for line in folders}
-    assert set(listed) == {b"INBOX", b"Archive", b"Trash"}
-    assert b"\\Trash" in listed[b"Trash"]
-    assert b"\\Archive" in listed[b"Archive"]
+    assert set(listed) == {b"INBOX", b"Drafts", b"Sent", b"Junk", b"Archive", b"Trash"}
+    for name in ("Drafts", "Sent", "Junk", "Archive", "Trash"):
+        assert b"\\" + name.encode() in listed[name.encode()]
     typ, count = client.select("INBOX")
     assert (typ, count) == ("OK", [b"3"])
     uidvalidity = int(client.untagged_responses["UIDVALIDITY"][0])
@@ -219,10 +219,10 @@ def test_bad_logins_and_malformed_commands_get_clear_answers(local: LocalStack, 
     client.select("INBOX")
     with pytest.raises(imaplib.IMAP4.error):
         client.uid("FETCH", "x:y", "(FLAGS)")
-    # APPEND (a client saving its sent mail) is refused plainly: mailboxes hold mail as it was received
-    typ, data = client.append("INBOX", None, None, b"Subject: mine\r\n\r\nhello\r\n")
+    # APPEND to a folder that does not exist says so, with the code that makes clients offer to create it
+    typ, data = client.append("Nowhere", None, None, b"Subject: mine\r\n\r\nhello\r\n")
     assert typ == "NO"
-    assert data[0].startswith(b"[CANNOT]")
+    assert data[0].startswith(b"[TRYCREATE]")
     client.logout()
 
 

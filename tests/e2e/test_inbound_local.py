@@ -127,7 +127,14 @@ def test_mail_sent_over_smtp_is_readable_byte_for_byte_and_syncable(local: Local
     assert (delta["created"], delta["updated"], delta["destroyed"]) == ([], [], [listed["id"]])
     status, boxes = call(local, "GET", "/v1/mailboxes?address=support@shop.example")
     counts = {m["name"]: (m["total"], m["unread"]) for m in boxes["mailboxes"]}
-    assert counts == {"Inbox": (0, 0), "Archive": (1, 0), "Trash": (0, 0)}
+    assert counts == {
+        "Inbox": (0, 0),
+        "Drafts": (0, 0),
+        "Sent": (0, 0),
+        "Junk": (0, 0),
+        "Archive": (1, 0),
+        "Trash": (0, 0),
+    }
 
 
 def test_unknown_recipients_are_refused_at_rcpt_or_caught(local: LocalStack) -> None:

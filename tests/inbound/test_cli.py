@@ -27,4 +27,11 @@ def test_keys_carry_their_mailboxes_and_addresses_can_be_registered(
     assert not principal.may_access("billing@shop.example")
     # WHEN an address is registered from the command line THEN it has its system mailboxes
     assert main(["addresses", "create", "billing@shop.example", "--table", table]) == 0
-    assert [m.name for m in inbound.store.mailboxes("billing@shop.example")] == ["Inbox", "Archive", "Trash"]
+    assert [m.name for m in inbound.store.mailboxes("billing@shop.example")] == [
+        "Inbox",
+        "Drafts",
+        "Sent",
+        "Junk",
+        "Archive",
+        "Trash",
+    ]

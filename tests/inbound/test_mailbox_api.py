@@ -3,10 +3,14 @@ change log after each, and keys scoped to addresses."""
 
 from __future__ import annotations
 
+import base64
+
+import boto3
 import pytest
 
 from postroom.core.auth import Scope
 from postroom.mailbox.mailbox_store import mail_ulid
+from postroom.wiring.services import services
 from tests.inbound.conftest import Inbound, at, mailbox_key, make_mail
 
 INBOX = "support@shop.example:inbox"
@@ -215,6 +219,9 @@ def test_custom_mailboxes_are_listed_with_counts(inbound: Inbound) -> None:
     _, listed, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
     assert [(m["name"], m["role"], m["total"], m["unread"]) for m in listed["mailboxes"]] == [
         ("Inbox", "inbox", 0, 0),
+        ("Drafts", "drafts", 0, 0),
+        ("Sent", "sent", 0, 0),
+        ("Junk", "junk", 0, 0),
         ("Archive", "archive", 0, 0),
         ("Trash", "trash", 0, 0),
         ("Invoices", None, 1, 1),
@@ -334,3 +341,123 @@ def test_copy_refuses_unknown_and_foreign_mailboxes(inbound: Inbound, target: st
     answer, body, _ = inbound.call("POST", f"/v1/mail/{original}/copy", {"mailbox": target})
     assert answer == status, body
     assert body["error"]["code"] == code
+
+
+def test_append_stores_a_message_with_its_flags_and_date_and_drafts_are_replaced(inbound: Inbound) -> None:
+    # GIVEN an address with its Sent and Drafts
+    inbound.store.create_address("support@shop.example")
+    sent, drafts = "support@shop.example:sent", "support@shop.example:drafts"
+    raw = make_mail("Re: your order", sender="support@shop.example", to="ann@example.org")
+    # WHEN a client appends its sent copy, seen and dated
+    body = {"raw": base64.b64encode(raw).decode(), "keywords": ["$Seen"], "received_at": "2026-01-02T03:04:05Z"}
+    status, stored, _ = inbound.call("POST", f"/v1/mailboxes/{sent}/messages", body)
+    # THEN it is listed there with those, and reads back byte for byte
+    assert status == 201, stored
+    assert (stored["subject"], stored["keywords"], stored["uid"]) == ("Re: your order", ["$seen"], 1)
+    assert stored["received_at"].startswith("2026-01-02T03:04:05")
+    _, page, _ = inbound.call("GET", f"/v1/mailboxes/{sent}/messages")
+    assert [m["id"] for m in page["messages"]] == [stored["id"]]
+    # AND the same message appended again (submission filed it, then the client saved its own copy) is not doubled
+    status, again, _ = inbound.call("POST", f"/v1/mailboxes/{sent}/messages", body)
+    assert (status, again["id"], again["uid"]) == (201, stored["id"], 1)
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{sent}")
+    assert (box["total"], box["unread"], box["uidnext"]) == (1, 0, 2)
+    status, _, _ = inbound.call("GET", f"/v1/mail/{stored['id']}/raw")
+    assert status == 302
+    receipt = inbound.store.message(sent, stored["id"])["receipt"]
+    assert boto3.client("s3").get_object(Bucket=inbound.bucket, Key=f"inbound/{receipt}")["Body"].read() == raw
+    # WHEN a draft is saved twice, the client replacing the first (append, flag the old one, expunge it)
+    first = _append(inbound, drafts, make_mail("Draft v1"), ["$draft"])
+    second = _append(inbound, drafts, make_mail("Draft v2"), ["$draft"])
+    inbound.call("PATCH", f"/v1/mail/{first['id']}", {"keywords": {"$deleted": True}})
+    status, done, _ = inbound.call("POST", f"/v1/mailboxes/{drafts}/expunge", {"ids": [first["id"]]})
+    # THEN only the second draft is left, with a higher uid
+    assert status == 200
+    assert done["expunged"] == [first["id"]]
+    _, page, _ = inbound.call("GET", f"/v1/mailboxes/{drafts}/messages")
+    assert [(m["subject"], m["keywords"]) for m in page["messages"]] == [("Draft v2", ["$draft"])]
+    assert second["uid"] > first["uid"]
+
+
+def test_append_refuses_what_is_not_a_message_or_not_the_keys_to_write(inbound: Inbound) -> None:
+    inbound.store.create_address("support@shop.example")
+    inbound.store.create_address("billing@shop.example")
+    sent = "support@shop.example:sent"
+    for body, field in (
+        ({"raw": "not base64!"}, "raw"),
+        ({"raw": base64.b64encode(b"x").decode(), "keywords": ["bad keyword"]}, "keywords"),
+        ({"raw": base64.b64encode(b"x").decode(), "received_at": "2026-01-02T03:04:05"}, "received_at"),
+    ):
+        status, answer, _ = inbound.call("POST", f"/v1/mailboxes/{sent}/messages", body)
+        assert status in (400, 422), answer
+        assert field in (answer["error"]["field"] or "") + answer["error"]["message"]
+    reader = mailbox_key("support@shop.example", scopes=frozenset({Scope.MAILBOX_READ}))
+    body = {"raw": base64.b64encode(make_mail("x")).decode()}
+    status, answer, _ = inbound.call("POST", f"/v1/mailboxes/{sent}/messages", body, key=reader)
+    assert status == 403, answer
+    other = mailbox_key("billing@shop.example")
+    status, answer, _ = inbound.call("POST", f"/v1/mailboxes/{sent}/messages", body, key=other)
+    assert status == 403, answer
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{sent}")
+    assert box["total"] == 0
+
+
+def test_an_address_from_before_sent_and_drafts_gets_them_on_its_next_listing(inbound: Inbound) -> None:
+    # GIVEN an address whose Drafts, Sent and Junk were never created (registered by an earlier version)
+    store = inbound.store
+    store.create_address("support@shop.example")
+    for key in ("drafts", "sent", "junk"):
+        boto3.client("dynamodb").delete_item(
+            TableName=services().settings.table,
+            Key={"pk": {"S": "ADDR#support@shop.example"}, "sk": {"S": f"MBX#{key}"}},
+        )
+    # WHEN its mailboxes are listed
+    _, listed, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
+    # THEN they are there, and stay (a second listing finds the same, with the same uidvalidity)
+    roles = {m["role"]: m["uidvalidity"] for m in listed["mailboxes"]}
+    assert set(roles) == {"inbox", "drafts", "sent", "junk", "archive", "trash"}
+    _, again, _ = inbound.call("GET", "/v1/mailboxes", query="address=support@shop.example")
+    assert {m["role"]: m["uidvalidity"] for m in again["mailboxes"]} == roles
+
+
+def _append(inbound: Inbound, box: str, raw: bytes, keywords: list[str]) -> dict:
+    body = {"raw": base64.b64encode(raw).decode(), "keywords": keywords}
+    status, stored, _ = inbound.call("POST", f"/v1/mailboxes/{box}/messages", body)
+    assert status == 201, stored
+    return stored
+
+
+def test_a_conditional_keyword_change_holds_only_while_the_message_is_unchanged(inbound: Inbound) -> None:
+    # GIVEN a message at some modseq
+    (a,) = fill(inbound, 1)
+    _, item, _ = inbound.call("GET", f"/v1/mail/{a}")
+    seen_at = item["modseq"]
+    # WHEN it is changed, then a change conditioned on the old modseq is asked for
+    status, changed, _ = inbound.call("PATCH", f"/v1/mail/{a}", {"keywords": {"$flagged": True}})
+    assert status == 200, changed
+    status, answer, _ = inbound.call(
+        "PATCH", f"/v1/mail/{a}", {"keywords": {"$seen": True}, "unchanged_since": seen_at}
+    )
+    # THEN it is refused as modified, and nothing changed
+    assert status == 412, answer
+    assert (answer["error"]["code"], answer["error"]["field"]) == ("modified", "unchanged_since")
+    _, now, _ = inbound.call("GET", f"/v1/mail/{a}")
+    assert now["keywords"] == ["$flagged"]
+    # AND conditioned on the current modseq it goes through
+    status, done, _ = inbound.call(
+        "PATCH", f"/v1/mail/{a}", {"keywords": {"$seen": True}, "unchanged_since": changed["modseq"]}
+    )
+    assert status == 200, done
+    assert done["keywords"] == ["$flagged", "$seen"]
+
+
+def test_changes_name_the_uids_of_destroyed_messages(inbound: Inbound) -> None:
+    a, b = fill(inbound, 2)
+    _, box, _ = inbound.call("GET", f"/v1/mailboxes/{INBOX}")
+    uids = {m["id"]: m["uid"] for m in inbound.call("GET", f"/v1/mailboxes/{INBOX}/messages")[1]["messages"]}
+    inbound.call("PATCH", f"/v1/mail/{a}", {"mailbox": "support@shop.example:archive"})
+    inbound.call("PATCH", f"/v1/mail/{b}", {"keywords": {"$deleted": True}})
+    inbound.call("POST", f"/v1/mailboxes/{INBOX}/expunge", {})
+    found = changes(inbound, box["state"])
+    assert sorted(found["destroyed"]) == sorted([a, b])
+    assert found["destroyed_uids"] == sorted([uids[a], uids[b]])

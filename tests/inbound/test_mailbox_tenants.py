@@ -63,7 +63,7 @@ def test_a_key_of_another_tenant_cannot_reach_an_address_it_lists(inbound: Inbou
     # THEN t1's mail is untouched: still one unread message in the inbox, no mailbox added
     status, box, _ = inbound.call("GET", f"/v1/mailboxes/{ALICE}:inbox", key=t1)
     assert (status, box["total"], box["unread"]) == (200, 1, 1)
-    assert [m.name for m in inbound.store.mailboxes(ALICE)] == ["Inbox", "Archive", "Trash"]
+    assert [m.name for m in inbound.store.mailboxes(ALICE)] == ["Inbox", "Drafts", "Sent", "Junk", "Archive", "Trash"]
 
 
 def test_an_address_registered_through_the_api_belongs_to_the_callers_tenant(inbound: Inbound) -> None:

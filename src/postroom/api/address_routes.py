@@ -1,4 +1,5 @@
-"""``/v1/addresses``: the inbound addresses (IMAP accounts), each with its Inbox, Archive and Trash."""
+"""``/v1/addresses``: the inbound addresses (IMAP accounts), each with its system mailboxes (Inbox, Drafts, Sent,
+Junk, Archive, Trash)."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def list_addresses(
 
 @router.post(
     "/",
-    summary="Register an inbound address (creates its Inbox, Archive and Trash)",
+    summary="Register an inbound address (creates its Inbox, Drafts, Sent, Junk, Archive and Trash)",
     responses={201: {"description": "Registered"}, 200: {"description": "Already registered"}},
 )
 def create_address(

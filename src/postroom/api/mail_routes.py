@@ -22,7 +22,7 @@ from postroom.core.errors import NotFoundError
 from postroom.core.untrusted import InputModel
 from postroom.mailbox import mailbox_store as mailstore
 from postroom.mailbox.mailbox_content import URL_SECONDS
-from postroom.mailbox.mailbox_errors import ConflictError
+from postroom.mailbox.mailbox_errors import ConflictError, ModifiedError
 from postroom.wiring.mailbox_wiring import mail_service
 
 router = Router()
@@ -40,6 +40,12 @@ class MailUpdate(InputModel):
         default_factory=dict, description='{"$seen": true, "$flagged": false, "invoiced": true}: set or clear each'
     )
     mailbox: str | None = Field(default=None, pattern=MAILBOX_ID_PATTERN, description="Move to this mailbox")
+    unchanged_since: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]{1,20}$",
+        description="Change the keywords only if the message's modseq is still at most this (IMAP UNCHANGEDSINCE); "
+        "412 modified otherwise",
+    )
 
     @field_validator("keywords")
     @classmethod
@@ -93,7 +99,7 @@ def get_attachment(
     return _redirect(service.part_url(item, parts[part]))
 
 
-@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox", responses=errors(409))
+@router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox", responses=errors(409, 412))
 def update_mail(
     mail_id: MailId,
     body: Annotated[MailUpdate, Body()],
@@ -108,7 +114,10 @@ def update_mail(
         if body.keywords:
             add = [k for k, on in body.keywords.items() if on]
             remove = [k for k, on in body.keywords.items() if not on]
-            item = service.store.set_keywords(mail_id, add, remove)
+            since = int(body.unchanged_since) if body.unchanged_since is not None else None
+            item = service.store.set_keywords(mail_id, add, remove, unchanged_since=since)
+    except mailstore.MailModifiedError as error:
+        raise ModifiedError(str(error), field="unchanged_since") from None
     except mailstore.MailboxNotFoundError:
         raise NotFoundError(f"no mailbox {body.mailbox}", field="mailbox") from None
     except mailstore.MailboxConflictError as error:

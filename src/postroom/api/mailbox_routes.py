@@ -7,14 +7,17 @@ still have a ``next_cursor``: keep following it until it is null.
 
 from __future__ import annotations
 
-from datetime import datetime
+import base64
+import binascii
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
 from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
 from postroom.api.mail_access import MAIL_ID_PATTERN, MAILBOX_PATH_PATTERN, check_address, mailbox_for
@@ -25,7 +28,7 @@ from postroom.core.untrusted import InputModel
 from postroom.mailbox import mailbox_store as mailstore
 from postroom.mailbox.mailbox_content import URL_SECONDS
 from postroom.mailbox.mailbox_errors import CannotCalculateChangesError, ConflictError, InvalidCursorError
-from postroom.wiring.mailbox_wiring import mail_service
+from postroom.wiring.mailbox_wiring import appender, mail_service
 
 router = Router()
 
@@ -47,6 +50,29 @@ class Expunge(InputModel):
     ids: list[Annotated[str, Field(pattern=MAIL_ID_PATTERN)]] | None = Field(
         default=None, max_length=500, description="Only these (IMAP UID EXPUNGE); all $deleted messages when absent."
     )
+
+
+_KEYWORD = re.compile(r"^\$?[a-z0-9_.-]{1,64}$")  # as PATCH /v1/mail/{id} takes them
+MAX_APPEND_KEYWORDS = 50
+
+
+class Append(InputModel):
+    """A message a client stores itself (IMAP APPEND): a sent copy, a draft, an import."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw: str = Field(min_length=1, description="The RFC 5322 message, base64 (the request stays under 6 MB)")
+    keywords: list[str] = Field(default_factory=list, max_length=MAX_APPEND_KEYWORDS, description='e.g. ["$seen"]')
+    received_at: datetime | None = Field(default=None, description="The internal date (IMAP); now when absent")
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, value: list[str]) -> list[str]:
+        normal = [name.lower() for name in value]
+        bad = [name for name in normal if not _KEYWORD.fullmatch(name)]
+        if bad:
+            raise ValueError(f"not a keyword: {bad[0]!r} (letters, digits, '_', '.', '-', optionally after '$')")
+        return normal
 
 
 @router.get("/", summary="Mailboxes with total and unread counts")
@@ -123,6 +149,13 @@ def list_messages(
     raw_urls: Annotated[
         bool, Query(description="Add each message's presigned raw_url (valid raw_urls_expire_in seconds)")
     ] = False,
+    headers: Annotated[
+        bool,
+        Query(
+            description="Add each message's header block as received (`head`, base64, with its blank line; absent "
+            "for a message whose header is over 16 KB): a mail client's message list without a download each"
+        ),
+    ] = False,
 ) -> dict[str, object]:
     service = mail_service()
     box = mailbox_for(service, principal, mailbox_id)  # read first: its state covers whatever changes while paging
@@ -146,10 +179,38 @@ def list_messages(
         "messages": page.items,
         "next_cursor": page.cursor,
     }
+    if headers:
+        for item, head in zip(page.items, page.heads, strict=True):
+            if head is not None:
+                item["head"] = head
     if raw_urls:
         service.raw_urls(page.items, page.receipts)
         answer["raw_urls_expire_in"] = URL_SECONDS
     return answer
+
+
+@router.post(
+    "/<mailbox_id>/messages",
+    summary="Store a message into a mailbox (IMAP APPEND: sent copies, drafts, imports)",
+    responses={201: {"description": "Stored; the message's listing entry, uid included"}, **errors(400)},
+)
+def append_message(
+    mailbox_id: MailboxId,
+    body: Annotated[Append, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.MAILBOX_WRITE))],
+) -> Response[dict[str, object]]:
+    box = mailbox_for(mail_service(), principal, mailbox_id)
+    try:
+        raw = base64.b64decode(body.raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailedError("raw: not base64", field="raw") from None
+    if not raw.strip():
+        raise ValidationFailedError("raw: the message is empty", field="raw")
+    moment = body.received_at or datetime.now(UTC)
+    if moment.tzinfo is None:
+        raise ValidationFailedError("received_at: give a time zone (e.g. 2024-05-01T00:00:00Z)", field="received_at")
+    item = appender().append(box.id, raw, keywords=body.keywords, received_at=moment)
+    return Response(status_code=201, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(item))
 
 
 @router.get(
@@ -177,6 +238,8 @@ def changes(
         "created": found.created,
         "updated": found.updated,
         "destroyed": found.destroyed,
+        # The uids the destroyed messages had in this mailbox (IMAP QRESYNC); null when older changes did not keep them.
+        "destroyed_uids": sorted(found.destroyed_uids) if found.destroyed_uids is not None else None,
     }
 
 

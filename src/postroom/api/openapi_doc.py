@@ -193,6 +193,12 @@ _ERRORS: dict[int, tuple[str, str, str | None, str]] = {
         "since",
         "The client's state is too old: list again.",
     ),
+    412: (
+        "modified",
+        "eml_01j9zq4x7k3m5n8p2r6t0v1w3y changed after modseq 12",
+        "unchanged_since",
+        "A conditional change found the message changed since the modseq given (IMAP UNCHANGEDSINCE).",
+    ),
     413: (
         "payload_too_large",
         "the request body is 7340032 bytes; the limit is 6291456",

@@ -126,6 +126,10 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
 
     from postroom.protocols.bridge.runner import Bridge, BridgeConfig
 
+    if not args.api:
+        print("postroom bridge: --api is required (the stack's ApiUrl output)", file=sys.stderr)
+        return 2
+
     config = BridgeConfig(
         api_url=args.api,
         host=args.host,
@@ -152,6 +156,31 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     print(f"  TLS certificate  {bridge.certificate} (self-signed unless --cert was given: trust it in your client)")
     print("Ctrl-C stops the bridge.", flush=True)
     return _serve_until_stopped(bridge.stop)
+
+
+def _cmd_bridge_profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from postroom.protocols.bridge.setup_profile import AccountSettings, write_profile
+    from postroom.protocols.tlscert import write_self_signed
+
+    certificate = None
+    if not args.no_certificate:
+        # The bridge's own self-signed certificate (created now if the bridge has not run yet), or the one given.
+        certificate = (
+            Path(args.cert) if args.cert else write_self_signed(Path.home() / ".postroom" / "bridge" / "tls")[0]
+        )
+    settings = AccountSettings(
+        address=args.address.lower(),
+        host=args.host,
+        imaps_port=args.imaps_port,
+        smtps_port=args.smtps_port,
+        certificate=certificate,
+        display_name=args.name or "",
+    )
+    for path in write_profile(settings, Path(args.out)):
+        print(path)
+    return 0
 
 
 def _cmd_submission_server(_: argparse.Namespace) -> int:
@@ -298,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.set_defaults(func=_cmd_local)
 
     bridge = sub.add_parser("bridge", help="serve SMTP submission, IMAP and POP3 on this machine, over a Postroom API")
-    bridge.add_argument("--api", required=True, help="the Postroom API URL (the stack's ApiUrl output)")
+    bridge.add_argument("--api", help="the Postroom API URL (the stack's ApiUrl output); required to serve")
     bridge.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     bridge.add_argument("--smtp-port", type=int, default=2587, help="submission with STARTTLS (0: off)")
     bridge.add_argument("--smtps-port", type=int, default=2465, help="submission with implicit TLS (0: off)")
@@ -312,6 +341,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--cache-mb", type=int, default=512, help="received messages kept in ~/.postroom/bridge/mail (0: none)"
     )
     bridge.set_defaults(func=_cmd_bridge)
+    bridge_sub = bridge.add_subparsers(dest="bridge_command")
+    profile = bridge_sub.add_parser(
+        "profile",
+        help="write one-tap account setup: an Apple .mobileconfig, a Thunderbird config-v1.1.xml and Outlook settings",
+    )
+    profile.add_argument("--address", required=True, help="the mailbox address (also the user name)")
+    profile.add_argument("--host", required=True, help="the name devices reach the bridge (or submission service) by")
+    profile.add_argument("--imaps-port", type=int, default=2993, help="IMAP over SSL/TLS (default: the bridge's)")
+    profile.add_argument("--smtps-port", type=int, default=2465, help="submission with implicit TLS")
+    profile.add_argument("--cert", help="the bridge's TLS certificate (PEM); default: its self-signed one")
+    profile.add_argument(
+        "--no-certificate", action="store_true", help="a publicly trusted certificate: include none in the profile"
+    )
+    profile.add_argument("--name", help="the account's display name")
+    profile.add_argument("--out", default=".", help="directory to write the files to")
+    profile.set_defaults(func=_cmd_bridge_profile)
 
     submission = sub.add_parser(
         "submission-server",
@@ -364,7 +409,9 @@ def build_parser() -> argparse.ArgumentParser:
     from postroom.deliver import dkim_commands
 
     dkim_commands.register(sub)
-    addresses = sub.add_parser("addresses", help="manage inbound addresses (each gets Inbox, Archive and Trash)")
+    addresses = sub.add_parser(
+        "addresses", help="manage inbound addresses (each gets Inbox, Drafts, Sent, Junk, Archive, Trash)"
+    )
     addresses_sub = addresses.add_subparsers(dest="addresses_command", required=True)
     add = addresses_sub.add_parser("create", help="register an inbound address")
     add.add_argument("address")

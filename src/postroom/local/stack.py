@@ -375,7 +375,6 @@ class LocalStack:
             certificate=certificate,
             key=key,
             state_dir=self.root / ".postroom" / "bridge",
-            idle_poll_seconds=5.0,
         )
         self.bridge = Bridge(config).start()
         self.submission = self.bridge.listeners.get("smtp")

@@ -22,3 +22,10 @@ class CannotCalculateChangesError(PostroomError):
 class InvalidCursorError(PostroomError):
     status = HTTPStatus.BAD_REQUEST
     code = "invalid_cursor"
+
+
+class ModifiedError(PostroomError):
+    """A conditional change (``unchanged_since``) found the message changed since: read it again, then decide."""
+
+    status = HTTPStatus.PRECONDITION_FAILED
+    code = "modified"

@@ -6,7 +6,7 @@ Items (see also the comment above ``Table`` in template.yaml):
     mailbox   pk=ADDR#<address>            sk=MBX#<key>            name, role, total, unread, modseq, uidvalidity
     message   pk=MBX#<mailbox id>          sk=MSG#<ulid>           the listing fields, keywords, modseq, uid
     pointer   pk=MAIL#<mail id>            sk=MAIL                 mailbox id, address, receipt
-    change    pk=MBX#<mailbox id>#CHG      sk=<modseq, 20 digits>  id, kind, expires_at
+    change    pk=MBX#<mailbox id>#CHG      sk=<modseq, 20 digits>  id, kind, expires_at, uid (of a destroyed message)
     receipt   pk=RCV#<receipt id>          sk=RCV                  refs (mailbox copies still using the S3 objects)
 
 A mailbox id is ``<address>:<key>`` (``support@shop.example:inbox``): readable in a curl command and it names the
@@ -47,7 +47,16 @@ from postroom.core.dynamo import from_item, to_item
 # The tenant of an address registered without one: addresses from before tenants were recorded on them, and a
 # catch-all address created on first use (register it under a tenant beforehand to give it to that tenant).
 DEFAULT_TENANT = "default"
-SYSTEM_MAILBOXES = (("inbox", "Inbox"), ("archive", "Archive"), ("trash", "Trash"))
+# Every address has these, each with its role: the special-use mailboxes of RFC 6154 that mail clients look for (a
+# client with no Sent to APPEND its sent copy to reports every send as half-failed). Listed in this order.
+SYSTEM_MAILBOXES = (
+    ("inbox", "Inbox"),
+    ("drafts", "Drafts"),
+    ("sent", "Sent"),
+    ("junk", "Junk"),
+    ("archive", "Archive"),
+    ("trash", "Trash"),
+)
 SYSTEM_ROLES = frozenset(key for key, _ in SYSTEM_MAILBOXES)
 SEEN, FLAGGED, ANSWERED, DELETED = "$seen", "$flagged", "$answered", "$deleted"
 CHANGE_LOG_DAYS = 30
@@ -77,6 +86,10 @@ class MailNotFoundError(MailboxError):
 
 class MailboxConflictError(MailboxError):
     """The mailbox kept changing under us (or the operation does not fit its current state)."""
+
+
+class MailModifiedError(MailboxError):
+    """A conditional change found the message changed since the modseq the client named (IMAP UNCHANGEDSINCE)."""
 
 
 class CannotCalculateChangesError(MailboxError):
@@ -156,6 +169,7 @@ class Page:
     cursor: str | None
     scanned: int
     receipts: list[str] = field(default_factory=list)  # each item's receipt id (its stored MIME), in the same order
+    heads: list[str | None] = field(default_factory=list)  # each item's header block (base64), when it has one
 
 
 @dataclass
@@ -166,6 +180,9 @@ class Changes:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     destroyed: list[str] = field(default_factory=list)
+    # The uids the destroyed messages had here (IMAP QRESYNC's VANISHED); None when an older change item did not
+    # record them.
+    destroyed_uids: list[int] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -298,6 +315,14 @@ class MailboxStore:
             ConsistentRead=True,
         )
         boxes = [_mailbox(from_item(item)) for item in response.get("Items", [])]
+        missing = SYSTEM_ROLES - {box.key for box in boxes}
+        if boxes and missing:
+            # An address registered before Drafts, Sent and Junk existed: they are added on its first listing (the
+            # conditional puts make two concurrent listings harmless).
+            for key, name in SYSTEM_MAILBOXES:
+                if key in missing:
+                    self._put_new(self._mailbox_item(address.lower(), key, name, role=key))
+            return self.mailboxes(address)  # as stored: a concurrent listing's put may have won
         order = {key: i for i, (key, _) in enumerate(SYSTEM_MAILBOXES)}
         return sorted(boxes, key=lambda m: (order.get(m.key, len(order)), m.name.lower()))
 
@@ -507,7 +532,8 @@ class MailboxStore:
         else:
             next_cursor = None
         receipts = [str(item.get("receipt", "")) for item in found]
-        return Page([public_message(item) for item in found], next_cursor, scanned, receipts)
+        heads = [item.get("head") for item in found]
+        return Page([public_message(item) for item in found], next_cursor, scanned, receipts, heads)
 
     def changes(self, box_id: str, since: int, limit: int) -> Changes:
         box = self.mailbox(box_id)
@@ -534,6 +560,11 @@ class MailboxStore:
                     f"the mailbox was bulk-loaded at state {entry['modseq']}; list it again"
                 )
             before = state.get(mail_id)
+            if kind == "destroyed" and result.destroyed_uids is not None:
+                if entry.get("uid"):
+                    result.destroyed_uids.append(int(entry["uid"]))
+                else:
+                    result.destroyed_uids = None  # written before uids were recorded: unknown
             if kind == "destroyed":
                 state[mail_id] = "gone" if before == "created" else "destroyed"
             elif kind == "created":
@@ -548,11 +579,17 @@ class MailboxStore:
         return result
 
     # -- changing ------------------------------------------------------------------------------------------------
-    def set_keywords(self, mail_id: str, add: Iterable[str], remove: Iterable[str]) -> dict[str, Any]:
+    def set_keywords(
+        self, mail_id: str, add: Iterable[str], remove: Iterable[str], *, unchanged_since: int | None = None
+    ) -> dict[str, Any]:
+        """Add and remove keywords. With ``unchanged_since``, only if the message's modseq is still at most that
+        (RFC 7162 UNCHANGEDSINCE): the write is conditioned on the modseq read, so the check and the change are one."""
         where = self.locate(mail_id)
         box_id = where["mailbox"]
         for _ in range(MAX_TRANSACTION_ATTEMPTS):
             current = self.message(box_id, mail_id)
+            if unchanged_since is not None and int(current.get("modseq", 0)) > unchanged_since:
+                raise MailModifiedError(f"{mail_id} changed after modseq {unchanged_since}")
             old = set(current.get("keywords") or [])
             new = (old | set(add)) - set(remove)
             if new == old:
@@ -605,7 +642,7 @@ class MailboxStore:
                 self._mutate(
                     {source: (-1, -unread), target: (+1, unread)},
                     build,
-                    [(source, mail_id, "destroyed"), (target, mail_id, "created")],
+                    [(source, mail_id, "destroyed", int(current.get("uid", 0))), (target, mail_id, "created")],
                 )
             except _ItemConditionFailedError:
                 continue
@@ -628,7 +665,9 @@ class MailboxStore:
                 ]
 
             try:
-                self._mutate({box_id: (-1, -unread)}, build, [(box_id, mail_id, "destroyed")])
+                self._mutate(
+                    {box_id: (-1, -unread)}, build, [(box_id, mail_id, "destroyed", int(current.get("uid", 0)))]
+                )
             except _ItemConditionFailedError:
                 continue
             return str(current["receipt"])
@@ -664,7 +703,7 @@ class MailboxStore:
         self,
         counts: dict[str, tuple[int, int]],
         build: Callable[..., list[dict[str, Any]]],
-        changes: list[tuple[str, str, str]],
+        changes: list[tuple[str, str, str] | tuple[str, str, str, int]],
     ) -> None:
         """Run ``build(n)``'s writes with each mailbox's modseq advanced (total/unread adjusted by ``counts``) and its
         change items written, as one transaction; retried while another writer wins the modseq race."""
@@ -676,7 +715,7 @@ class MailboxStore:
             items = build(next_seq[list(counts)[-1]])
             own = len(items)
             expires = int(time.time()) + CHANGE_LOG_DAYS * 86400
-            receiving = {box_id for box_id, _, kind in changes if kind == "created"}
+            receiving = {change[0] for change in changes if change[2] == "created"}
             for box_id, (total, unread) in counts.items():
                 address, key = split_mailbox_id(box_id)
                 values = {":n": next_seq[box_id], ":old": boxes[box_id].modseq, ":t": total, ":u": unread}
@@ -696,9 +735,11 @@ class MailboxStore:
                         }
                     }
                 )
-            for box_id, mail_id, kind in changes:
+            for box_id, mail_id, kind, *uid in changes:
                 n = next_seq[box_id]
                 change = {"pk": f"MBX#{box_id}#CHG", "sk": pad(n), "modseq": n, "id": mail_id, "kind": kind}
+                if uid:  # a destroyed message's uid: IMAP QRESYNC reports it as VANISHED (RFC 7162 3.2)
+                    change["uid"] = uid[0]
                 items.append({"Put": self._put({**change, "at": now_iso(), "expires_at": expires})})
             try:
                 self._ddb.transact_write_items(TransactItems=items)

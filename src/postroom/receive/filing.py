@@ -20,6 +20,7 @@ bounce processor (:mod:`postroom.receive.bounces.return_path_mail`), and only wh
 
 from __future__ import annotations
 
+import base64
 import json
 import tempfile
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from postroom.mailbox.content_keys import parsed_key, part_key, raw_key
-from postroom.mailbox.mailbox_store import mail_ulid, mailbox_id
+from postroom.mailbox.mailbox_store import mail_ulid, mailbox_id, split_mailbox_id
 from postroom.receive.bounces.return_path_mail import BounceOutcome, BounceRecipient
 from postroom.receive.mime_parse import ParsedMail, parse_mail
 from postroom.receive.routing import Destination, Rejection, route
@@ -46,6 +47,7 @@ logger = Logger(child=True)
 MAX_LISTED_ADDRESSES = 50  # per header in the index item (400 KB item limit); message.json keeps them all
 MAX_REFERENCES = 20
 MAX_SUBJECT = 998  # RFC 5322 §2.1.1 line limit
+RECENT_COPIES = 50  # newest messages of Sent searched for a copy of an appended message
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,51 @@ class Filer:
             },
         )
         return result
+
+    def append(
+        self, box_id: str, raw: bytes, *, keywords: list[str], received_at: datetime, origin: str = "append"
+    ) -> dict[str, Any]:
+        """Store a message a client hands over (IMAP APPEND: a sent copy, a draft, an import) into one mailbox, with
+        its flags and internal date; returns the filed index entry (its uid included).
+
+        The same normalising as received mail: the MIME is kept as given under a receipt of its own, parsed once, and
+        indexed, so a draft or a sent copy reads, searches and expunges like any other message. Nothing is routed:
+        the caller has checked that the key may write to the mailbox.
+        """
+        address, key = split_mailbox_id(box_id)
+        now_ms = int(datetime.now(UTC).timestamp() * 1000)
+        receipt_id = "app-" + mail_ulid(now_ms)
+        with tempfile.TemporaryFile(prefix="postroom-raw-") as spooled:
+            spooled.write(raw)
+            spooled.seek(0)
+            mail = parse_mail(spooled)
+        try:
+            if key == "sent" and mail.message_id:
+                # Submission files a copy of what it sends, and many clients APPEND their own as well: the second
+                # copy of one Message-ID is the first (as Gmail does), so Sent shows each message once.
+                kept = self._recent_copy(box_id, mail.message_id)
+                if kept is not None:
+                    return kept
+            self._s3.put_object(Bucket=self._bucket, Key=raw_key(receipt_id), Body=raw, ContentType="message/rfc822")
+            self._store_parsed(receipt_id, mail)
+        finally:
+            mail.close()
+        self._store.put_receipt(receipt_id, {"raw_key": raw_key(receipt_id), "size": mail.size, "origin": origin})
+        envelope = Envelope(receipt_id, received_at, mail_from="", recipients=[], origin=origin)
+        # The id's time part is the internal date, so the API's newest-first listing places it where the client does.
+        mail_id = "eml_" + mail_ulid(int(received_at.timestamp() * 1000), receipt_id)
+        entry = self._index_entry(mail_id, envelope, Destination(address, address, None), mail)
+        entry["keywords"] = sorted(set(keywords))
+        self._store.file(box_id, entry)
+        logger.info("message appended", extra={"receipt": receipt_id, "mailbox": box_id, "size": mail.size})
+        return self._store.message(box_id, mail_id)
+
+    def _recent_copy(self, box_id: str, message_id: str) -> dict[str, Any] | None:
+        """The copy of this Message-ID among the mailbox's newest messages (a duplicate arrives within seconds)."""
+        for item in self._store.page(box_id, limit=RECENT_COPIES).items:
+            if item.get("message_id") == message_id:
+                return self._store.message(box_id, str(item["id"]))
+        return None
 
     def _process_bounces(
         self, envelope: Envelope, targets: list[BounceRecipient], raw: Any, result: FilingResult
@@ -262,6 +309,9 @@ class Filer:
             "from_search": searchable(mail.from_),
             "to_search": searchable(mail.to + mail.cc),
             "subject_search": mail.subject[:MAX_SUBJECT].lower(),
+            # The header block as received: a mail client's message list (IMAP's header FETCH) is answered from the
+            # listing, without downloading each message. Base64: header bytes need not be UTF-8.
+            **({"head": base64.b64encode(mail.head).decode()} if mail.head is not None else {}),
         }
 
 

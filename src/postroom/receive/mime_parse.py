@@ -79,6 +79,9 @@ class ParsedMail:
     bodies: dict[str, MimePart] = field(default_factory=dict)
     flags: set[str] = field(default_factory=set)
     size: int = 0
+    # The top-level header block exactly as received, with the blank line that ends it (what IMAP's BODY[HEADER]
+    # is), when it ends with CRLF CRLF within MAX_HEAD_BYTES; None otherwise.
+    head: bytes | None = None
     entities: int = 0  # header blocks parsed (multiparts included)
     spool: IO[bytes] | None = None  # decoded part bytes, see MimePart.offset
 
@@ -490,10 +493,28 @@ def _summarise(headers: EmailMessage, mail: ParsedMail) -> None:
         mail.flags.add("missing_from")
 
 
+MAX_HEAD_BYTES = 16 * 1024  # a header block kept in the mailbox listing (Received and DKIM-Signature take a few KB)
+
+
+def _head_block(fp: IO[bytes]) -> bytes | None:
+    """The header block, read from the start of a seekable file and the file put back where it was."""
+    try:
+        start = fp.tell()
+        prefix = fp.read(MAX_HEAD_BYTES)
+        fp.seek(start)
+    except (OSError, ValueError):
+        return None
+    # Only CRLF CRLF: a message with bare LF line ends is split where its first CRLF CRLF or LF LF is, which a prefix
+    # alone cannot tell; such a message is read whole when a client asks for its header.
+    end = prefix.find(b"\r\n\r\n")
+    return prefix[: end + 4] if end >= 0 else None
+
+
 def parse_mail(fp: IO[bytes]) -> ParsedMail:
     """Parse a message from a binary file positioned at its start. Never raises for malformed input: problems become
     ``flags``. The caller closes the result (it owns a spool file)."""
     mail = ParsedMail()
+    mail.head = _head_block(fp)
     spool = tempfile.TemporaryFile(prefix="postroom-parts-")  # noqa: SIM115 - owned by the result, see close()
     mail.spool = spool
     reader = _Reader(fp, mail, spool)

@@ -15,6 +15,7 @@ from postroom.core import aws
 from postroom.core.settings import Settings
 from postroom.mailbox.mailbox_content import MailService
 from postroom.mailbox.mailbox_store import MailboxStore
+from postroom.receive.filing import Filer
 from postroom.receive.routing import catch_all_addresses
 from postroom.wiring.services import services
 
@@ -40,3 +41,10 @@ def _provision(store: MailboxStore, settings: Settings) -> None:
             for address in catch_all_addresses(settings):
                 store.create_address(address)
             _provisioned_for = settings
+
+
+def appender() -> Filer:
+    """What stores a message a client hands over (IMAP APPEND) into a mailbox: the filer, without routing or bounces."""
+    settings = services().settings
+    store = MailboxStore(aws.client("dynamodb"), settings.table)
+    return Filer(settings=settings, store=store, s3=aws.client("s3"))

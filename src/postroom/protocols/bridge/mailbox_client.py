@@ -8,6 +8,7 @@ scopes decide what a key may do. Calls go over kept-alive connections (``connect
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import threading
@@ -15,6 +16,7 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from dataclasses import dataclass, replace
+from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ class Listing:
     keywords: list[str]
     size: int
     received_at: str
+    modseq: int = 0  # moves with every change to the message (RFC 7162 MODSEQ)
+    head: bytes | None = None  # the header block as received, when the listing carries it
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Listing:
@@ -55,6 +59,8 @@ class Listing:
             keywords=list(item.get("keywords") or []),
             size=int(item.get("size") or 0),
             received_at=str(item.get("received_at") or ""),
+            modseq=int(item.get("modseq") or 0),
+            head=base64.b64decode(item["head"]) if item.get("head") else None,
         )
 
 
@@ -166,7 +172,9 @@ class MailApi:
         while True:
             # raw_urls: each page carries the messages' presigned download URLs, so reading them after a fresh
             # listing costs S3 downloads only, not one API call per message first.
-            query = [("limit", str(PAGE)), ("raw_urls", "true")] + ([("cursor", cursor)] if cursor else [])
+            # headers: each message's header block, so a message list's header FETCH needs no download at all.
+            query = [("limit", str(PAGE)), ("raw_urls", "true"), ("headers", "true")]
+            query += [("cursor", cursor)] if cursor else []
             asked = time.monotonic()
             page = self._call("list messages", "GET", f"/v1/mailboxes/{_quote(box_id)}/messages", query=query)
             usable_until = asked + float(page.get("raw_urls_expire_in") or 0) - URL_MARGIN_SECONDS
@@ -221,15 +229,40 @@ class MailApi:
         # Ids are unique within one deployment; a bridge pointed at another one (staging, a local stack) keeps apart.
         return f"{self.client.base_url} {mail_id}"
 
-    def set_keywords(self, mail_id: str, changes: dict[str, bool]) -> Listing:
-        item = self._call("set flags", "PATCH", f"/v1/mail/{_quote(mail_id)}", {"keywords": changes})
-        return Listing.of(item)
+    def set_keywords(self, mail_id: str, changes: dict[str, bool], unchanged_since: int | None = None) -> Listing:
+        """Set and clear keywords; with ``unchanged_since`` only if the message's modseq is at most that (a
+        MailApiError with status 412 otherwise)."""
+        body: dict[str, Any] = {"keywords": changes}
+        if unchanged_since is not None:
+            body["unchanged_since"] = str(unchanged_since)
+        return Listing.of(self._call("set flags", "PATCH", f"/v1/mail/{_quote(mail_id)}", body))
+
+    def changes(self, box_id: str, since: int) -> dict[str, Any] | None:
+        """What changed in a mailbox since a state (created, updated, destroyed ids); None when the store can no
+        longer say (the state is older than the change log)."""
+        query = [("since", str(since)), ("limit", "1000")]
+        try:
+            return self._call("read changes", "GET", f"/v1/mailboxes/{_quote(box_id)}/changes", query=query)
+        except MailApiError as error:
+            if error.status == 410:
+                return None
+            raise
 
     def move(self, mail_id: str, box_id: str) -> Listing:
         return Listing.of(self._call("move", "PATCH", f"/v1/mail/{_quote(mail_id)}", {"mailbox": box_id}))
 
     def copy(self, mail_id: str, box_id: str) -> Listing:
         return Listing.of(self._call("copy", "POST", f"/v1/mail/{_quote(mail_id)}/copy", {"mailbox": box_id}))
+
+    def append(self, box_id: str, raw: bytes, keywords: list[str], received_at: datetime | None) -> Listing:
+        """Store a message into a mailbox (IMAP APPEND); its listing entry, with the uid the store gave it."""
+        body: dict[str, Any] = {"raw": base64.b64encode(raw).decode(), "keywords": keywords}
+        if received_at is not None:
+            body["received_at"] = received_at.isoformat()
+        item = self._call("append", "POST", f"/v1/mailboxes/{_quote(box_id)}/messages", body)
+        if self.cache is not None:
+            self.cache.put(self._cached_as(str(item["id"])), raw)  # the client has it; its next FETCH need not download
+        return Listing.of(item)
 
     def expunge(self, box_id: str, ids: list[str]) -> list[str]:
         expunged: list[str] = []

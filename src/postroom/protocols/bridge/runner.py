@@ -63,7 +63,7 @@ class BridgeConfig:
     pop3_port: int | None = 2110  # POP3 without TLS (port 110): loopback only
     imaps_port: int | None = 2993  # IMAP over implicit TLS (port 993)
     pop3s_port: int | None = 2995  # POP3 over implicit TLS (port 995)
-    idle_poll_seconds: float = 30.0  # how often IMAP IDLE asks the API for changes
+    idle_poll_seconds: float = imap.IDLE_CHECK_SECONDS  # how often IMAP IDLE reads the mailbox's state
     certificate: Path | None = None
     key: Path | None = None
     state_dir: Path = field(default_factory=lambda: Path.home() / ".postroom" / "bridge")

@@ -5,6 +5,7 @@ stdlib ``urllib`` on purpose: the bridge runs on users' machines and needs nothi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -83,6 +84,12 @@ class PostroomClient:
             query=query,
             headers=retry_key(message, mail_from, recipients),
         )
+
+    def file_copy(self, key: str, box_id: str, message: bytes, keywords: list[str]) -> ApiAnswer:
+        """Store a copy of a message into one of the key's mailboxes (the Sent copy of a submitted message)."""
+        body = json.dumps({"raw": base64.b64encode(message).decode(), "keywords": keywords}).encode()
+        path = "/v1/mailboxes/" + urllib.parse.quote(box_id, safe="@:") + "/messages"
+        return self.request(key, "POST", path, body=body)
 
 
 def looks_like_key(value: str) -> bool:

@@ -10,6 +10,7 @@ nothing travels over a network.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import logging
 import threading
@@ -17,6 +18,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -34,6 +36,8 @@ KEY_CACHE_SECONDS = 60.0  # a key checked against the API is trusted this long w
 SWEEP_EVERY = 1024  # rate-limiter operations between sweeps of keys whose window has passed
 QUEUED_KEPT = 1000  # message ids remembered per handler (a listener may run for months)
 SEND_SCOPE = "messages:send"
+SENT_COPY_KEYWORD = "$seen"  # the sender has read what they wrote
+NO_SENT_COPY_SECONDS = 300.0  # a key refused a Sent copy is not asked again for this long
 
 
 @dataclass
@@ -42,6 +46,9 @@ class SubmissionOptions:
     data_size_limit: int = DATA_SIZE_DEFAULT
     hostname: str = "localhost"
     loopback_auth_without_tls: bool = True  # a client on the same machine may log in before STARTTLS
+    # A copy of each message sent is filed in the sender's Sent (when the key reaches that mailbox), so a client that
+    # does not APPEND its own copy still shows it, and the other devices see it too.
+    file_sent: bool = True
 
 
 class RateLimiter:
@@ -119,6 +126,9 @@ class SubmissionHandler:
         self.rates = RateLimiter(options.rate_per_minute, 60.0)
         self.failed_logins = RateLimiter(FAILED_LOGINS_ALLOWED, FAILED_LOGIN_WINDOW)
         self._keys: dict[str, float] = {}
+        # (key digest, address) pairs whose Sent the API refused, until when: an application's sending key that has
+        # no mailbox scope costs one refused call per NO_SENT_COPY_SECONDS, not one per message.
+        self._no_sent_copy: dict[tuple[str, str], float] = {}
         # The latest ids answered 250, in order (status lines and tests); trimmed in batches to the newest QUEUED_KEPT.
         self.queued: list[str] = []
         self.queued_total = 0
@@ -206,12 +216,32 @@ class SubmissionHandler:
             None, self.api.submit_raw, str(session.auth_data), content, envelope.mail_from or "", envelope.rcpt_tos
         )
         reply = smtp_reply(answer)
+        if answer.status == 202 and self.options.file_sent:
+            # Before the reply: once the client hears 250 the copy is in Sent (or the key cannot reach it).
+            await loop.run_in_executor(None, self._file_sent, str(session.auth_data), envelope.mail_from or "", content)
         if answer.status == 202:
             self.queued.append(str(answer.body.get("id")))
             self.queued_total += 1
             if len(self.queued) > 2 * QUEUED_KEPT:
                 del self.queued[:-QUEUED_KEPT]
         return reply
+
+    def _file_sent(self, key: str, mail_from: str, content: bytes) -> None:
+        address = mail_from.strip().strip("<>").lower()
+        if "@" not in address:
+            return  # a null sender (a bounce): nobody's Sent
+        refused = (hashlib.sha256(key.encode()).hexdigest(), address)
+        if self._no_sent_copy.get(refused, 0.0) > time.monotonic():
+            return
+        answer = self.api.file_copy(key, f"{address}:sent", content, [SENT_COPY_KEYWORD])
+        if answer.status in (HTTPStatus.FORBIDDEN, HTTPStatus.NOT_FOUND):
+            if len(self._no_sent_copy) > QUEUED_KEPT:
+                self._no_sent_copy.clear()  # bounded: a listener may see many keys over months
+            self._no_sent_copy[refused] = time.monotonic() + NO_SENT_COPY_SECONDS
+        if answer.status != 201:
+            # 403/404: the key sends for an address whose mailboxes it does not reach (or none is registered). The
+            # message itself is on its way; only the copy is skipped.
+            log.info("sent copy not filed", extra={"status": answer.status, "code": answer.error_code})
 
 
 class _SubmissionSMTP(SMTP):
