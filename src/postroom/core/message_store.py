@@ -123,6 +123,11 @@ class MessageStore:
             body = self._s3.get_object(Bucket=self._bucket, Key=scheduled_request_key(message_id))["Body"].read()
         return body
 
+    def missing_body_errors(self) -> type[Exception]:
+        """What :meth:`get_request` raises for a message that has no stored request (a raw submission)."""
+        error: type[Exception] = self._s3.exceptions.NoSuchKey
+        return error
+
     def put_mime(self, message_id: str, mime: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=mime_key(message_id), Body=mime, ContentType="message/rfc822")
 
