@@ -20,7 +20,8 @@ def test_resend_accepts_the_stored_request_again_as_a_new_message(stack: Stack) 
     status, again = stack.request("POST", f"/v1/messages/{first['id']}/resend")
     # THEN a new message with the same content and recipients is queued
     assert status == 202, again
-    assert again["id"] != first["id"] and again["resent_from"] == first["id"]
+    assert again["id"] != first["id"]
+    assert again["resent_from"] == first["id"]
     _, copy = stack.request("GET", f"/v1/messages/{again['id']}")
     assert copy["subject"] == "Receipt"
     assert [r["address"] for r in copy["recipients"]] == ["ann@example.org"]
@@ -29,10 +30,12 @@ def test_resend_accepts_the_stored_request_again_as_a_new_message(stack: Stack) 
     # A key that may only read cannot re-send; another tenant's message does not exist for it.
     reader = create_key(frozenset({Scope.MESSAGES_READ}))
     status, refused = stack.request("POST", f"/v1/messages/{first['id']}/resend", key=reader)
-    assert status == 403 and refused["error"]["field"] == "Authorization"
+    assert status == 403
+    assert refused["error"]["field"] == "Authorization"
     other = create_key(tenant="other")
     status, missing = stack.request("POST", f"/v1/messages/{first['id']}/resend", key=other)
-    assert status == 404 and missing["error"]["code"] == "not_found"
+    assert status == 404
+    assert missing["error"]["code"] == "not_found"
 
 
 def test_resend_of_a_raw_submission_resubmits_its_mime(stack: Stack) -> None:
@@ -53,16 +56,19 @@ def test_preview_renders_an_unsaved_template_and_points_at_the_failing_line(stac
     status, rendered = stack.request("POST", "/v1/templates/preview", body)
     assert status == 200, rendered
     assert rendered["subject"] == "Hi Ann"
-    assert "Hello, Ann" in rendered["html"] and "Hello, Ann" in rendered["text"]
+    assert "Hello, Ann" in rendered["html"]
+    assert "Hello, Ann" in rendered["text"]
     # a syntax error: 422 at the part and line
     status, error = stack.request("POST", "/v1/templates/preview", {**body, "html": "<p>ok</p>\n<p>{% if %}</p>"})
     assert status == 422, error
-    assert error["error"]["field"] == "html" and "line 2" in error["error"]["message"]
+    assert error["error"]["field"] == "html"
+    assert "line 2" in error["error"]["message"]
     # a missing variable found while rendering: its line too
     status, error = stack.request("POST", "/v1/templates/preview", {
         **body, "html": "<p>a</p>\n<p>b</p>\n<p>{{ missing }}</p>"})
     assert status == 422, error
-    assert "html: line 3" in error["error"]["message"] and "missing" in error["error"]["message"]
+    assert "html: line 3" in error["error"]["message"]
+    assert "missing" in error["error"]["message"]
     # nothing was stored or sent
     assert stack.queue_messages() == []
     reader = create_key(frozenset({Scope.MESSAGES_READ}))
@@ -81,7 +87,8 @@ def test_order_templates_get_a_realistic_sample_order_that_renders(stack: Stack)
         assert "#1042" in rendered["html"]
     _, confirmation = stack.request("POST", "/v1/templates/order_confirmation/render", {
         "variables": stack.request("GET", "/v1/templates/order_confirmation/sample")[1]["variables"]})
-    assert "Linen shirt" in confirmation["html"] and "£91.99" in confirmation["html"]
+    assert "Linen shirt" in confirmation["html"]
+    assert "£91.99" in confirmation["html"]
     # a tenant's own template previews with what the user types: no sample
     stack.request("PUT", "/v1/templates/welcome", {"subject": "Hi", "html": "<p>Hi</p>"})
     assert stack.request("GET", "/v1/templates/welcome/sample")[1] == {"variables": {}}
