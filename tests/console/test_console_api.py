@@ -11,10 +11,17 @@ from tests.conftest import Stack, create_key
 
 def test_resend_accepts_the_stored_request_again_as_a_new_message(stack: Stack) -> None:
     # GIVEN a sent message and a raw one
-    status, first = stack.request("POST", "/v1/messages", {
-        "from": "orders@shop.example", "to": ["ann@example.org"], "subject": "Receipt", "text": "Paid.",
-        "tags": ["receipt"],
-    })
+    status, first = stack.request(
+        "POST",
+        "/v1/messages",
+        {
+            "from": "orders@shop.example",
+            "to": ["ann@example.org"],
+            "subject": "Receipt",
+            "text": "Paid.",
+            "tags": ["receipt"],
+        },
+    )
     assert status == 202, first
     # WHEN it is re-sent
     status, again = stack.request("POST", f"/v1/messages/{first['id']}/resend")
@@ -39,8 +46,10 @@ def test_resend_accepts_the_stored_request_again_as_a_new_message(stack: Stack) 
 
 
 def test_resend_of_a_raw_submission_resubmits_its_mime(stack: Stack) -> None:
-    raw = (b"From: orders@shop.example\r\nTo: bob@example.org\r\nSubject: Raw one\r\n"
-           b"Message-ID: <r1@shop.example>\r\n\r\nBody.\r\n")
+    raw = (
+        b"From: orders@shop.example\r\nTo: bob@example.org\r\nSubject: Raw one\r\n"
+        b"Message-ID: <r1@shop.example>\r\n\r\nBody.\r\n"
+    )
     status, first = stack.request("POST", "/v1/messages/raw", {"raw": base64.b64encode(raw).decode()})
     assert status == 202, first
     status, again = stack.request("POST", f"/v1/messages/{first['id']}/resend")
@@ -51,8 +60,11 @@ def test_resend_of_a_raw_submission_resubmits_its_mime(stack: Stack) -> None:
 
 
 def test_preview_renders_an_unsaved_template_and_points_at_the_failing_line(stack: Stack) -> None:
-    body = {"subject": "Hi {{ name }}", "html": "<p>\n{{ greeting }}, {{ name }}</p>", "variables": {
-        "name": "Ann", "greeting": "Hello"}}
+    body = {
+        "subject": "Hi {{ name }}",
+        "html": "<p>\n{{ greeting }}, {{ name }}</p>",
+        "variables": {"name": "Ann", "greeting": "Hello"},
+    }
     status, rendered = stack.request("POST", "/v1/templates/preview", body)
     assert status == 200, rendered
     assert rendered["subject"] == "Hi Ann"
@@ -64,8 +76,9 @@ def test_preview_renders_an_unsaved_template_and_points_at_the_failing_line(stac
     assert error["error"]["field"] == "html"
     assert "line 2" in error["error"]["message"]
     # a missing variable found while rendering: its line too
-    status, error = stack.request("POST", "/v1/templates/preview", {
-        **body, "html": "<p>a</p>\n<p>b</p>\n<p>{{ missing }}</p>"})
+    status, error = stack.request(
+        "POST", "/v1/templates/preview", {**body, "html": "<p>a</p>\n<p>b</p>\n<p>{{ missing }}</p>"}
+    )
     assert status == 422, error
     assert "html: line 3" in error["error"]["message"]
     assert "missing" in error["error"]["message"]
@@ -85,8 +98,11 @@ def test_order_templates_get_a_realistic_sample_order_that_renders(stack: Stack)
         status, rendered = stack.request("POST", f"/v1/templates/{name}/render", {"variables": variables})
         assert status == 200, (name, rendered)
         assert "#1042" in rendered["html"]
-    _, confirmation = stack.request("POST", "/v1/templates/order_confirmation/render", {
-        "variables": stack.request("GET", "/v1/templates/order_confirmation/sample")[1]["variables"]})
+    _, confirmation = stack.request(
+        "POST",
+        "/v1/templates/order_confirmation/render",
+        {"variables": stack.request("GET", "/v1/templates/order_confirmation/sample")[1]["variables"]},
+    )
     assert "Linen shirt" in confirmation["html"]
     assert "£91.99" in confirmation["html"]
     # a tenant's own template previews with what the user types: no sample
