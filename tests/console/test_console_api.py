@@ -4,9 +4,31 @@ message, preview an unsaved template (errors at their line), the sample order fo
 from __future__ import annotations
 
 import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from postroom.core.auth import Scope
+from postroom.core.clock import now_iso
+from postroom.events.event_model import Event, EventType, new_event_id
+from postroom.events.event_store import stats_hour
+from postroom.wiring.event_services import event_services
+from postroom.wiring.services import reset_services
 from tests.conftest import Stack, create_key
+
+
+def recorded(kind: EventType, n: int) -> Event:
+    now = now_iso()
+    return Event(
+        id=new_event_id(),
+        type=kind,
+        message_id=f"msg_{n:026d}",
+        recipient="a@example.org",
+        occurred_at=now,
+        recorded_at=now,
+        source="smtp",
+    )
 
 
 def test_resend_accepts_the_stored_request_again_as_a_new_message(stack: Stack) -> None:
@@ -109,3 +131,61 @@ def test_order_templates_get_a_realistic_sample_order_that_renders(stack: Stack)
     stack.request("PUT", "/v1/templates/welcome", {"subject": "Hi", "html": "<p>Hi</p>"})
     assert stack.request("GET", "/v1/templates/welcome/sample")[1] == {"variables": {}}
     assert stack.request("GET", "/v1/templates/nope/sample")[0] == 404
+
+
+def test_stats_count_recorded_events_per_hour_and_rate_them_against_ses_marks(stack: Stack) -> None:
+    store = event_services().events
+    # GIVEN 30 deliveries, 2 bounces and a complaint recorded now, and one delivery recorded twice (a duplicate)
+    kinds = [EventType.DELIVERED] * 30 + [EventType.BOUNCED] * 2 + [EventType.COMPLAINED]
+    for n, kind in enumerate(kinds):
+        store.record(recorded(kind, n), tenant="default", key=f"{kind}:{n}")
+    assert not store.record(recorded(EventType.DELIVERED, 0), tenant="default", key="delivered:0").new
+    # another tenant's events are not counted
+    store.record(recorded(EventType.BOUNCED, 99), tenant="other", key="bounced:99")
+    # WHEN the Overview's stats are read
+    status, stats = stack.request("GET", "/v1/stats")
+    # THEN the counts and rates are the recorded events', and the queue depth is read
+    assert status == 200, stats
+    assert stats["last_24h"] == {"delivered": 30, "bounced": 2, "complained": 1}
+    assert stats["last_7d"] == stats["last_24h"]
+    assert stats["rates"]["bounce"] == 2 / 32
+    assert stats["rates"]["complaint"] == 1 / 30
+    assert stats["rates"]["bounce_review"] == 0.05
+    assert stats["queue"] == {"waiting": 0, "dead_letters": 0}
+    # an hour eight days ago is outside the week
+    assert stats_hour(datetime.now(UTC) - timedelta(days=8)) < min(
+        stats_hour(datetime.now(UTC) - timedelta(hours=h)) for h in range(168)
+    )
+    events_only = create_key(frozenset({Scope.EVENTS_READ}))
+    assert stack.request("GET", "/v1/stats", key=events_only)[0] == 403
+
+
+def test_domains_list_the_stacks_sending_domains(stack: Stack) -> None:
+    status, domains = stack.request("GET", "/v1/domains")
+    assert status == 200, domains
+    assert "shop.example" in [d["name"] for d in domains["data"]]
+    reader = create_key(frozenset({Scope.MESSAGES_READ}))
+    assert stack.request("GET", "/v1/domains", key=reader)[0] == 403
+
+
+def test_replay_queues_one_delivery_of_a_recorded_event_to_the_subscription(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSTROOM_WEBHOOK_ALLOW_PRIVATE", "true")
+    reset_services()  # settings are read once per environment: read them again with the loopback allowance
+    status, hook = stack.request("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/in"})
+    assert status == 201, hook
+    event = recorded(EventType.DELIVERED, 7)
+    event_services().events.record(event, tenant="default", key="delivered:7")
+    status, queued = stack.request("POST", f"/v1/webhooks/{hook['id']}/replay", {"event_id": event.id})
+    assert status == 202, queued
+    tasks = stack.queue_messages("WebhookQueue")
+    assert [json.loads(t["Body"])["event"] for t in tasks] == [event.id]
+    assert json.loads(tasks[0]["Body"])["subscription"] == hook["id"]
+    # an event the tenant never had, and a disabled subscription, are refused
+    missing = new_event_id()
+    status, error = stack.request("POST", f"/v1/webhooks/{hook['id']}/replay", {"event_id": missing})
+    assert status == 404, error
+    stack.request("PATCH", f"/v1/webhooks/{hook['id']}", {"enabled": False})
+    status, error = stack.request("POST", f"/v1/webhooks/{hook['id']}/replay", {"event_id": event.id})
+    assert status == 409, error

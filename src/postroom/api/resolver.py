@@ -27,6 +27,7 @@ from postroom.api import (
     message_routes,
     postmark_routes,
     scheduled_routes,
+    stats_routes,
     suppression_routes,
     template_routes,
     webhook_routes,
@@ -60,6 +61,7 @@ app.include_router(suppression_routes.router, prefix="/v1/suppressions")
 app.include_router(webhook_routes.router, prefix="/v1/webhooks")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(key_routes.router, prefix="/v1/keys")
+app.include_router(stats_routes.router, prefix="/v1/stats")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")
