@@ -185,7 +185,7 @@ async function loadActivity(more) {
     }
     nextCursor = page.next;
     $("more").hidden = !nextCursor;
-    if (!rows.children.length) rows.append(el("tr")).append(el("td", "No messages match."));
+    if (!rows.children.length) rows.append(cells(el("tr"), "No messages match."));
   } catch (error) {
     if (generation === listGeneration) $("activity-error").textContent = error.message;
   }
@@ -317,7 +317,7 @@ async function loadMailboxes() {
       if (box.unread) row.className = "unread";
       rows.append(row);
     }
-    if (!rows.children.length) rows.append(el("tr")).append(el("td", "No mailboxes for this key."));
+    if (!rows.children.length) rows.append(cells(el("tr"), "No mailboxes for this key."));
   } catch (error) {
     $("mailboxes-error").textContent = error.message;
   }
@@ -348,7 +348,7 @@ async function loadMailbox(id, more) {
     }
     mailboxCursor = page.next_cursor;
     $("mbx-more").hidden = !mailboxCursor;
-    if (!rows.children.length) rows.append(el("tr")).append(el("td", "This mailbox is empty."));
+    if (!rows.children.length) rows.append(cells(el("tr"), "This mailbox is empty."));
   } catch (error) {
     if (generation === listGeneration) $("mailbox-error").textContent = error.message;
   }
@@ -611,7 +611,7 @@ async function loadSuppressions() {
       rows.append(cells(el("tr"), entry.address, scope, entry.reason + (entry.details ? ": " + entry.details : ""),
         when(entry.created_at), remove));
     }
-    if (!rows.children.length) rows.append(el("tr")).append(el("td", "No address is suppressed."));
+    if (!rows.children.length) rows.append(cells(el("tr"), "No address is suppressed."));
   } catch (error) {
     $("suppressions-error").textContent = error.message;
   }
@@ -669,7 +669,7 @@ async function loadWebhooks() {
         body.append(cells(el("tr"), when(a.at), a.event_type, a.outcome, a.status_code || a.error || "",
           el("code", a.response || ""), replay));
       }
-      if (!body.children.length) body.append(el("tr")).append(el("td", "No attempts yet."));
+      if (!body.children.length) body.append(cells(el("tr"), "No attempts yet."));
       table.append(body);
       box.append(table);
       list.append(box);
@@ -708,6 +708,11 @@ async function loadKeys() {
   } catch (error) {
     $("keys-error").textContent = error.message;
   }
+}
+
+function hideSecret() {
+  $("k-secret").textContent = "";
+  $("k-secret-box").hidden = true;
 }
 
 async function createKey(event) {
@@ -778,7 +783,7 @@ const ROUTES = [
   [/^#\/templates\/([a-z0-9_-]+)$/, "template", loadTemplate],
   [/^#\/suppressions$/, "suppressions", loadSuppressions],
   [/^#\/webhooks$/, "webhooks", loadWebhooks],
-  [/^#\/keys$/, "keys", loadKeys],
+  [/^#\/keys$/, "keys", () => { hideSecret(); loadKeys(); }],
   [/^#\/domains$/, "domains", loadDomains],
   [/^#\/activity$/, "activity", () => loadActivity(false)],
 ];
