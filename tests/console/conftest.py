@@ -28,7 +28,12 @@ def module_sink() -> Iterator[RecordingSink]:
 
 @pytest.fixture(scope="module")
 def module_dns(module_sink: RecordingSink) -> Iterator[LoopbackDnsServer]:
-    zone = {"example.org": {"MX": [(10, "mx.example.org")]}, "mx.example.org": {"A": ["127.0.0.1"]}}
+    zone = {
+        "example.org": {"MX": [(10, "mx.example.org")]},
+        "mx.example.org": {"A": ["127.0.0.1"]},
+        # the sending domain as a half-done setup, so the Domains page has both passes and records to publish
+        "shop.example": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]},
+    }
     with LoopbackDnsServer(zone=zone) as server:
         yield server
 
