@@ -198,7 +198,8 @@ def first_paint(count: int, repeat: int) -> dict[str, Any]:
             shown.append(driver.execute_script("return performance.now()"))
             paints.append(
                 driver.execute_script(
-                    "const p = performance.getEntriesByName('first-contentful-paint'); return p.length ? p[0].startTime : null"
+                    "const p = performance.getEntriesByName('first-contentful-paint');"
+                    " return p.length ? p[0].startTime : null"
                 )
             )
         return {
