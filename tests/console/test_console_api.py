@@ -152,6 +152,9 @@ def test_stats_count_recorded_events_per_hour_and_rate_them_against_ses_marks(st
     assert stats["rates"]["complaint"] == 1 / 30
     assert stats["rates"]["bounce_review"] == 0.05
     assert stats["queue"] == {"waiting": 0, "dead_letters": 0}
+    # on AWS the Overview links the stack's dashboard (the template gives its URL)
+    assert "cloudwatch/home" in stats["dashboard_url"]
+    assert "#dashboards/dashboard/" in stats["dashboard_url"]
     # an hour eight days ago is outside the week
     assert stats_hour(datetime.now(UTC) - timedelta(days=8)) < min(
         stats_hour(datetime.now(UTC) - timedelta(hours=h)) for h in range(168)

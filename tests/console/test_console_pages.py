@@ -336,6 +336,7 @@ def test_api_keys_domains_and_overview(console: LocalStack, console_browser: Any
     assert text_of(driver, "o-queue") == "0"
     assert text_of(driver, "o-dlq") == "0"
     assert "review at 5 %" in text_of(driver, "o-rates")
+    assert not driver.find_element(By.ID, "o-dashboard").is_displayed()  # a local stack has no AWS dashboard
     shot(driver, "overview")
 
 

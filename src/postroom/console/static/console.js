@@ -134,7 +134,7 @@ async function loadOverview() {
     const stats = await getJson("/v1/stats");
     const body = $("o-counts");
     body.replaceChildren();
-    for (const name of ["accepted", ...COUNTED]) {
+    for (const name of COUNTED) {
       body.append(cells(el("tr"), name, stats.last_24h[name] || 0, stats.last_7d[name] || 0));
     }
     const rates = $("o-rates");
