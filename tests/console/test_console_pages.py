@@ -220,6 +220,10 @@ def test_a_template_is_edited_with_a_live_preview_errors_at_their_line_saved_and
     wait(driver).until(lambda d: preview_shows(d, "#1042"))
     assert preview_shows(driver, "Linen shirt")
     assert "#1042" in text_of(driver, "t-preview-subject")
+    # styled as the mail will be: the layout's CSS, inlined by the renderer, applies inside the sandboxed frame
+    driver.switch_to.frame(driver.find_element(By.ID, "t-preview"))
+    assert driver.find_element(By.TAG_NAME, "h1").value_of_css_property("font-size") == "22px"
+    driver.switch_to.default_content()
     # WHEN a line is added to the HTML THEN the preview shows it
     html = driver.find_element(By.ID, "t-html")
     html.send_keys("\n<p>Thanks for shopping with {{ shop.name }}!</p>")

@@ -77,10 +77,11 @@ function link(text, href) { const a = el("a", text); a.href = href; return a; }
 function when(iso) { return iso ? String(iso).replace("T", " ").slice(0, 19) : ""; }
 
 // Mail HTML in a sandboxed srcdoc frame: it inherits the console's CSP, and this meta narrows it further (no
-// remote images until the viewer asks).
+// remote images until the viewer asks; inline style only, as mail is styled).
 function frameHtml(frame, html, remoteImages) {
   const images = remoteImages ? "data: https:" : "data:";
-  const policy = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; img-src " + images + "\">";
+  const policy = "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; " +
+    "style-src 'unsafe-inline'; img-src " + images + "\">";
   frame.srcdoc = html === null || html === undefined ? "" : policy + html;
 }
 
