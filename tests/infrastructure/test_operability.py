@@ -401,10 +401,10 @@ def test_sams_translator_accepts_the_template(repo_root, template_path, template
     deployed = [lid for lid, r in resources.items() if "Condition" not in r or condition(template, r["Condition"])]
     # (the optional API custom domain adds 2 resources; the Postmark routes' two events, 2 permissions; the Resend
     # routes' two and SendGrid's one, 3 permissions; each other route event one permission: domains and keys API 9,
-    # stores API 3, OpenAPI document and Swagger UI 2, console and list API 5, console actions and pages 7,
+    # stores API 3, OpenAPI document and Swagger UI 2, console and list API 5, console actions and pages 6,
     # explain/uploads/reputation 4, storing into a mailbox (APPEND) 1)
     assert len(template["Resources"]) == 112
-    assert (len(resources), len(deployed)) == (208, 160)
+    assert (len(resources), len(deployed)) == (214, 166)
     # ... the submission service's 17 resources come through as they are, condition included; enabling it creates
     # them and the 16 network resources it shares with direct SMTP (VPC, subnets, routes, NAT, endpoints)
     submission = {lid: r for lid, r in resources.items() if lid.startswith("Submission")}

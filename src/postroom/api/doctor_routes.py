@@ -211,6 +211,17 @@ def _create_ses_identity(name: str) -> list[str]:
     return list(tokens)
 
 
+@router.get("/", summary="The stack's sending domains (SendingDomains) and their delivery paths")
+def list_domains(principal: Annotated[Principal, Depends(require(Scope.DOMAINS_READ))]) -> dict[str, object]:
+    settings = services().settings
+    return {
+        "data": [
+            {"name": name, "delivery": settings.delivery_for(name).value, "source": "stack"}
+            for name in sorted(settings.sending_domains)
+        ]
+    }
+
+
 @router.get("/<domain>", summary="A sending domain: each record published, missing or wrong, and its state")
 def get_domain(
     domain: Annotated[str, Path(pattern=_DOMAIN)],

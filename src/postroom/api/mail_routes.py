@@ -11,7 +11,7 @@ from typing import Annotated
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.depends import Depends
-from aws_lambda_powertools.event_handler.openapi.params import Body, Path
+from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
@@ -90,13 +90,20 @@ def get_attachment(
     mail_id: MailId,
     part: Annotated[str, Path(pattern=r"^[0-9]{1,4}(\.[0-9]{1,4}){0,20}$", description="The attachment's part")],
     principal: Annotated[Principal, Depends(require(Scope.MAILBOX_READ))],
+    redirect: Annotated[
+        bool,
+        Query(
+            description="false: answer 200 with the URL instead of a 302 (a page whose CSP allows fetches only "
+            "to its own origin, like the console, then navigates to it)"
+        ),
+    ] = True,
 ) -> Response[dict[str, object]]:
     service = mail_service()
     item = mail_for(service, principal, mail_id)
     parts = service.part_names(item)
     if part not in parts:
         raise NotFoundError(f"{mail_id} has no attachment {part}", field="part")
-    return _redirect(service.part_url(item, parts[part]))
+    return _redirect(service.part_url(item, parts[part]), follow=redirect)
 
 
 @router.patch("/<mail_id>", summary="Set or clear keywords, and/or move to another mailbox", responses=errors(409, 412))
@@ -172,10 +179,10 @@ def delete_mail(
     return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=mailstore.public_message(moved))
 
 
-def _redirect(url: str) -> Response[dict[str, object]]:
+def _redirect(url: str, *, follow: bool = True) -> Response[dict[str, object]]:
     return Response(
-        status_code=302,
+        status_code=302 if follow else 200,
         content_type=content_types.APPLICATION_JSON,
         body={"url": url, "expires_in": URL_SECONDS},
-        headers={"Location": url},
+        headers={"Location": url} if follow else {},
     )

@@ -16,14 +16,14 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, ValidationError
 
 from postroom.accept.compose import MessageInput
-from postroom.accept.models import DeliveryChoice
+from postroom.accept.models import DeliveryChoice, SendRequest
 from postroom.api import idempotent
 from postroom.api.deps import require
 from postroom.api.gate import RAW_MESSAGE_TYPE, body_bytes
 from postroom.api.openapi_doc import errors
 from postroom.api.responses import validation_failure
 from postroom.core.auth import Principal, Scope
-from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.core.errors import ConflictError, NotFoundError, ValidationFailedError
 from postroom.core.message_record import MessageRecord
 from postroom.core.message_store import InvalidCursorError, MessageFilter, MessageNotFoundError
 from postroom.core.status import MessageStatus
@@ -275,4 +275,38 @@ def get_message_source(
         content_type="message/rfc822",
         body=_built_mime(message_id, principal),
         headers={"Content-Disposition": f'attachment; filename="{message_id}.eml"'},
+    )
+
+
+@router.post(
+    "/<message_id>/resend",
+    summary="Send a stored message again, now, as a new message",
+    description="Takes the request the message was accepted from (its template already rendered), or for a raw "
+    "submission the MIME that was built, and accepts it again through the same intake as POST /v1/messages: a new id, "
+    "its own record and events. A scheduled original's send_at is not carried over (the copy goes now).",
+    responses={202: {"description": "Accepted: the new message"}, **errors(409, 503)},
+)
+def resend_message(
+    message_id: Annotated[str, Path(pattern=_MESSAGE_ID)],
+    principal: Annotated[Principal, Depends(require(Scope.MESSAGES_SEND))],
+) -> Response[dict[str, str]]:
+    record = _own_record(message_id, principal)
+    svc = services()
+    try:
+        stored = svc.messages.get_request(message_id)
+    except svc.messages.missing_body_errors():
+        stored = None
+    if stored is not None:
+        accepted = svc.accept(SendRequest.model_validate_json(stored), principal)
+    else:
+        mime = svc.messages.get_mime(message_id)
+        if mime is None:
+            raise ConflictError(f"{message_id} has neither a stored request nor a built message to resend", field="id")
+        recipients = [r.address for r in record.recipients]
+        accepted = svc.accept_raw(mime, principal, mail_from=record.from_address, recipients=recipients)
+    return Response(
+        status_code=202,
+        content_type="application/json",
+        body={"id": accepted.id, "status": accepted.status.value, "resent_from": message_id},
+        headers={"Location": f"/v1/messages/{accepted.id}"},
     )

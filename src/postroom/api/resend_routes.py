@@ -34,7 +34,7 @@ from postroom.dialects import resend
 from postroom.wiring.services import services
 
 # Powertools' Router.__init__ carries no annotations; the instance itself is typed.
-router = Router()  # type: ignore[no-untyped-call,unused-ignore]
+router = Router()
 
 BATCH_VALIDATION_HEADER = "x-batch-validation"
 

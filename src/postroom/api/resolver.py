@@ -30,6 +30,7 @@ from postroom.api import (
     resend_routes,
     scheduled_routes,
     sendgrid_routes,
+    stats_routes,
     store_routes,
     suppression_routes,
     template_routes,
@@ -69,6 +70,7 @@ app.include_router(upload_routes.router, prefix="/v1/uploads")
 app.include_router(doctor_routes.router, prefix="/v1/domains")
 app.include_router(key_routes.router, prefix="/v1/keys")
 app.include_router(store_routes.router, prefix="/v1/stores")
+app.include_router(stats_routes.router, prefix="/v1/stats")
 app.include_router(address_routes.router, prefix="/v1/addresses")
 app.include_router(mailbox_routes.router, prefix="/v1/mailboxes")
 app.include_router(mail_routes.router, prefix="/v1/mail")

@@ -29,7 +29,7 @@ from postroom.dialects import sendgrid
 from postroom.wiring.services import services
 
 # Powertools' Router.__init__ carries no annotations; the instance itself is typed.
-router = Router()  # type: ignore[no-untyped-call,unused-ignore]
+router = Router()
 
 IDS_HEADER = "X-Postroom-Message-Ids"
 

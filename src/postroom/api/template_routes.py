@@ -12,6 +12,7 @@ from pydantic import ConfigDict, Field
 
 from postroom.api.deps import require
 from postroom.api.openapi_doc import NO_CONTENT
+from postroom.commerce.sample_order import sample_variables
 from postroom.core.auth import Principal, Scope
 from postroom.core.errors import NotFoundError
 from postroom.core.untrusted import InputModel
@@ -39,6 +40,12 @@ class RenderBody(InputModel):
     variables: dict[str, Any] = Field(default_factory=dict)
 
 
+class PreviewBody(TemplateBody):
+    """An unsaved template (the editor's text) and the variables to render it with."""
+
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
 def _get(principal: Principal, name: str) -> Any:
     try:
         return services().templates.get(principal.tenant, name)
@@ -49,6 +56,29 @@ def _get(principal: Principal, name: str) -> Any:
 @router.get("/", summary="List templates (the tenant's own and the built-ins)")
 def list_templates(principal: Annotated[Principal, Depends(require(Scope.TEMPLATES_READ))]) -> dict[str, Any]:
     return {"templates": [t.public() for t in services().templates.list(principal.tenant)]}
+
+
+@router.post(
+    "/preview",
+    summary="Render an unsaved template with variables (the console's live preview); stores and sends nothing",
+    description="The same renderer a send uses. A template that does not compile or render is a 422 whose message "
+    "names the part and, where the renderer knows it, the line (`html: line 3: ...`).",
+)
+def preview_template(
+    body: Annotated[PreviewBody, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.TEMPLATES_READ))],
+) -> dict[str, str]:
+    source = TemplateSource(subject=body.subject, html=body.html, text=body.text)
+    check(source)
+    return render(source, body.variables).as_dict()
+
+
+@router.get("/<name>/sample", summary="Sample variables for previewing a template (a realistic order for order mails)")
+def template_sample(
+    name: TemplateName, principal: Annotated[Principal, Depends(require(Scope.TEMPLATES_READ))]
+) -> dict[str, Any]:
+    _get(principal, name)
+    return {"variables": sample_variables(name)}
 
 
 @router.get("/<name>", summary="Read a template")

@@ -11,9 +11,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Body, Path, Query
 from pydantic import ConfigDict, Field, field_validator
 
 from postroom.api.deps import require
-from postroom.api.openapi_doc import NO_CONTENT
+from postroom.api.openapi_doc import NO_CONTENT, errors
 from postroom.core.auth import Principal, Scope
-from postroom.core.errors import NotFoundError, ValidationFailedError
+from postroom.core.errors import ConflictError, NotFoundError, ServiceUnavailableError, ValidationFailedError
 from postroom.core.untrusted import InputModel
 from postroom.events.event_model import EventType
 from postroom.webhooks.payload_dialects import Dialect, new_signing_key
@@ -190,3 +190,41 @@ def webhook_attempts(
         raise NotFoundError(f"no webhook {webhook_id}", field="id") from None
     attempts, cursor = svc.webhooks.attempts(principal.tenant, webhook_id, limit=limit, before=before)
     return {"data": [a.model_dump(mode="json") for a in attempts], "next": cursor}
+
+
+class Replay(InputModel):
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(pattern=r"^evt_[0-9a-z]{26}$", description="A recorded event (an attempt's event_id).")
+
+
+@router.post(
+    "/<webhook_id>/replay",
+    summary="Deliver one recorded event to this subscription again",
+    description="Queues one delivery, signed and sent like any other with the subscription's current URL and secret "
+    "(a new attempt appears in /attempts). The subscription must be enabled.",
+    responses={202: {"description": "Queued"}, **errors(409, 503)},
+)
+def replay_webhook(
+    webhook_id: Annotated[str, Path(pattern=_ID)],
+    body: Annotated[Replay, Body()],
+    principal: Annotated[Principal, Depends(require(Scope.WEBHOOKS_MANAGE))],
+) -> Response[dict[str, object]]:
+    svc = event_services()
+    try:
+        subscription = svc.webhooks.get(principal.tenant, webhook_id)
+    except SubscriptionNotFoundError:
+        raise NotFoundError(f"no webhook {webhook_id}", field="id") from None
+    if not subscription.enabled:
+        raise ConflictError("the subscription is disabled: re-enable it first", field="id")
+    if svc.events.get(principal.tenant, body.event_id) is None:
+        raise NotFoundError(f"no event {body.event_id}", field="event_id")
+    fanout = svc.fanout
+    if fanout is None:
+        raise ServiceUnavailableError("no webhook queue is configured on this stack")
+    fanout.replay(principal.tenant, subscription.id, body.event_id)
+    return Response(
+        status_code=202,
+        content_type=content_types.APPLICATION_JSON,
+        body={"queued": True, "webhook_id": subscription.id, "event_id": body.event_id},
+    )

@@ -15,10 +15,14 @@ ASSETS: dict[str, str] = {
     "console.css": "text/css; charset=utf-8",
 }
 
-# No inline script or style anywhere; mail HTML lives only in a sandboxed srcdoc iframe (which inherits this policy,
-# so remote images stay blocked there until the viewer asks for them, see console.js). frame-ancestors: no framing.
+# No inline script anywhere; mail HTML lives only in a sandboxed srcdoc iframe (which inherits this policy, so remote
+# images stay blocked there until the viewer asks for them, see console.js). Inline *style* is allowed because the
+# srcdoc frame inherits this policy and mail is styled inline (the template preview must look like the mail); it
+# runs nothing, the console writes no markup from data (textContent only), and CSS url()s still obey img-src.
+# frame-ancestors: no framing.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data: https:; "
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; "
+    "img-src 'self' data: https:; "
     "frame-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 

@@ -130,6 +130,11 @@ class MessageStore:
         except self._s3.exceptions.NoSuchKey:
             return None
 
+    def missing_body_errors(self) -> type[Exception]:
+        """What :meth:`get_request` raises for a message that has no stored request (a raw submission)."""
+        error: type[Exception] = self._s3.exceptions.NoSuchKey
+        return error
+
     def put_mime(self, message_id: str, mime: bytes) -> None:
         self._s3.put_object(Bucket=self._bucket, Key=mime_key(message_id), Body=mime, ContentType="message/rfc822")
 
@@ -172,7 +177,7 @@ class MessageStore:
         found: list[MessageRecord] = []
         read = 0
         last_key: str | None = None
-        for sort_key, record in self._newest_first(tenant, where, cursor, budget):
+        for sort_key, record in self._newest_first(tenant, where, cursor, budget, limit):
             read += 1
             last_key = sort_key
             if where.matches(record):
@@ -184,7 +189,7 @@ class MessageStore:
         return MessagePage(found, encode_cursor(last_key) if more and last_key else None)
 
     def _newest_first(
-        self, tenant: str, where: MessageFilter, cursor: str | None, budget: int
+        self, tenant: str, where: MessageFilter, cursor: str | None, budget: int, page: int
     ) -> Iterator[tuple[str, MessageRecord]]:
         # "~" sorts after every character of an id, so an ``until`` bound includes that instant's messages.
         upper = f"{where.until}~" if where.until else "~"
@@ -200,8 +205,12 @@ class MessageStore:
             "ScanIndexForward": False,
         }
         remaining = budget
+        # The first Query asks for one page (and the cursor's own item): an unfiltered page then reads page + 1 items,
+        # not 200. Only a filter that skips items goes on, 200 at a time, until the page fills or the budget is spent.
+        step = page + 1
         while remaining > 0:
-            response = self._ddb.query(**query, Limit=min(remaining + 1, 200))
+            response = self._ddb.query(**query, Limit=min(remaining + 1, step))
+            step = 200
             for raw in response.get("Items", []):
                 item = from_item(raw)
                 if item["gsi1sk"] == after:  # BETWEEN is inclusive; the cursor's own item was shown

@@ -122,6 +122,7 @@ class Settings(BaseModel):
     # that need them refuse with a clear error instead of failing at cold start for functions that never use them.
     idempotency_table: str = ""
     queue_arn: str = ""  # the delivery queue's ARN: the target of EventBridge Scheduler schedules
+    dashboard_url: str = ""  # the stack's CloudWatch dashboard, linked from the console's Overview; empty locally
     schedule_group: str = ""
     scheduler_role_arn: str = ""
     commerce_queue_url: str = ""
@@ -298,6 +299,7 @@ _ENV = {
     "relay_ca_file": "POSTROOM_RELAY_CA_FILE",
     "idempotency_table": "POSTROOM_IDEMPOTENCY_TABLE",
     "queue_arn": "POSTROOM_QUEUE_ARN",
+    "dashboard_url": "POSTROOM_DASHBOARD_URL",
     "schedule_group": "POSTROOM_SCHEDULE_GROUP",
     "scheduler_role_arn": "POSTROOM_SCHEDULER_ROLE_ARN",
     "commerce_queue_url": "POSTROOM_COMMERCE_QUEUE_URL",

@@ -31,6 +31,12 @@ at 10 000 events/s (that is what spreading the writes means), so an ordered page
 Queries == shards is the price of a strictly ordered feed that is also write-sharded; ``FEED_SHARDS`` trades one
 for the other (2 shards: 2 Queries, 2 000 events/s).
 
+**Hourly counts** (the console's Overview). Each new event also adds 1 to its type's count in an hourly item,
+``pk=TENANT#<tenant>#STATS#<shard>`` ``sk=HOUR#<yyyy-mm-ddThh>`` (the shard is the event's feed shard, so the counter
+writes spread like the feed's). Seven days of counts are then at most 16 Queries of 168 small items, whatever the
+volume, never a read of the events themselves. The count is best-effort (1 WCU more per event): a failed increment is
+logged and the event still stands, since statistics must not make an event's recording fail or repeat.
+
 Old-layout items (``TENANT#<t>#EVT#<day>`` feed items, ``EVTKEY#`` dedupe items) are not read; they expire by TTL.
 """
 
@@ -45,8 +51,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
 from postroom.core.dynamo import from_item, to_item
 from postroom.events.event_model import Event, boundary_id
+
+logger = Logger(child=True)
 
 FEED_INDEX = "feed"
 FEED_SHARDS = 16  # see the module docstring for the arithmetic; a power of two divides the 32 id characters evenly
@@ -54,6 +64,7 @@ WRITE_ATTEMPTS = 5  # a cancelled transaction: the first try and four more, abou
 _BACKOFF_BASE_S = 0.05
 # Cancellation reasons that a later try can clear: another transaction held an item, or the partition was throttled.
 _TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+STATS_RETENTION = timedelta(days=8)  # the Overview shows seven days; a day more covers the hour being filled
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # Shared by all stores of the execution environment: the feed's shard Queries run at once (boto3 clients are
 # thread-safe), so a page costs one round trip of latency.
@@ -85,6 +96,14 @@ def feed_shard(event_id: str) -> int:
 
 def feed_pk(tenant: str, shard: int) -> str:
     return f"TENANT#{tenant}#EVT#{shard:02d}"
+
+
+def stats_pk(tenant: str, shard: int) -> str:
+    return f"TENANT#{tenant}#STATS#{shard:02d}"
+
+
+def stats_hour(moment: datetime) -> str:
+    return "HOUR#" + moment.astimezone(UTC).strftime("%Y-%m-%dT%H")
 
 
 def event_key(tenant: str, message_id: str, key: str) -> dict[str, str]:
@@ -135,6 +154,7 @@ class EventStore:
                     self._ddb.transact_write_items(TransactItems=[{"Put": put}, *also])
                 else:
                     self._ddb.put_item(**put)
+                self._count(tenant, event)
                 return Recorded(event, new=True, settled=settled)
             except self._ddb.exceptions.ConditionalCheckFailedException:
                 return self._duplicate(item_key, event)
@@ -149,6 +169,50 @@ class EventStore:
             # Full jitter, so writers that conflicted once do not collide again in lockstep.
             time.sleep(random.uniform(0, _BACKOFF_BASE_S * 2**attempt))  # noqa: S311 - jitter, not a secret
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _count(self, tenant: str, event: Event) -> None:
+        now = datetime.now(UTC)
+        try:
+            self._ddb.update_item(
+                TableName=self._table,
+                Key=to_item({"pk": stats_pk(tenant, feed_shard(event.id)), "sk": stats_hour(now)}),
+                UpdateExpression="ADD #type :one SET expires_at = if_not_exists(expires_at, :expires)",
+                ExpressionAttributeNames={"#type": event.type.value},
+                ExpressionAttributeValues=to_item(
+                    {":one": 1, ":expires": int((now + max(self._retention, STATS_RETENTION)).timestamp())}
+                ),
+            )
+        except Exception:  # noqa: BLE001 - statistics never fail an event (module docstring, "Hourly counts")
+            logger.warning("could not count an event", extra={"event_type": event.type.value})
+
+    def counts(self, tenant: str, *, hours: int, now: datetime | None = None) -> list[dict[str, int]]:
+        """Per-type event counts of the last ``hours`` hours, newest hour first (index 0: the current hour)."""
+        now = now or datetime.now(UTC)
+        newest = now.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        buckets = [stats_hour(newest - timedelta(hours=n)) for n in range(hours)]
+        totals: list[dict[str, int]] = [{} for _ in buckets]
+        position = {hour: n for n, hour in enumerate(buckets)}
+
+        def shard_items(shard: int) -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = []
+            paginator = self._ddb.get_paginator("query")
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="pk = :pk AND sk BETWEEN :lo AND :hi",
+                ExpressionAttributeValues=to_item(
+                    {":pk": stats_pk(tenant, shard), ":lo": buckets[-1], ":hi": buckets[0]}
+                ),
+            ):
+                items.extend(from_item(item) for item in page.get("Items", []))
+            return items
+
+        for items in _feed_pool.map(shard_items, range(FEED_SHARDS)):
+            for item in items:
+                bucket = totals[position[item["sk"]]]
+                for name, value in item.items():
+                    if name not in ("pk", "sk", "expires_at"):
+                        bucket[name] = bucket.get(name, 0) + int(value)
+        return totals
 
     def _duplicate(self, item_key: dict[str, str], event: Event) -> Recorded:
         item = self._ddb.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True).get("Item")

@@ -172,6 +172,8 @@ class LocalStack:
             env.update(tpl.function_environment(template, route.function_logical_id, self.resources, parameters))
         for source in tpl.sqs_event_sources(template):
             env.update(tpl.function_environment(template, source.function_logical_id, self.resources, parameters))
+        # The dashboard link names an AWS console page that no local stack has: the Overview shows none.
+        env["POSTROOM_DASHBOARD_URL"] = ""
         sandbox_vars = (
             frozenset({"POSTROOM_DNS_NAMESERVERS", "POSTROOM_SMTP_PORT"}) if self.config.sandbox else frozenset()
         )

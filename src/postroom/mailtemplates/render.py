@@ -151,18 +151,31 @@ def _check_size(part: str, text: str) -> None:
         raise TemplateRenderError(f"{part}: longer than {MAX_SOURCE_CHARS} characters", field=part)
 
 
+def _where(part: str, exc: BaseException) -> str:
+    """``"html: line 4"``: Jinja2 rewrites a render error's traceback so the template's own frame carries the
+    template line; the editor uses it to mark the line. Just the part when no template frame is found."""
+    line = None
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename == "<template>":
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return f"{part}: line {line}" if line else part
+
+
 def _render_part(source: str, *, html: bool, part: str, variables: dict[str, Any]) -> str:
     template = _compile(source, html, part)
     try:
         output = template.render(variables)
     except UndefinedError as exc:
-        raise TemplateRenderError(f"{part}: {exc.message} (pass it in variables)", field="variables") from None
+        where = _where(part, exc)
+        raise TemplateRenderError(f"{where}: {exc.message} (pass it in variables)", field="variables") from None
     except SecurityError as exc:
-        raise TemplateRenderError(f"{part}: not allowed in a template: {exc}", field=part) from None
+        raise TemplateRenderError(f"{_where(part, exc)}: not allowed in a template: {exc}", field=part) from None
     except TemplateError as exc:
-        raise TemplateRenderError(f"{part}: {exc.message or type(exc).__name__}", field=part) from None
+        raise TemplateRenderError(f"{_where(part, exc)}: {exc.message or type(exc).__name__}", field=part) from None
     except (TypeError, ValueError, ArithmeticError) as exc:  # e.g. a filter applied to a value of the wrong type
-        raise TemplateRenderError(f"{part}: {exc}", field=part) from None
+        raise TemplateRenderError(f"{_where(part, exc)}: {exc}", field=part) from None
     if len(output) > MAX_RENDERED_CHARS:
         raise TemplateRenderError(f"{part}: renders to more than {MAX_RENDERED_CHARS} characters", field=part)
     return output

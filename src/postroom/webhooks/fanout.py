@@ -73,3 +73,12 @@ class WebhookFanout:
             if response.get("Failed"):
                 raise FanoutError(f"{len(response['Failed'])} webhook tasks could not be queued")
         return len(tasks)
+
+    def replay(self, tenant: str, subscription_id: str, event_id: str) -> None:
+        """Queue one more delivery of a recorded event to one subscription (the console's "replay"). The sender
+        signs and sends it as any other task, with the subscription's current URL and secret."""
+        if not self._queue_url:
+            raise FanoutError("no webhook queue is configured")
+        self._sqs.send_message(
+            QueueUrl=self._queue_url, MessageBody=WebhookTask(tenant, subscription_id, event_id).to_json()
+        )
