@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -201,7 +202,19 @@ def _not_found(_: RouteNotFoundError) -> Response[str]:
     return error_response(NotFoundError(f"no route {event.http_method} {event.path}"))
 
 
+# Powertools keeps the current event and its context (the principal) on the resolver instance. Lambda gives an
+# environment one event at a time, so on AWS this lock is never contended; the local stack runs the send and mailbox
+# functions, which share this resolver, on threads of one process, where two requests would read each other's
+# principal without it.
+_one_request_at_a_time = threading.Lock()
+
+
 def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    with _one_request_at_a_time:
+        return _handle(event, context)
+
+
+def _handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     if is_public_document(event):
         return app.resolve(event, context)  # the API's description: nothing to authenticate, no body
     if console_routes.is_public(event):  # the console's own files: no key, no body, no data
