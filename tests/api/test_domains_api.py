@@ -184,6 +184,15 @@ def test_domains_are_the_tenants_own_and_need_the_scope(stack: Stack) -> None:
     assert stack.request("POST", "/v1/domains", {"name": DOMAIN, "delivery": "smtp"})[0] == 409
     assert stack.request("POST", "/v1/domains", {"name": "shop.example"})[0] == 409  # a SendingDomains seed
     other = create_key(tenant="other")
+    # The list is the stack's seeds and the tenant's own added domains, never another tenant's.
+    status, listing = stack.request("GET", "/v1/domains")
+    assert status == 200, listing
+    rows = {row["name"]: (row["source"], row["state"]) for row in listing["data"]}
+    assert rows[DOMAIN] == ("api", "pending"), rows
+    assert rows["shop.example"] == ("stack", "configured"), rows
+    status, listing = stack.request("GET", "/v1/domains", key=other)
+    assert status == 200, listing
+    assert DOMAIN not in {row["name"] for row in listing["data"]}, listing
     assert stack.request("GET", f"/v1/domains/{DOMAIN}", key=other)[0] == 404
     assert stack.request("DELETE", f"/v1/domains/{DOMAIN}", key=other)[0] == 404
     reader = create_key(frozenset({Scope.DOMAINS_READ}))

@@ -237,3 +237,34 @@ def _strip_ansi(text: str) -> str:
     import re
 
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_send_explain_sends_nothing_and_exit_code_says_whether_it_would(cli: CliStack) -> None:
+    listed_before = [m["id"] for m in cli.json("messages", "ls", "--limit", "50")["data"]]
+    # WHEN a sendable message is explained
+    explained = cli.json(
+        "send", "--explain", "--from", "hello@shop.example", "--to", "ann@example.org", "--subject", "Hi",
+        "--text", "Only explained.",
+    )  # fmt: skip
+    # THEN it would send, on a named path, with the recipient's outcome, and exit 0
+    assert explained["would_send"] is True, explained
+    assert explained["refusals"] == []
+    assert explained["path"]["path"] in {"smtp", "ses", "relay"}, explained
+    assert [r["address"] for r in explained["recipients"]] == ["ann@example.org"]
+    # WHEN the sender's domain is not a sending domain, THEN every refusal is listed and the exit code is 1
+    refused = cli.json(
+        "send", "--explain", "--from", "a@elsewhere.example", "--to", "ann@example.org", "--subject", "x",
+        "--text", "y", code=1,
+    )  # fmt: skip
+    assert refused["would_send"] is False
+    assert "from" in [r["field"] for r in refused["refusals"]], refused
+    # AND nothing was sent by either
+    assert [m["id"] for m in cli.json("messages", "ls", "--limit", "50")["data"]] == listed_before
+
+
+def test_domains_ls_lists_the_stacks_and_the_added_domains(cli: CliStack) -> None:
+    cli.json("domains", "add", "listed.example", "--delivery", "smtp")
+    rows = {row["name"]: row for row in cli.json("domains", "ls")["data"]}
+    assert rows["listed.example"]["source"] == "api"
+    assert rows["listed.example"]["state"] == "pending"
+    assert rows["shop.example"]["source"] == "stack"

@@ -211,15 +211,19 @@ def _create_ses_identity(name: str) -> list[str]:
     return list(tokens)
 
 
-@router.get("/", summary="The stack's sending domains (SendingDomains) and their delivery paths")
+@router.get("/", summary="The sending domains: the stack's (SendingDomains) and the tenant's added ones, by name")
 def list_domains(principal: Annotated[Principal, Depends(require(Scope.DOMAINS_READ))]) -> dict[str, object]:
-    settings = services().settings
-    return {
-        "data": [
-            {"name": name, "delivery": settings.delivery_for(name).value, "source": "stack"}
-            for name in sorted(settings.sending_domains)
-        ]
-    }
+    svc = services()
+    settings = svc.settings
+    seeds = [
+        {"name": name, "delivery": settings.delivery_for(name).value, "source": "stack", "state": "configured"}
+        for name in settings.sending_domains
+    ]
+    added = [
+        {"name": d.name, "delivery": d.delivery, "source": "api", "state": d.state.value}
+        for d in svc.domain_registry.list(principal.tenant)
+    ]
+    return {"data": sorted(seeds + added, key=lambda row: str(row["name"]))}
 
 
 @router.get("/<domain>", summary="A sending domain: each record published, missing or wrong, and its state")

@@ -122,6 +122,22 @@ def _render_domain(domain: dict[str, Any], *, problems: bool = True) -> Any:
     return render
 
 
+@domains_app.command("ls")
+def domains_ls(ctx: typer.Context, json_out: JsonFlag = False) -> None:
+    """The sending domains: the stack's own (SendingDomains) and the ones added through the API, with their state."""
+    out = Out(json_out)
+    with reporting(out):
+        listing = api(ctx).call("GET", "/v1/domains")
+
+    def render(console: Console) -> None:
+        grid = table("domain", "delivery", "source", "state")
+        for row in listing.get("data", []):
+            grid.add_row(plain(row["name"]), plain(row["delivery"]), plain(row["source"]), styled(row["state"]))
+        console.print(grid)
+
+    out.emit(listing, render)
+
+
 @domains_app.command("add")
 def domains_add(
     ctx: typer.Context,

@@ -66,6 +66,9 @@ def send(
     batch: Annotated[
         Path | None, typer.Option(help="One message per row of a .csv or .jsonl file; flags give the defaults.")
     ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Send nothing: show the path, MX/TLS, DKIM, suppression and refusals.")
+    ] = False,
     json_out: JsonFlag = False,
 ) -> None:
     """Send a message (flags, --eml or --template with --var), or a batch from CSV/JSONL with per-row results."""
@@ -88,6 +91,14 @@ def send(
         raise typer.BadParameter(str(error), param_hint="--var") from None
     if variables:
         defaults["variables"] = variables
+    if explain:
+        if batch is not None or eml is not None:
+            raise typer.BadParameter("--explain takes a message given by flags or --template", param_hint="--explain")
+        with reporting(out):
+            explained = api(ctx).call("POST", "/v1/messages/explain", defaults)
+        out.emit(explained, _render_explanation(explained))
+        # Like `domains verify`, a script can branch on the answer: 0 would send, 1 would be refused.
+        raise SystemExit(int(Exit.OK if explained.get("would_send") else Exit.REFUSED))
     if batch is not None:
         raise SystemExit(int(_send_batch(ctx, out, batch, defaults)))
     with reporting(out):
@@ -101,6 +112,30 @@ def send(
         else:
             sent = client.call("POST", "/v1/messages", defaults)
     out.emit(sent, lambda c: c.print(f"accepted [bold]{plain(sent['id'])}[/bold] ({styled(sent.get('status'))})"))
+
+
+def _render_explanation(explained: dict[str, Any]) -> Callable[[Console], None]:
+    def render(console: Console) -> None:
+        verdict = "[green]would send[/green]" if explained.get("would_send") else "[red]would be refused[/red]"
+        path = explained.get("path") or {}
+        console.print(f"{verdict}  path [bold]{plain(path.get('path'))}[/bold] ({plain(path.get('why'))})")
+        grid = table("recipient", "outcome", "suppression")
+        for row in explained.get("recipients", []):
+            suppression = row.get("suppression") or {}
+            grid.add_row(plain(row["address"]), plain(row["outcome"]), plain(suppression.get("reason") or ""))
+        console.print(grid)
+        for domain in explained.get("domains", []):
+            hosts = ", ".join(str(host.get("host")) for host in domain.get("mx", [])) or "no MX"
+            tls = (domain.get("tls") or {}).get("policy") or "-"
+            problem = f"  [yellow]{plain(domain['problem'])}[/yellow]" if domain.get("problem") else ""
+            console.print(f"  {plain(domain.get('domain'))}: MX {plain(hosts)}; TLS {plain(tls)}{problem}")
+        for refusal in explained.get("refusals", []):
+            console.print(
+                f"[red]✗[/red] {plain(refusal.get('status'))} {plain(refusal.get('code'))}: "
+                f"{plain(refusal.get('message'))}"
+            )
+
+    return render
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 """The sending-domain registry: domains added through ``/v1/domains``, and the gate the send path asks.
 
-Item shape (table comment in template.yaml): ``pk=DOMAIN#<name>``, ``sk=DOMAIN`` - name, tenant, delivery
+Item shape (table comment in template.yaml): ``pk=DOMAIN#<name>``, ``sk=DOMAIN``, listed per tenant through gsi1
+(``gsi1pk=TENANT#<tenant>#DOMAIN``, ``gsi1sk=<name>``) - name, tenant, delivery
 (ses|smtp|auto), state (pending|verified|retired), return_path, mail_from, dkim (selectors with their algorithm; the
 private keys are in SSM/Secrets Manager under DkimKeyPrefix), records (what to publish, each with its purpose),
 problems (what the last check found missing or wrong), ses_status, created_at, checked_at, verified_at, retired_at.
@@ -140,6 +141,10 @@ def _domain(item: dict[str, Any]) -> RegisteredDomain:
     )
 
 
+def _listing(tenant: str) -> str:
+    return f"TENANT#{tenant}#DOMAIN"
+
+
 class DomainRegistry:
     def __init__(self, dynamodb: Any, table: str) -> None:
         self._ddb = dynamodb
@@ -153,11 +158,30 @@ class DomainRegistry:
         response = self._ddb.get_item(TableName=self._table, Key=self._key(name), ConsistentRead=True)
         return _domain(from_item(response["Item"])) if "Item" in response else None
 
+    def list(self, tenant: str) -> list[RegisteredDomain]:
+        """The tenant's domains from the registry (retired ones included, with their state), by name: one Query per
+        page of the index, never a Scan."""
+        found: list[RegisteredDomain] = []
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :pk",
+            "ExpressionAttributeValues": to_item({":pk": _listing(tenant)}),
+        }
+        while True:
+            response = self._ddb.query(**params)
+            found.extend(_domain(from_item(item)) for item in response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return found
+            params["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
     def put(self, domain: RegisteredDomain, *, new: bool = False) -> None:
         """Store ``domain``; with ``new``, only if no live item has that name (a retired one may be re-created)."""
         item = {
             "pk": f"DOMAIN#{domain.name}",
             "sk": "DOMAIN",
+            "gsi1pk": _listing(domain.tenant),
+            "gsi1sk": domain.name,
             "name": domain.name,
             "tenant": domain.tenant,
             "delivery": domain.delivery,
