@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from twisted.cred import checkers, credentials, portal
 from twisted.cred.error import UnauthorizedLogin
@@ -70,7 +70,10 @@ class ApiRealm:
 
 
 def api_portal(client: PostroomClient, interface: Any, avatar: AvatarFactory) -> portal.Portal:
-    return portal.Portal(ApiRealm(client, interface, avatar), [ApiKeyChecker(client)])
+    # zope.interface's @implementer is invisible to mypy: the realm and checker provide IRealm/ICredentialsChecker.
+    realm = cast("portal.IRealm", ApiRealm(client, interface, avatar))
+    key_checker = cast("checkers.ICredentialsChecker", ApiKeyChecker(client))
+    return portal.Portal(realm, [key_checker])
 
 
 class GuardedPortal:

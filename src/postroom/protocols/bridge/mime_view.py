@@ -101,4 +101,7 @@ class MimePart:
         payload = self.message.get_payload()
         if not isinstance(payload, list) or not 0 <= part < len(payload):
             raise IndexError(f"no part {part + 1}")
-        return MimePart(payload[part])
+        sub = payload[part]
+        if not isinstance(sub, Message):  # a multipart's payload is its parts, each a Message
+            raise IndexError(f"part {part + 1} is not a MIME part")
+        return MimePart(sub)

@@ -40,4 +40,5 @@ def call(function: Callable[..., T], *args: Any) -> T:
     from twisted.internet.threads import blockingCallFromThread
 
     ensure_running()
-    return blockingCallFromThread(reactor(), function, *args)  # type: ignore[no-any-return]
+    result: T = blockingCallFromThread(reactor(), function, *args)
+    return result

@@ -38,9 +38,9 @@ class TwistedListener:
         from twisted.internet import reactor
 
         if self.tls is None:
-            self._port = call(reactor.listenTCP, self.requested, self.factory, 50, self.host)  # type: ignore[attr-defined]
+            self._port = call(reactor.listenTCP, self.requested, self.factory, 50, self.host)
         else:  # implicit TLS (RFC 8314): the handshake comes first, nothing is ever said in the clear
-            self._port = call(reactor.listenSSL, self.requested, self.factory, self.tls, 50, self.host)  # type: ignore[attr-defined]
+            self._port = call(reactor.listenSSL, self.requested, self.factory, self.tls, 50, self.host)
         return self
 
     def stop(self) -> None:
@@ -113,13 +113,13 @@ class Bridge:
         for listener in self.listeners.values():
             listener.start()
         if self.config.imap_port is not None:
-            factory = imap.ServerFactory(
+            imap_factory = imap.ServerFactory(
                 self.mail_api, idle_poll_seconds=self.config.idle_poll_seconds, failures=self.failed_logins
             )
-            self.listeners["imap"] = TwistedListener(factory, self.config.host, self.config.imap_port).start()
+            self.listeners["imap"] = TwistedListener(imap_factory, self.config.host, self.config.imap_port).start()
         if self.config.pop3_port is not None:
-            factory = pop3.ServerFactory(self.mail_api, failures=self.failed_logins)
-            self.listeners["pop3"] = TwistedListener(factory, self.config.host, self.config.pop3_port).start()
+            pop3_factory = pop3.ServerFactory(self.mail_api, failures=self.failed_logins)
+            self.listeners["pop3"] = TwistedListener(pop3_factory, self.config.host, self.config.pop3_port).start()
         if self.config.imaps_port is not None or self.config.pop3s_port is not None:
             from twisted.internet import ssl
 

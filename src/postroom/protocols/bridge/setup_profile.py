@@ -109,7 +109,8 @@ def thunderbird_autoconfig(settings: AccountSettings) -> bytes:
         ET.SubElement(server, "username").text = "%EMAILADDRESS%"
         ET.SubElement(server, "authentication").text = "password-cleartext"
     ET.indent(root)
-    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8") + b"\n"
+    document: bytes = ET.tostring(root, encoding="utf-8")
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + document + b"\n"
 
 
 def outlook_settings(settings: AccountSettings) -> str:
