@@ -3,7 +3,7 @@
 A count, not a time: deterministic, and the figure that drives Lambda time and the request-priced part of the AWS
 bill. The emulated stack of the test suite (moto in-process, resources from template.yaml, the real handlers) with
 direct SMTP to an aiosmtpd sink on loopback whose MX a loopback DNS server answers. Every API call any boto3 client
-makes inside a handler invocation is counted once (``before-call``: botocore's own retries are not counted apart,
+makes inside a handler invocation is counted once (``before-parameter-build``: botocore's own retries are not counted apart,
 so the figure is requests as the caller makes them; throttling retries would add to it on AWS).
 
 Scenarios (each message 10 KB of text, one batch = the SQS event source's BatchSize of 10):
@@ -42,13 +42,26 @@ class CallCounter:
         self.active = False
         self.calls: Counter[str] = Counter()
 
-    def __call__(self, model: Any, **_: Any) -> None:
+    def __call__(self, model: Any, params: dict[str, Any], **_: Any) -> None:
         if self.active:
-            self.calls[f"{model.service_model.service_name}.{model.name}"] += 1
+            self.calls[f"{model.service_model.service_name}.{model.name}{_what(params)}"] += 1
 
     def take(self) -> Counter[str]:
         calls, self.calls = self.calls, Counter()
         return calls
+
+
+def _what(params: dict[str, Any]) -> str:
+    """Which item kind a single-item DynamoDB call touches (the key's prefix), so the table shows what each call is."""
+    key = params.get("Key") or params.get("Item") or {}
+    if not isinstance(key, dict):  # S3's Key is the object's name
+        return ""
+    pk = key.get("pk", {}).get("S") if isinstance(key.get("pk"), dict) else None
+    if pk:
+        return f"({pk.split('#')[0]})"
+    if "id" in key:  # Powertools idempotency records
+        return "(idempotency)"
+    return ""
 
 
 def zone() -> dict[str, dict[str, Any]]:
@@ -87,7 +100,7 @@ def main() -> None:
     ):
         # mock_aws drops boto3's default session on entry, so the hook goes on the one made here, before any client.
         boto3.setup_default_session(region_name="us-east-1")
-        boto3.DEFAULT_SESSION.events.register("before-call", counter)  # type: ignore[union-attr]
+        boto3.DEFAULT_SESSION.events.register("before-parameter-build", counter)  # type: ignore[union-attr]
         aws.reset_clients()
         stack = start_stack(
             monkeypatch,
@@ -148,7 +161,7 @@ def main() -> None:
         )
         deliver("batch of 10, 1 recipient, 10 domains", [[f"c{i}@{DOMAINS[i]}"] for i in range(BATCH)])
 
-    print(f"AWS calls per message, counted with botocore's before-call hook ({machine()})")
+    print(f"AWS calls per message, counted with botocore's before-parameter-build hook ({machine()})")
     for row in rows:
         ops = ", ".join(f"{op} {n}" for op, n in sorted(row["by_operation"].items()))
         print(f"  {row['scenario']}: {row['per_message']:.1f} per message ({row['calls']} calls)  [{ops}]")
