@@ -3,8 +3,8 @@
 A count, not a time: deterministic, and the figure that drives Lambda time and the request-priced part of the AWS
 bill. The emulated stack of the test suite (moto in-process, resources from template.yaml, the real handlers) with
 direct SMTP to an aiosmtpd sink on loopback whose MX a loopback DNS server answers. Every API call any boto3 client
-makes inside a handler invocation is counted once (``before-parameter-build``: botocore's own retries are not counted apart,
-so the figure is requests as the caller makes them; throttling retries would add to it on AWS).
+makes inside a handler invocation is counted once (``before-parameter-build``: botocore's own retries are not
+counted apart, so the figure is requests as the caller makes them; throttling retries would add to it on AWS).
 
 Scenarios (each message 10 KB of text, one batch = the SQS event source's BatchSize of 10):
 
@@ -110,7 +110,9 @@ def main() -> None:
         url, arn = stack.resources["DeliveryQueue"]["Ref"], stack.resources["DeliveryQueue"]["Arn"]
 
         def send(to: list[str]) -> None:
-            status, body = stack.request("POST", "/v1/messages", {"from": SENDER, "to": to, "subject": "Order", "text": text})
+            status, body = stack.request(
+                "POST", "/v1/messages", {"from": SENDER, "to": to, "subject": "Order", "text": text}
+            )
             assert status == 202, body
 
         def drain() -> list[dict[str, Any]]:

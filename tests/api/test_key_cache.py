@@ -10,8 +10,7 @@ import boto3
 import pytest
 
 from postroom.core import aws, key_store
-from postroom.core.auth import ALL_SCOPES
-from postroom.core.auth import hash_key
+from postroom.core.auth import ALL_SCOPES, hash_key
 from postroom.core.key_store import ApiKeyStore
 from postroom.wiring.services import services
 from tests.conftest import Stack, create_key

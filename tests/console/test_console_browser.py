@@ -73,9 +73,18 @@ def sign_in(driver: WebDriver, stack: LocalStack, key: str) -> None:
 
 
 def send(stack: LocalStack, to: str, subject: str, html: str) -> str:
-    status, body = call(stack, "POST", "/v1/messages", {
-        "from": "orders@shop.example", "to": [to], "subject": subject, "text": "Plain words.", "html": html,
-    })
+    status, body = call(
+        stack,
+        "POST",
+        "/v1/messages",
+        {
+            "from": "orders@shop.example",
+            "to": [to],
+            "subject": subject,
+            "text": "Plain words.",
+            "html": html,
+        },
+    )
     assert status == 202, body
     return str(body["id"])
 
@@ -87,8 +96,10 @@ def open_from_activity(driver: WebDriver, recipient: str, subject: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "#filters button[type=submit]").click()
     # the filtered list has replaced the unfiltered one: every row is to the recipient
     wait(driver).until(
-        lambda d: all(recipient in row.text for row in d.find_elements(By.CSS_SELECTOR, "#rows tr"))
-        and d.find_elements(By.CSS_SELECTOR, "#rows tr")
+        lambda d: (
+            all(recipient in row.text for row in d.find_elements(By.CSS_SELECTOR, "#rows tr"))
+            and d.find_elements(By.CSS_SELECTOR, "#rows tr")
+        )
     )
     link = wait(driver).until(ec.element_to_be_clickable((By.LINK_TEXT, subject)))
     link.click()

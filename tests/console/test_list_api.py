@@ -13,8 +13,9 @@ from tests.conftest import Stack, create_key
 
 
 def send(stack: Stack, to: str, subject: str, *, sender: str = "orders@shop.example", **extra: Any) -> str:
-    status, body = stack.request("POST", "/v1/messages", {"from": sender, "to": [to], "subject": subject,
-                                                          "text": "hi", **extra})
+    status, body = stack.request(
+        "POST", "/v1/messages", {"from": sender, "to": [to], "subject": subject, "text": "hi", **extra}
+    )
     assert status == 202, body
     return str(body["id"])
 
@@ -115,7 +116,7 @@ def test_console_files_are_public_only_for_get_of_exactly_their_paths(stack: Sta
     headers = {name.lower(): values[0] for name, values in result["multiValueHeaders"].items()}
     assert "script-src 'self'" in headers["content-security-policy"]
     assert headers["content-type"].startswith("text/html")
-    assert "<script src=\"console/console.js\"" in result["body"]
+    assert '<script src="console/console.js"' in result["body"]
     # Anything else under /console still meets the gate first: no key, 401.
     assert stack.send_api.invoke(_event("GET", "/console/secrets.json"))["statusCode"] == 401
     assert stack.send_api.invoke(_event("POST", "/console"))["statusCode"] == 401
@@ -124,5 +125,14 @@ def test_console_files_are_public_only_for_get_of_exactly_their_paths(stack: Sta
 def _event(method: str, path: str) -> dict[str, Any]:
     from postroom.local.gateway import build_event
 
-    return build_event(method=method, path=path, resource=path, query="", headers=[], body=b"",
-                       source_ip="127.0.0.1", path_parameters={}, stage="api")
+    return build_event(
+        method=method,
+        path=path,
+        resource=path,
+        query="",
+        headers=[],
+        body=b"",
+        source_ip="127.0.0.1",
+        path_parameters={},
+        stage="api",
+    )

@@ -286,7 +286,8 @@ class Deliverer:
         return claimed
 
     def _conclude_many(self, jobs: list[_Job], now: datetime) -> None:
-        """:meth:`_conclude` for a batch: the records that end or wait are saved in one write, then observed together."""
+        """:meth:`_conclude` for a batch: the records that end or wait are saved in one write, then observed
+        together."""
         stamp = isoformat(utcnow())
         saving: list[_Job] = []
         for job in jobs:
