@@ -88,6 +88,13 @@ class SendGuard(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchGuard(Protocol):
+    """A SendGuard that can claim a batch's sends in one write before they go out (see postroom.deliver.send_once)."""
+
+    def claim_many(self, sends: list[tuple[MessageRecord, str, list[str]]]) -> None: ...
+
+
 class _SendDirectly:
     """No guard (a stack without an idempotency table): every call sends, and nothing is stored."""
 
@@ -138,6 +145,16 @@ class _Job:
     started: datetime | None = None
     results: list[tuple[RecipientResult, str]] | None = None
     outcome: AttemptResult | Exception | None = None  # set once the job is decided (an exception: it failed)
+    sends: list[_Send] | None = None
+
+
+@dataclass
+class _Send:
+    """One remote hand-over of an attempt (SES, the relay, or one domain's MX), made behind the send guard."""
+
+    path: str
+    recipients: list[str]
+    send: Callable[[], list[RecipientResult]]
 
 
 class Deliverer:
@@ -209,11 +226,26 @@ class Deliverer:
                         recipient_filter.prepare([job.record for job in claimed if job.record is not None])
                     except Exception:
                         logger.warning("batch lookup of a recipient filter failed; screening one by one", exc_info=True)
+            planned = []
             for job in claimed:
                 assert job.record is not None
                 try:
                     mime = self._mime(job.record, job.task)
-                    job.results = self._deliver(job.path, job.record, mime)
+                    job.results, job.sends = self._plan(job.path, job.record, mime)
+                    planned.append(job)
+                except Exception as exc:  # noqa: BLE001 - the record stays "sending"; the redelivery completes it
+                    job.outcome = exc
+            if isinstance(self._guard, BatchGuard):
+                self._guard.claim_many(
+                    [(job.record, s.path, s.recipients) for job in planned if job.record for s in job.sends or []]
+                )
+            for job in planned:
+                assert job.record is not None
+                assert job.results is not None
+                try:
+                    for planned_send in job.sends or []:
+                        sent = self._guard(job.record, planned_send.path, planned_send.recipients, planned_send.send)
+                        job.results.extend((result, planned_send.path) for result in sent)
                 except Exception as exc:  # noqa: BLE001 - the record stays "sending"; the redelivery completes it
                     job.outcome = exc
             self._conclude_many([job for job in claimed if job.outcome is None], now)
@@ -425,9 +457,12 @@ class Deliverer:
             by_domain[address.rpartition("@")[2].lower()].append(address)
         return list(by_domain.values())
 
-    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[tuple[RecipientResult, str]]:
-        """Each pending recipient goes through the filters, then to a local agent that hosts it, else to ``path``.
-        Returns each result with the name of the agent (or filter) that produced it."""
+    def _plan(
+        self, path: DeliveryPath, record: MessageRecord, mime: bytes
+    ) -> tuple[list[tuple[RecipientResult, str]], list[_Send]]:
+        """Each pending recipient goes through the filters, then to a local agent that hosts it; the rest are left
+        as remote sends for ``path`` (made afterwards, behind the guard). Returns the results so far, each with the
+        name of the agent (or filter) that produced it, and the sends to make."""
         pending = [r.address for r in record.pending()]
         results: list[tuple[RecipientResult, str]] = []
         for recipient_filter in self._filters:
@@ -441,30 +476,26 @@ class Deliverer:
                 results.extend((result, agent.name) for result in agent.deliver(record, mine, mime))
                 pending = [address for address in pending if address not in mine]
         if not pending:
-            return results
+            return results, []
         sender = self._envelope_sender(record)
         if path is DeliveryPath.SES:
-            sent = self._guard(
-                record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
-            )
-            results.extend((r, path.value) for r in sent)
-            return results
+            ses = self._ses
+            return results, [_Send(path.value, pending, lambda: ses.deliver(record.from_address, pending, mime))]
         if path is DeliveryPath.RELAY and self._relay is not None:
             # One smart host takes every domain: one transaction for all pending recipients.
             relay = self._relay
-            sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
-            results.extend((r, path.value) for r in sent)
-            return results
+            return results, [_Send(path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))]
+        sends = []
         for recipients in self._groups(path, pending):
             domain = recipients[0].rpartition("@")[2].lower()
-            delivered = self._guard(
-                record,
-                path.value,
-                recipients,
-                lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
+            sends.append(
+                _Send(
+                    path.value,
+                    recipients,
+                    lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
+                )
             )
-            results.extend((r, path.value) for r in delivered)
-        return results
+        return results, sends
 
     def _envelope_sender(self, record: MessageRecord) -> str:
         """MAIL FROM for direct SMTP and the relay: the message's VERP bounce address when the stack has a return-path
