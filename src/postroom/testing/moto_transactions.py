@@ -41,17 +41,20 @@ def install() -> None:
         if _installed:
             return
         from moto.dynamodb import models
+        from moto.dynamodb.models.table import Table
+
+        namespace = vars(models)  # the module's globals, where its functions look ``copy`` up
 
         original = models.DynamoDBBackend.transact_write_items
 
         def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
             # One transaction at a time holds the stand-in (moto's backend is not safe for concurrent writes anyway).
             with _lock:
-                models.copy = _CopyOncePerTable(models.Table)  # type: ignore[assignment]
+                namespace["copy"] = _CopyOncePerTable(Table)
                 try:
                     original(self, transact_items)
                 finally:
-                    models.copy = copy
+                    namespace["copy"] = copy
 
         models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
         _installed = True
