@@ -243,9 +243,12 @@ class _ChaosStore:
     def save_many(self, records: list[Any]) -> list[Exception | None]:
         # The batch's one write of its results: the same rule as save() (a crash just before it, when it records a
         # delivery, is the at-least-once window that the send guard closes), and the same failures per record.
-        if not any(self._records_results(record) for record in records):
+        recording = [record for record in records if self._records_results(record)]
+        if not recording:
             self._chaos.point(f"before store.save_many ({len(records)})")
-        elif self._chaos.rng.random() < self._chaos.plan.unsafe_crash_rate:
+        # The unsafe draw is per record that records a delivery, as when each record had its own save: a batch's one
+        # write is that window for all of them at once.
+        elif any(self._chaos.rng.random() < self._chaos.plan.unsafe_crash_rate for _ in recording):
             self._chaos.injected["crash after delivery, before store.save"] += 1
             raise WorkerCrash("after delivery")
         results = []
