@@ -14,7 +14,8 @@ overload ends in the usual give-up after MaxAttempts, never in a silent loop.
 SES counts each recipient as one send, and allows short bursts above the rate; a message with more recipients than
 one second's allowance fills the current window and pre-charges the following ones, so the average stays under the
 rate. A worker's batch takes its slots at once (:meth:`PacingFilter.prepare`: one UpdateItem per pace key for the
-whole batch, issue 21) when they fit in the current window; otherwise each message takes its own as before. SES's
+whole batch, issue 21) when they fit in one window, waiting for the next window like a message would; otherwise each
+message takes its own as before. SES's
 MaxSendRate is read from the account (``GetAccount``) and cached; if it cannot be read the SES path is not
 paced (SES's own throttling errors are still retried) and a warning says why.
 """
@@ -179,12 +180,12 @@ class PacingFilter:
             if domain_limit is not None:
                 for domain in {address.rpartition("@")[2].lower() for address in pending}:
                     wanted[(f"smtp:{domain}", domain_limit)] += 1
-        now = self._clock()
-        self._reserved = {
-            key: count
-            for (key, limit), count in wanted.items()
-            if count <= limit and self._windows.take(key, count, limit, now)
-        }
+        self._reserved = {}
+        for (key, limit), count in wanted.items():
+            # Waits for the next window when this one has no room for the whole batch, as one message would (up to
+            # max_wait); if that fails too, the batch's messages take their slots one by one (and may be deferred).
+            if count <= limit and self._take(key, count, limit, self._clock() + self._max_wait):
+                self._reserved[key] = count
 
     def screen(self, record: MessageRecord, recipients: list[str]) -> list[RecipientResult]:
         if not recipients:
