@@ -15,6 +15,14 @@ receive and delete per batch); the worker invocation's share of its batch; Cloud
 Prices: us-east-1, on-demand, as published on the AWS pricing pages (PRICES_AS_OF below). Check them before quoting.
 
     .venv/bin/python bench/cost_model.py --send-ms 45 --worker-batch-ms 400 [--message-kb 10] [--attempts 1.05]
+
+``--design before`` prices the per-message AWS work as it was before issue 21's batching (an API-key GetItem per
+request; per attempt a record GetItem, two PutItem saves, S3 reads of the MIME - a miss the first time - and of the
+request); ``after`` (the default) as it is now (the key read once per 30 s per environment: ~0 per mail at volume;
+the batch's records read by BatchGetItem, the same read units; the two saves as TransactWriteItems, which AWS bills at
+twice the write units on the base table; no S3 read on a first attempt, the MIME read on a retry). The calls per
+message themselves are counted by ``bench/aws_calls.py``; the send guard's and the events' writes are outside this
+model in both designs (as they were).
 """
 
 from __future__ import annotations
@@ -95,6 +103,11 @@ def per_mail(facts: dict[str, object], args: argparse.Namespace) -> dict[str, fl
     gb_s = {a: p[f"lambda_gb_s_{a}"] for a in ("arm64", "x86_64")}
     record_kb = 1.5 + 0.3 * args.recipients  # the JSON record document plus keys and index attributes
     ddb_record_wcu = math.ceil(record_kb)  # per write of the record, base table
+    after = args.design == "after"
+    key_reads = 0.0 if after else 1.0
+    # A record save: base table (doubled inside a transaction) + its gsi1 entry (standard units).
+    save_wcu = ddb_record_wcu * (2 if after else 1) + ddb_record_wcu
+    s3_gets = (attempts - 1) if after else (1 + attempts)
     cost = {
         "API Gateway request": p["apigw_rest_request"],
         "send API Lambda": p["lambda_request"]
@@ -105,11 +118,11 @@ def per_mail(facts: dict[str, object], args: argparse.Namespace) -> dict[str, fl
         )
         / batch
         * attempts,
-        # key GetItem (1 RRU) + record PutItem; worker per attempt: GetItem + 2 saves; every write also goes to gsi1.
-        "DynamoDB": p["ddb_read_unit"] * (1 + attempts * math.ceil(record_kb / 4))
-        + p["ddb_write_unit"] * 2 * ddb_record_wcu * (1 + 2 * attempts),
-        # request.json PUT; worker: MIME GET (a miss the first time), request GET, MIME PUT.
-        "S3 requests": p["s3_put"] * 2 + p["s3_get"] * (1 + attempts),
+        # key read + record PutItem (base + gsi1); worker per attempt: record read + 2 saves (see --design).
+        "DynamoDB": p["ddb_read_unit"] * (key_reads + attempts * math.ceil(record_kb / 4))
+        + p["ddb_write_unit"] * (2 * ddb_record_wcu + 2 * attempts * save_wcu),
+        # request.json PUT and the MIME PUT; the reads per --design.
+        "S3 requests": p["s3_put"] * 2 + p["s3_get"] * s3_gets,
         "S3 storage (retention)": p["s3_storage_gb_month"] * (2 * kb / 1024 / 1024) * facts["body_retention_days"] / 30,
         "DynamoDB storage (1 month)": p["ddb_storage_gb_month"] * record_kb / 1024 / 1024,
         # SendMessage, plus the event source's ReceiveMessage and DeleteMessageBatch per batch (empty polls ignored).
@@ -133,6 +146,7 @@ def main() -> None:
     parser.add_argument("--log-bytes-worker", type=float, default=2500, help="log bytes per worker batch")
     parser.add_argument("--trace-sampling", type=float, default=0.05, help="share of requests X-Ray records")
     parser.add_argument("--template", type=Path, default=ROOT / "template.yaml")
+    parser.add_argument("--design", choices=["before", "after"], default="after", help="issue 21's batching or not")
     args = parser.parse_args()
     measured = RESULTS / "handler_durations.json"
     if (args.send_ms is None or args.worker_batch_ms is None) and measured.exists():
@@ -152,7 +166,7 @@ def main() -> None:
     )
     print(
         f"inputs: send API {args.send_ms:.0f} ms, worker batch {args.worker_batch_ms:.0f} ms, {args.message_kb:g} KB, "
-        f"{args.recipients} recipient(s), {args.attempts:g} attempts per mail"
+        f"{args.recipients} recipient(s), {args.attempts:g} attempts per mail, design {args.design}"
     )
     for name, value in sorted(cost.items(), key=lambda item: -item[1]):
         print(f"  {name:34s} ${value * 1e6:8.2f} per million mails")

@@ -19,10 +19,12 @@ from postroom.core.auth import ALL_SCOPES, Scope
 from postroom.local import template as tpl
 from postroom.local.gateway import build_event
 from postroom.local.handlers import LocalFunction
+from postroom.testing import moto_transactions
 from postroom.wiring.services import reset_services, services
 from postroom.wiring.worker_batch import reset_resolver
 
 ROOT = Path(__file__).resolve().parents[1]
+moto_transactions.install()  # the worker saves a batch in one transaction; moto's backup of it was quadratic
 SENDING_DOMAINS = "shop.example,smtp.example=smtp"
 
 

@@ -21,16 +21,18 @@ MESSAGE = {
 def test_accepted_message_is_stored_and_queued_before_202(stack: Stack) -> None:
     # GIVEN a valid message  WHEN it is sent
     status, body = stack.request("POST", "/v1/messages", MESSAGE)
-    # THEN 202 with an id, and the record, the body and a pointer (not the body) exist
+    # THEN 202 with an id, and the record, the body and a pointer exist (a small request also rides in the pointer, a
+    # copy of S3's, so the worker's first attempt does not read it back: issue 21)
     assert status == 202, body
     assert body["status"] == "queued"
     msg_id = body["id"]
     obj = boto3.client("s3").get_object(
         Bucket=stack.resources["BodiesBucket"]["Ref"], Key=f"messages/{msg_id}/request.json"
     )
-    assert json.loads(obj["Body"].read())["subject"] == "Your order"
+    stored = obj["Body"].read()
+    assert json.loads(stored)["subject"] == "Your order"
     queued = stack.queue_messages()
-    assert [json.loads(m["Body"]) for m in queued] == [{"v": 1, "id": msg_id}]
+    assert [json.loads(m["Body"]) for m in queued] == [{"v": 1, "id": msg_id, "request": stored.decode()}]
     status, record = stack.request("GET", f"/v1/messages/{msg_id}")
     assert status == 200
     assert record["status"] == "queued"

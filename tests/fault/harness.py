@@ -184,9 +184,9 @@ class _Chaos:
         self.plan = plan
         self.injected = injected
 
-    def point(self, where: str, *, service_error: bool = True) -> None:
+    def point(self, where: str, *, service_error: bool = True, crash: bool = True) -> None:
         draw = self.rng.random()
-        if draw < self.plan.crash_rate:
+        if crash and draw < self.plan.crash_rate:
             self.injected[f"crash {where}"] += 1
             raise WorkerCrash(where)
         if service_error and draw < self.plan.crash_rate + self.plan.aws_fault_rate:
@@ -207,6 +207,10 @@ class _ChaosStore:
         self._chaos.point("before store.get")
         return self._store.get(message_id)
 
+    def get_many(self, message_ids: list[str]) -> Any:
+        self._chaos.point("before store.get_many")
+        return self._store.get_many(message_ids)
+
     def get_mime(self, message_id: str) -> bytes | None:
         self._chaos.point("before store.get_mime")
         return self._store.get_mime(message_id)
@@ -220,18 +224,46 @@ class _ChaosStore:
         self._store.put_mime(message_id, mime)
         self._chaos.point("after store.put_mime")
 
-    def save(self, record: Any) -> None:
-        # Not before the save that records a delivery: that is the at-least-once window (see the module docstring).
-        records_results = record.status is not MessageStatus.SENDING and any(
+    @staticmethod
+    def _records_results(record: Any) -> bool:
+        return record.status is not MessageStatus.SENDING and any(
             r.status is RecipientStatus.DELIVERED and r.last_attempt_at == record.updated_at for r in record.recipients
         )
-        if not records_results:
+
+    def save(self, record: Any) -> None:
+        # Not before the save that records a delivery: that is the at-least-once window (see the module docstring).
+        if not self._records_results(record):
             self._chaos.point(f"before store.save ({record.status.value})")
         elif self._chaos.rng.random() < self._chaos.plan.unsafe_crash_rate:
             self._chaos.injected["crash after delivery, before store.save"] += 1
             raise WorkerCrash("after delivery")
         self._store.save(record)
         self._chaos.point(f"after store.save ({record.status.value})")
+
+    def save_many(self, records: list[Any]) -> list[Exception | None]:
+        # The batch's one write of its results: the same rule as save() (a crash just before it, when it records a
+        # delivery, is the at-least-once window that the send guard closes), and the same failures per record.
+        recording = [record for record in records if self._records_results(record)]
+        if not recording:
+            self._chaos.point(f"before store.save_many ({len(records)})")
+        # The unsafe draw is per record that records a delivery, as when each record had its own save: a batch's one
+        # write is that window for all of them at once.
+        elif any(self._chaos.rng.random() < self._chaos.plan.unsafe_crash_rate for _ in recording):
+            self._chaos.injected["crash after delivery, before store.save"] += 1
+            raise WorkerCrash("after delivery")
+        results = []
+        for record in records:  # an injected error per record, as the store's own fallback reports them
+            try:
+                self._chaos.point(f"before store.save ({record.status.value})", crash=False)
+            except ClientError as error:
+                results.append(error)
+                continue
+            results.append(None)
+        saved = self._store.save_many([r for r, e in zip(records, results, strict=True) if e is None])
+        merged = iter(saved)
+        results = [e if e is not None else next(merged) for e in results]
+        self._chaos.point(f"after store.save_many ({len(records)})")
+        return results
 
 
 class _ChaosQueue:

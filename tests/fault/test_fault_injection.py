@@ -3,6 +3,7 @@ services and a worker that all fail at random (fixed seed). See ``harness.py`` f
 
 from __future__ import annotations
 
+import re
 from unittest import mock
 
 import pytest
@@ -46,7 +47,10 @@ def test_the_checks_catch_a_duplicate_delivery_and_the_send_guard_prevents_it() 
         unguarded = run(plan)
     # THEN the harness reports the recipients that got the message twice (so its silence elsewhere means something)
     assert unguarded.injected["crash after delivery, before store.save"] > 0
-    assert any("reached its server 2 times" in problem for problem in unguarded.problems), unguarded.summary()
+    # (twice or more: a batch's one save is the window for all its messages, so each crash there resends the batch)
+    assert any(re.search(r"reached its server ([2-9]|\d\d+) times", problem) for problem in unguarded.problems), (
+        unguarded.summary()
+    )
     # AND with the guard, the same crashes send nothing twice
     guarded = run(plan)
     assert guarded.injected["crash after delivery, before store.save"] > 0

@@ -1,5 +1,7 @@
-"""The delivery queue: SQS carries a pointer (the message id), never the body, so SQS's 256 KB cap never limits
-message size and a retry always reads the current record."""
+"""The delivery queue: SQS carries a pointer (the message id), so SQS's size cap never limits message size and a
+retry always reads the current record. A small request (up to :data:`INLINE_REQUEST_MAX` bytes of JSON) also rides
+along in the body, so the worker's first attempt builds the MIME without reading ``request.json`` back from S3 (issue
+21: one S3 GetObject per message). S3 still holds the request: the body is a copy, never the only one."""
 
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from typing import Any
 from postroom.observability.correlation import current_correlation_id, message_attributes
 
 QUEUE_BODY_VERSION = 1
+# SQS bills a request per 64 KB chunk of payload: a body under that, with room for the pointer and the attributes,
+# stays one request.
+INLINE_REQUEST_MAX = 48 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,11 +23,21 @@ class DeliveryTask:
     # Set by a schedule's firing: the send_at it was created for. A firing whose send_at no longer matches the record
     # (the message was rescheduled meanwhile) is stale and is dropped by the worker.
     send_at: str | None = None
+    # The validated request's JSON (as stored in S3's request.json) when it is small; None: read it from S3.
+    request: str | None = None
+
+    @classmethod
+    def carrying(cls, message_id: str, request_json: bytes) -> DeliveryTask:
+        """The pointer for a just-accepted message, with its request inline when small enough."""
+        inline = request_json.decode() if len(request_json) <= INLINE_REQUEST_MAX else None
+        return cls(message_id=message_id, request=inline)
 
     def to_dict(self) -> dict[str, object]:
         body: dict[str, object] = {"v": QUEUE_BODY_VERSION, "id": self.message_id}
         if self.send_at is not None:
             body["send_at"] = self.send_at
+        if self.request is not None:
+            body["request"] = self.request
         return body
 
     def to_json(self) -> str:
@@ -34,7 +49,12 @@ class DeliveryTask:
         if not isinstance(data, dict) or not isinstance(data.get("id"), str):
             raise ValueError("queue body is not a Postroom delivery task")
         send_at = data.get("send_at")
-        return cls(message_id=data["id"], send_at=send_at if isinstance(send_at, str) else None)
+        request = data.get("request")
+        return cls(
+            message_id=data["id"],
+            send_at=send_at if isinstance(send_at, str) else None,
+            request=request if isinstance(request, str) else None,
+        )
 
 
 class DeliveryQueue:
@@ -78,7 +98,9 @@ class DeliveryQueue:
         with the body through tools that keep only bodies; the body stays a readable task, so a redrive to the
         delivery queue still works. An unreadable body is parked exactly as it came.
         """
-        body = json.dumps({**task.to_dict(), "reason": reason[:1000]}) if isinstance(task, DeliveryTask) else task
+        # A task is parked as its pointer (no inline request: S3 has it, and a redrive reads it from there).
+        pointer = DeliveryTask(task.message_id, task.send_at) if isinstance(task, DeliveryTask) else None
+        body = json.dumps({**pointer.to_dict(), "reason": reason[:1000]}) if pointer is not None else task
         self._sqs.send_message(
             QueueUrl=self._dlq_url,
             MessageBody=body,

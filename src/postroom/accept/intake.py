@@ -211,7 +211,7 @@ def accept(
         count_accepted(len(record.recipients))
         return Accepted(id=record.id, status=record.status)
     try:
-        queue.enqueue(DeliveryTask(record.id))
+        queue.enqueue(DeliveryTask.carrying(record.id, prepared.body))
     except Exception as exc:
         raise _refuse(record, store, "queued for delivery") from exc
     count_accepted(len(record.recipients))

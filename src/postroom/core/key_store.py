@@ -7,10 +7,18 @@ that index entry existed get it the first time they authenticate.
 A key may carry an expiry (``expires_at``, ISO 8601): from then on it authenticates nothing. Rotation is built on it:
 the new key is stored first, then the old one is given an expiry at the end of the grace period, so callers can swap
 keys without a moment in which neither works.
+
+Authentication reads the key's item once per :data:`KEY_CACHE_SECONDS` per execution environment (issue 21: the
+lookup was one GetItem per request). Only found items are cached, keyed by the key's hash (the key itself is never
+kept), and every use re-checks ``disabled`` and ``expires_at`` against the clock, so a rotation's grace period ends
+exactly on time. Disabling or rotating through this store drops the entry at once; a key disabled from another
+execution environment (another Lambda, the CLI) stops working here within :data:`KEY_CACHE_SECONDS`.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -24,6 +32,9 @@ _KNOWN_SCOPES = frozenset(s.value for s in Scope)
 # A key id is the first 12 hex digits of the key's hash; an admin may shorten it to a prefix of at least this many
 # digits (2^32 values, so a prefix names one key in any realistic key table, and an ambiguous one is refused).
 MIN_KEY_ID_PREFIX = 8
+# How long an authenticated key's item is trusted without reading it again (see the module docstring): short enough
+# that a key disabled elsewhere stops within half a minute, long enough that a busy sender costs one read per 30 s.
+KEY_CACHE_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +97,30 @@ class ApiKeyStore:
         self._ddb = dynamodb
         self._table = table
         self._clock = clock  # tests move it to see a grace period end without waiting for it
+        self._cache: dict[str, tuple[float, dict[str, Any]]] = {}  # pk -> (read at, monotonic; the item)
+        self._cache_lock = threading.Lock()
+
+    def forget(self, pk: str | None = None) -> None:
+        """Drop the cached item of key ``pk`` (``KEY#<sha256>``), or all of them."""
+        with self._cache_lock:
+            if pk is None:
+                self._cache.clear()
+            else:
+                self._cache.pop(pk, None)
+
+    def _item(self, pk: str) -> dict[str, Any] | None:
+        now = time.monotonic()
+        cached = self._cache.get(pk)
+        if cached is not None and now - cached[0] < KEY_CACHE_SECONDS:
+            return cached[1]
+        response = self._ddb.get_item(TableName=self._table, Key=to_item({"pk": pk, "sk": "KEY"}), ConsistentRead=True)
+        if "Item" not in response:
+            self.forget(pk)  # an unknown key is not cached: a key created a moment later must work at once
+            return None
+        item = from_item(response["Item"])
+        with self._cache_lock:
+            self._cache[pk] = (now, item)
+        return item
 
     def create(
         self,
@@ -123,12 +158,9 @@ class ApiKeyStore:
         return key
 
     def authenticate(self, key: str) -> Principal | None:
-        response = self._ddb.get_item(
-            TableName=self._table, Key=to_item({"pk": f"KEY#{hash_key(key)}", "sk": "KEY"}), ConsistentRead=True
-        )
-        if "Item" not in response:
+        item = self._item(f"KEY#{hash_key(key)}")
+        if item is None:
             return None
-        item = from_item(response["Item"])
         if item.get("disabled"):
             return None
         if item.get("expires_at") and parse_iso(item["expires_at"]) <= self._clock():
@@ -142,6 +174,7 @@ class ApiKeyStore:
                     {":p": _listing(item["tenant"], item["key_id"])["gsi1pk"], ":s": item["key_id"]}
                 ),
             )
+            self.forget(item["pk"])
         scopes = frozenset(Scope(s) for s in item.get("scopes", []) if s in _KNOWN_SCOPES)
         mailboxes = frozenset(item.get("mailboxes") or ())
         return Principal(
@@ -182,6 +215,7 @@ class ApiKeyStore:
             UpdateExpression="SET disabled = :t",
             ExpressionAttributeValues=to_item({":t": True}),
         )
+        self.forget(key._pk)  # after the write: a lookup in between would cache the item as it was
 
     def now(self) -> datetime:
         return self._clock()
@@ -208,6 +242,7 @@ class ApiKeyStore:
             UpdateExpression="SET expires_at = :e, replaced_by = :r",
             ExpressionAttributeValues=to_item({":e": isoformat(ends), ":r": new_id}),
         )
+        self.forget(old._pk)
         return key, replace(old, expires_at=isoformat(ends), replaced_by=new_id)
 
     def matching(self, key_id: str) -> list[KeyInfo]:
@@ -255,5 +290,6 @@ class ApiKeyStore:
                     UpdateExpression="SET disabled = :t",
                     ExpressionAttributeValues=to_item({":t": True}),
                 )
+                self.forget(item["pk"]["S"])
                 count += 1
         return count

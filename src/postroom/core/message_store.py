@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from postroom.core.message_record import MessageRecord
 
 # The most index items one list page reads, whatever the filters: bounds the page's time and read cost.
 LIST_READ_BUDGET = 1000
+_BATCH_GET_MAX = 100  # DynamoDB's BatchGetItem limit
+_UNPROCESSED_ROUNDS = 4  # BatchGetItem rounds for throttled (unprocessed) keys before reading them one by one
 _CURSOR_PREFIX = "v1:"
 
 
@@ -164,6 +167,32 @@ class MessageStore:
         record.version = int(item["version"])
         return record
 
+    def get_many(self, message_ids: list[str]) -> dict[str, MessageRecord]:
+        """The records of ``message_ids`` (consistent reads) in BatchGetItem calls of up to 100 keys: one call for a
+        worker's batch of 10 instead of one GetItem each. An id without a record is absent from the answer."""
+        found: dict[str, MessageRecord] = {}
+        unique = list(dict.fromkeys(message_ids))
+        for start in range(0, len(unique), _BATCH_GET_MAX):
+            keys = [to_item({"pk": f"MSG#{mid}", "sk": "MSG"}) for mid in unique[start : start + _BATCH_GET_MAX]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(_UNPROCESSED_ROUNDS):
+                response = self._ddb.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self._table, []):
+                    item = from_item(raw)
+                    record = MessageRecord.model_validate(json.loads(item["doc"]))
+                    record.version = int(item["version"])
+                    found[record.id] = record
+                request = response.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                # Throttled keys still unread after every round: read them one by one (GetItem raises if it fails).
+                for key in request[self._table]["Keys"]:
+                    mid = from_item(key)["pk"].removeprefix("MSG#")
+                    with contextlib.suppress(MessageNotFoundError):
+                        found[mid] = self.get(mid)
+        return found
+
     def list_page(
         self,
         tenant: str,
@@ -241,6 +270,30 @@ class MessageStore:
             if is_conditional_failure(exc):
                 raise ConcurrentUpdateError(record.id) from exc
             raise
+
+    def save_many(self, records: list[MessageRecord]) -> list[Exception | None]:
+        """:meth:`save` for several records in one TransactWriteItems call (a worker's batch: one request instead of
+        one PutItem each), with the same optimistic locking per record. Returns, per record, None (saved) or the
+        exception its own :meth:`save` raised: when the transaction fails (a record changed meanwhile, a conflict, a
+        service error), every record is saved on its own, so one conflicting record does not fail the others."""
+        if len(records) == 1:
+            return [self._save_one(records[0])]
+        if not records:
+            return []
+        try:
+            self._ddb.transact_write_items(TransactItems=[self.save_operation(record) for record in records])
+        except Exception:  # noqa: BLE001 - any failure: fall back to one save each, which says which record failed
+            return [self._save_one(record) for record in records]
+        for record in records:
+            record.version += 1
+        return [None for _ in records]
+
+    def _save_one(self, record: MessageRecord) -> Exception | None:
+        try:
+            self.save(record)
+        except Exception as exc:  # noqa: BLE001 - handed back to the caller, per record
+            return exc
+        return None
 
     def save_operation(self, record: MessageRecord) -> dict[str, Any]:
         """The same write as :meth:`save`, as a TransactWriteItems element, for saving a record atomically with

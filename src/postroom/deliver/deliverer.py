@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from aws_lambda_powertools import Logger
 
@@ -26,7 +26,6 @@ from postroom.accept.mime_build import build_message, render
 from postroom.accept.models import SendRequest
 from postroom.core.clock import isoformat, parse_iso, utcnow
 from postroom.core.delivery_results import RecipientResult
-from postroom.core.message_store import MessageNotFoundError
 from postroom.core.settings import DeliveryPath
 from postroom.core.status import MessageStatus
 from postroom.deliver.path_policy import backoff_seconds, choose_path, crash_give_up_reason, give_up_reason
@@ -57,6 +56,14 @@ class RecipientFilter(Protocol):
     def screen(self, record: MessageRecord, recipients: list[str]) -> list[RecipientResult]: ...
 
 
+@runtime_checkable
+class BatchFilter(Protocol):
+    """A RecipientFilter that can look up a whole batch at once before its records are screened one by one (one
+    suppression BatchGetItem, one pace reservation per domain, instead of one call per message)."""
+
+    def prepare(self, records: list[MessageRecord]) -> None: ...
+
+
 class LocalAgent(Protocol):
     """Delivers to recipients Postroom hosts itself (its own inbound domains), instead of SES or SMTP."""
 
@@ -81,6 +88,13 @@ class SendGuard(Protocol):
         ...
 
 
+@runtime_checkable
+class BatchGuard(Protocol):
+    """A SendGuard that can claim a batch's sends in one write before they go out (see postroom.deliver.send_once)."""
+
+    def claim_many(self, sends: list[tuple[MessageRecord, str, list[str]]]) -> None: ...
+
+
 class _SendDirectly:
     """No guard (a stack without an idempotency table): every call sends, and nothing is stored."""
 
@@ -98,6 +112,13 @@ class AttemptObserver(Protocol):
     """Told about every attempt once its results are recorded (events, metrics). Must not raise."""
 
     def attempted(self, record: MessageRecord, results: list[tuple[RecipientResult, str]]) -> None: ...
+
+
+@runtime_checkable
+class BatchObserver(Protocol):
+    """An AttemptObserver that takes a batch's attempts in one call (the event writes of a batch in one request)."""
+
+    def attempted_many(self, attempts: list[tuple[MessageRecord, list[tuple[RecipientResult, str]]]]) -> None: ...
 
 
 class MessageDecorator(Protocol):
@@ -132,6 +153,30 @@ class AttemptResult:
     message_id: str
     status: MessageStatus | None  # None: nothing to do (unknown id)
     retry_in: int | None = None  # seconds until the next attempt, when deferred
+
+
+@dataclass
+class _Job:
+    """One queued message of a batch as it goes through the phases of :meth:`Deliverer.attempt_batch`."""
+
+    task: DeliveryTask
+    received: int
+    record: MessageRecord | None = None
+    path: DeliveryPath = DeliveryPath.SES
+    primary: DeliveryPath = DeliveryPath.SES  # the path chosen before a router (failover) redirected this attempt
+    started: datetime | None = None
+    results: list[tuple[RecipientResult, str]] | None = None
+    outcome: AttemptResult | Exception | None = None  # set once the job is decided (an exception: it failed)
+    sends: list[_Send] | None = None
+
+
+@dataclass
+class _Send:
+    """One remote hand-over of an attempt (SES, the relay, or one domain's MX), made behind the send guard."""
+
+    path: str
+    recipients: list[str]
+    send: Callable[[], list[RecipientResult]]
 
 
 class Deliverer:
@@ -171,11 +216,78 @@ class Deliverer:
         self._routers = routers or []
 
     def attempt(self, task: DeliveryTask, now: datetime | None = None, *, received: int = 1) -> AttemptResult:
-        """``received``: how many times SQS has handed this pointer over, this time included."""
+        """One message on its own: a batch of one. ``received``: how many times SQS has handed this pointer over,
+        this time included."""
+        outcome = self.attempt_batch([(task, received)], now)[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def attempt_batch(
+        self, items: list[tuple[DeliveryTask, int]], now: datetime | None = None
+    ) -> list[AttemptResult | Exception]:
+        """Attempt a batch of queued messages (task, receive count); per message, its result or the exception that
+        failed it (that message alone is retried; the others are not).
+
+        The AWS work of a batch is shared (issue 21): one BatchGetItem reads the records, one TransactWriteItems
+        claims the ones to send (``sending``, the attempt counted), the filters look up the whole batch at once, the
+        sends go out message by message (each behind the send guard, whose write follows the remote's answer at once),
+        one TransactWriteItems saves the results and the observers record the batch's events together. A message
+        whose record is not in a usual state (finished, stale, a crashed attempt to complete, to give up on) takes
+        its own path as before."""
         now = now or utcnow()
+        jobs = [_Job(task, received) for task, received in items]
         try:
-            record = self._store.get(task.message_id)
-        except MessageNotFoundError:
+            records = self._store.get_many([job.task.message_id for job in jobs])
+        except Exception as exc:  # noqa: BLE001 - each message of the batch is retried
+            return [exc for _ in jobs]
+        for job in jobs:
+            try:
+                job.outcome = self._prepare(job, records.get(job.task.message_id), now)
+            except Exception as exc:  # noqa: BLE001 - this message alone is retried
+                job.outcome = exc
+        claimed = self._claim([job for job in jobs if job.outcome is None])
+        if claimed:
+            for recipient_filter in self._filters:
+                if isinstance(recipient_filter, BatchFilter):
+                    try:
+                        recipient_filter.prepare([job.record for job in claimed if job.record is not None])
+                    except Exception:
+                        logger.warning("batch lookup of a recipient filter failed; screening one by one", exc_info=True)
+            planned = []
+            for job in claimed:
+                assert job.record is not None
+                try:
+                    mime = self._mime(job.record, job.task)
+                    job.primary = job.path
+                    for router in self._routers:  # after the "sending" claim: a replay after a crash uses the primary
+                        job.path = router.route(job.record, job.path)
+                    job.results, job.sends = self._plan(job.path, job.record, mime)
+                    planned.append(job)
+                except Exception as exc:  # noqa: BLE001 - the record stays "sending"; the redelivery completes it
+                    job.outcome = exc
+            if isinstance(self._guard, BatchGuard):
+                self._guard.claim_many(
+                    [(job.record, s.path, s.recipients) for job in planned if job.record for s in job.sends or []]
+                )
+            for job in planned:
+                assert job.record is not None
+                assert job.results is not None
+                try:
+                    for planned_send in job.sends or []:
+                        sent = self._guard(job.record, planned_send.path, planned_send.recipients, planned_send.send)
+                        job.results.extend((result, planned_send.path) for result in sent)
+                    for router in self._routers:
+                        router.observe(job.record, job.primary, job.path, job.results)
+                except Exception as exc:  # noqa: BLE001 - the record stays "sending"; the redelivery completes it
+                    job.outcome = exc
+            self._conclude_many([job for job in claimed if job.outcome is None], now)
+        return [job.outcome if job.outcome is not None else AttemptResult(job.task.message_id, None) for job in jobs]
+
+    def _prepare(self, job: _Job, record: MessageRecord | None, now: datetime) -> AttemptResult | None:
+        """Decide a message that needs no send (or completes a crashed one); None: it is to be attempted."""
+        task, received = job.task, job.received
+        if record is None:
             # Only possible for a hand-crafted queue message: the API queues after the record is written.
             logger.error("queued id has no message record; dropping the pointer", extra={"message_id": task.message_id})
             return AttemptResult(task.message_id, None)
@@ -227,16 +339,8 @@ class Deliverer:
         record.move_to(MessageStatus.SENDING)
         record.attempts += 1
         record.updated_at = isoformat(now)
-        self._store.save(record)  # a crash from here on leaves "sending", and SQS redelivers the pointer
-
-        mime = self._mime(record)
-        primary = path
-        for router in self._routers:  # after the "sending" save: a replay after a crash uses the primary's guard
-            path = router.route(record, path)
-        results = self._deliver(path, record, mime)
-        for router in self._routers:
-            router.observe(record, primary, path, results)
-        return self._conclude(record, task, path, results, now, started)
+        job.record, job.path, job.started = record, path, started
+        return None
 
     def _held(self, record: MessageRecord, task: DeliveryTask) -> AttemptResult | None:
         """A held message goes back on the queue as a new pointer with a delay, and this one is done: no attempt is
@@ -253,6 +357,101 @@ class Deliverer:
                 return AttemptResult(record.id, record.status)
         return None
 
+    def _claim(self, jobs: list[_Job]) -> list[_Job]:
+        """Save the batch's records as "sending" in one write; returns the jobs whose claim held. A crash from here on
+        leaves "sending", and SQS redelivers the pointer; a record changed meanwhile fails its own job only."""
+        errors = self._store.save_many([job.record for job in jobs if job.record is not None])
+        claimed = []
+        for job, error in zip(jobs, errors, strict=True):
+            if error is None:
+                claimed.append(job)
+            else:
+                job.outcome = error
+        return claimed
+
+    def _conclude_many(self, jobs: list[_Job], now: datetime) -> None:
+        """:meth:`_conclude` for a batch: the records that end or wait are saved in one write, then observed
+        together."""
+        stamp = isoformat(utcnow())
+        saving: list[_Job] = []
+        for job in jobs:
+            record = job.record
+            assert record is not None
+            assert job.results is not None
+            assert job.started is not None
+            try:
+                retry_in, later = self._settle(record, job.results, now, job.started, stamp)
+                if later:
+                    job.outcome = self._give_up(record, job.task, later, now, job.results)
+                    continue
+            except Exception as exc:  # noqa: BLE001 - this message alone is retried
+                job.outcome = exc
+                continue
+            job.outcome = AttemptResult(record.id, record.status, retry_in)
+            saving.append(job)
+        errors = self._store.save_many([job.record for job in saving if job.record is not None])
+        saved = []
+        for job, error in zip(saving, errors, strict=True):
+            if error is not None:
+                job.outcome = error
+            else:
+                saved.append(job)
+        self._observe(
+            [(job.record, job.results) for job in saved if job.record is not None and job.results is not None]
+        )
+        for job in saved:
+            assert job.record is not None
+            assert isinstance(job.outcome, AttemptResult)
+            self._log_attempt(job.record, job.path, job.outcome.retry_in)
+
+    def _settle(
+        self,
+        record: MessageRecord,
+        results: list[tuple[RecipientResult, str]],
+        now: datetime,
+        started: datetime,
+        stamp: str,
+    ) -> tuple[int | None, str | None]:
+        """Apply one attempt's results to the record: (seconds until the retry, None) or (None, why to give up)."""
+        by_address = {r.address.lower(): r for r in record.recipients}
+        for result, agent in results:
+            by_address[result.recipient.lower()].record(result, agent, stamp)
+        status = record.settle()
+        retry_in = None
+        if status is MessageStatus.DEFERRED:
+            later = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
+            if later:
+                return None, later
+            retry_in = backoff_seconds(record.attempts, self._settings)
+            record.next_attempt_at = isoformat(now + timedelta(seconds=retry_in))
+        else:
+            record.next_attempt_at = None
+        record.updated_at = stamp
+        return retry_in, None
+
+    def _observe(self, attempts: list[tuple[MessageRecord, list[tuple[RecipientResult, str]]]]) -> None:
+        if not attempts:
+            return
+        for observer in self._observers:
+            if isinstance(observer, BatchObserver):
+                observer.attempted_many(attempts)
+            else:
+                for record, results in attempts:
+                    observer.attempted(record, results)
+
+    @staticmethod
+    def _log_attempt(record: MessageRecord, path: DeliveryPath, retry_in: int | None) -> None:
+        logger.info(
+            "delivery attempt finished",
+            extra={
+                "message_id": record.id,
+                "status": record.status.value,
+                "delivery": path.value,
+                "attempt": record.attempts,
+                "retry_in": retry_in,
+            },
+        )
+
     def _conclude(
         self,
         record: MessageRecord,
@@ -264,40 +463,24 @@ class Deliverer:
     ) -> AttemptResult:
         """Record one attempt's results, decide what follows (done, retry later, or give up) and save."""
         stamp = isoformat(utcnow())
-        by_address = {r.address.lower(): r for r in record.recipients}
-        for result, agent in results:
-            by_address[result.recipient.lower()].record(result, agent, stamp)
-        status = record.settle()
-        retry_in = None
-        if status is MessageStatus.DEFERRED:
-            later = give_up_reason(attempts=record.attempts, created_at=started, now=now, settings=self._settings)
-            if later:
-                return self._give_up(record, task, later, now, results)
-            retry_in = backoff_seconds(record.attempts, self._settings)
-            record.next_attempt_at = isoformat(now + timedelta(seconds=retry_in))
-        else:
-            record.next_attempt_at = None
-        record.updated_at = stamp
+        retry_in, later = self._settle(record, results, now, started, stamp)
+        if later:
+            return self._give_up(record, task, later, now, results)
         self._store.save(record)
-        for observer in self._observers:
-            observer.attempted(record, results)
-        logger.info(
-            "delivery attempt finished",
-            extra={
-                "message_id": record.id,
-                "status": status.value,
-                "delivery": path.value,
-                "attempt": record.attempts,
-                "retry_in": retry_in,
-            },
-        )
-        return AttemptResult(record.id, status, retry_in)
+        self._observe([(record, results)])
+        self._log_attempt(record, path, retry_in)
+        return AttemptResult(record.id, record.status, retry_in)
 
-    def _mime(self, record: MessageRecord) -> bytes:
-        existing = self._store.get_mime(record.id)
-        if existing is not None:
-            return existing
-        request = SendRequest.model_validate(json.loads(self._store.get_request(record.id)))
+    def _mime(self, record: MessageRecord, task: DeliveryTask) -> bytes:
+        # A MIME exists once an earlier attempt built it (it counted itself before building) or the raw endpoint
+        # stored it at accept (and set the size): only then is it read back. A first attempt knows there is none,
+        # and does not pay for the miss.
+        if record.attempts > 1 or record.size is not None:
+            existing = self._store.get_mime(record.id)
+            if existing is not None:
+                return existing
+        body = task.request.encode() if task.request is not None else self._store.get_request(record.id)
+        request = SendRequest.model_validate(json.loads(body))
         for resolver in self._resolvers:
             request = resolver.resolve(record, request)
         message = build_message(request, message_id=record.message_id_header, date=parse_iso(record.created_at))
@@ -328,9 +511,12 @@ class Deliverer:
             by_domain[address.rpartition("@")[2].lower()].append(address)
         return list(by_domain.values())
 
-    def _deliver(self, path: DeliveryPath, record: MessageRecord, mime: bytes) -> list[tuple[RecipientResult, str]]:
-        """Each pending recipient goes through the filters, then to a local agent that hosts it, else to ``path``.
-        Returns each result with the name of the agent (or filter) that produced it."""
+    def _plan(
+        self, path: DeliveryPath, record: MessageRecord, mime: bytes
+    ) -> tuple[list[tuple[RecipientResult, str]], list[_Send]]:
+        """Each pending recipient goes through the filters, then to a local agent that hosts it; the rest are left
+        as remote sends for ``path`` (made afterwards, behind the guard). Returns the results so far, each with the
+        name of the agent (or filter) that produced it, and the sends to make."""
         pending = [r.address for r in record.pending()]
         results: list[tuple[RecipientResult, str]] = []
         for recipient_filter in self._filters:
@@ -344,30 +530,26 @@ class Deliverer:
                 results.extend((result, agent.name) for result in agent.deliver(record, mine, mime))
                 pending = [address for address in pending if address not in mine]
         if not pending:
-            return results
+            return results, []
         sender = self._envelope_sender(record)
         if path is DeliveryPath.SES:
-            sent = self._guard(
-                record, path.value, pending, lambda: self._ses.deliver(record.from_address, pending, mime)
-            )
-            results.extend((r, path.value) for r in sent)
-            return results
+            ses = self._ses
+            return results, [_Send(path.value, pending, lambda: ses.deliver(record.from_address, pending, mime))]
         if path is DeliveryPath.RELAY and self._relay is not None:
             # One smart host takes every domain: one transaction for all pending recipients.
             relay = self._relay
-            sent = self._guard(record, path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))
-            results.extend((r, path.value) for r in sent)
-            return results
+            return results, [_Send(path.value, pending, lambda: relay.deliver("relay", sender, pending, mime))]
+        sends = []
         for recipients in self._groups(path, pending):
             domain = recipients[0].rpartition("@")[2].lower()
-            delivered = self._guard(
-                record,
-                path.value,
-                recipients,
-                lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
+            sends.append(
+                _Send(
+                    path.value,
+                    recipients,
+                    lambda d=domain, r=recipients: self._smtp.deliver(d, sender, r, mime),  # type: ignore[misc]
+                )
             )
-            results.extend((r, path.value) for r in delivered)
-        return results
+        return results, sends
 
     def _envelope_sender(self, record: MessageRecord) -> str:
         """MAIL FROM for direct SMTP and the relay: the message's VERP bounce address when the stack has a return-path

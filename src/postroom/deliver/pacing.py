@@ -13,7 +13,10 @@ overload ends in the usual give-up after MaxAttempts, never in a silent loop.
 
 SES counts each recipient as one send, and allows short bursts above the rate; a message with more recipients than
 one second's allowance fills the current window and pre-charges the following ones, so the average stays under the
-rate. SES's MaxSendRate is read from the account (``GetAccount``) and cached; if it cannot be read the SES path is not
+rate. A worker's batch takes its slots at once (:meth:`PacingFilter.prepare`: one UpdateItem per pace key for the
+whole batch, issue 21) when they fit in one window, waiting for the next window like a message would; otherwise each
+message takes its own as before. SES's
+MaxSendRate is read from the account (``GetAccount``) and cached; if it cannot be read the SES path is not
 paced (SES's own throttling errors are still retried) and a warning says why.
 """
 
@@ -164,6 +167,32 @@ class PacingFilter:
         self._max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
+        self._reserved: dict[str, int] = {}  # pace key -> slots the batch took and its messages have not used yet
+
+    def prepare(self, records: list[MessageRecord]) -> None:
+        """Take the slots a batch's records will ask for, one UpdateItem per pace key, when they fit in the current
+        window (a batch larger than a window is paced message by message, waiting for the next windows)."""
+        wanted: dict[tuple[str, int], int] = defaultdict(int)
+        for record in records:
+            pending = [r.address for r in record.pending()]
+            if not pending:
+                continue
+            path = choose_path(record.delivery, record.from_address.rpartition("@")[2], self._settings)
+            if path is DeliveryPath.SES:
+                limit = self._ses_limit()
+                if limit is not None:
+                    wanted[("ses", limit)] += len(pending)
+                continue
+            domain_limit = _whole(self._settings.domain_rate_per_second)
+            if domain_limit is not None:
+                for domain in {address.rpartition("@")[2].lower() for address in pending}:
+                    wanted[(f"smtp:{domain}", domain_limit)] += 1
+        self._reserved = {}
+        for (key, limit), count in wanted.items():
+            # Waits for the next window when this one has no room for the whole batch, as one message would (up to
+            # max_wait); if that fails too, the batch's messages take their slots one by one (and may be deferred).
+            if count <= limit and self._take(key, count, limit, self._clock() + self._max_wait):
+                self._reserved[key] = count
 
     def screen(self, record: MessageRecord, recipients: list[str]) -> list[RecipientResult]:
         if not recipients:
@@ -220,6 +249,9 @@ class PacingFilter:
         return configured if configured is not None else _whole(self._ses_rate() or 0)
 
     def _take(self, key: str, count: int, limit: int, deadline: float) -> bool:
+        if self._reserved.get(key, 0) >= count:  # taken for the whole batch by prepare()
+            self._reserved[key] -= count
+            return True
         while True:
             now = self._clock()
             if self._windows.take(key, count, limit, now):

@@ -23,6 +23,10 @@ of one DynamoDB write. The in-progress record then expires with the invocation (
 next attempt sends again: at least once, as SMTP itself is. A write of the results that *fails* (the table throttles
 or errs, the worker lives on) is no crash: the guard hands the results it has to the worker, which records them in
 the message record, and that record stops any resend.
+
+A batch claims its sends together (:meth:`OnceGuard.claim_many`: one TransactWriteItems of in-progress records, issue
+21), so each send then costs only the write of its results, right after the remote's answer as before. If the batch
+claim fails (a key is already there: a replay, another worker), every send goes through ``Once.run`` as before.
 """
 
 from __future__ import annotations
@@ -74,10 +78,39 @@ class OnceGuard:
     def __init__(self, once: Once, context: LambdaContext | None = None) -> None:
         self._once = once
         self._context = context
+        self._claimed: set[str] = set()  # keys claim_many marked in progress, each waiting for its send
+
+    def claim_many(self, sends: list[tuple[MessageRecord, str, list[str]]]) -> None:
+        """Claim a batch's sends (record, path, recipients) in one write; those claimed skip ``Once.run``'s own."""
+        keys = [_key(record, path, recipients) for record, path, recipients in sends]
+        if len(keys) > 1 and self._once.claim_many(keys, context=self._context):
+            self._claimed.update(keys)
+
+    def _claimed_send(
+        self, key: str, record: MessageRecord, send: Callable[[], list[RecipientResult]]
+    ) -> list[RecipientResult]:
+        self._claimed.discard(key)
+        try:
+            results = send()
+        except Exception:
+            self._once.release(key)  # as Once.run does: the send did not happen, a retry may send
+            raise
+        try:
+            self._once.complete(key, _to_json(results))
+        except IdempotencyPersistenceLayerError:
+            logger.warning(
+                "send guard could not store the results of a completed send; recording them anyway",
+                extra={"message_id": record.id, "recipients": len(results)},
+                exc_info=True,
+            )
+        return results
 
     def __call__(
         self, record: MessageRecord, path: str, recipients: list[str], send: Callable[[], list[RecipientResult]]
     ) -> list[RecipientResult]:
+        key = _key(record, path, recipients)
+        if key in self._claimed:
+            return self._claimed_send(key, record, send)
         sent: list[list[RecipientResult]] = []
 
         def work() -> list[dict[str, Any]]:
@@ -86,7 +119,7 @@ class OnceGuard:
             return _to_json(results)
 
         try:
-            stored, _ = self._once.run(_key(record, path, recipients), work, context=self._context)
+            stored, _ = self._once.run(key, work, context=self._context)
         except IdempotencyAlreadyInProgressError:
             raise SendInProgressError(
                 f"{record.id}: another worker is sending to {len(recipients)} recipient(s)"

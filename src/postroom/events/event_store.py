@@ -59,6 +59,7 @@ from postroom.events.event_model import Event, boundary_id
 logger = Logger(child=True)
 
 FEED_INDEX = "feed"
+_BATCH_WRITE_MAX = 25  # DynamoDB's BatchWriteItem limit
 FEED_SHARDS = 16  # see the module docstring for the arithmetic; a power of two divides the 32 id characters evenly
 WRITE_ATTEMPTS = 5  # a cancelled transaction: the first try and four more, about 1.5 s of backoff in all
 _BACKOFF_BASE_S = 0.05
@@ -69,6 +70,10 @@ _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 # Shared by all stores of the execution environment: the feed's shard Queries run at once (boto3 clients are
 # thread-safe), so a page costs one round trip of latency.
 _feed_pool = ThreadPoolExecutor(max_workers=FEED_SHARDS, thread_name_prefix="event-feed")
+
+
+class EventWriteError(RuntimeError):
+    """Events DynamoDB would not take after every retry; the caller parks them (they are never dropped)."""
 
 
 class ConcurrentMessageUpdateError(RuntimeError):
@@ -136,17 +141,7 @@ class EventStore:
         ``settled``: nothing follows the event, so no later update is due."""
         expires = int((datetime.now(UTC) + self._retention).timestamp())
         item_key = event_key(tenant, event.message_id, key)
-        item = to_item(
-            {
-                **item_key,
-                "event_id": event.id,
-                "doc": event.model_dump_json(),
-                "settled": settled,
-                "expires_at": expires,
-                "feedpk": feed_pk(tenant, feed_shard(event.id)),
-                "feedsk": event.id,
-            }
-        )
+        item = self._item(event, tenant=tenant, key=key, settled=settled, expires=expires)
         put = {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
@@ -171,19 +166,32 @@ class EventStore:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _count(self, tenant: str, event: Event) -> None:
+        self._count_many(tenant, [event])
+
+    def _count_many(self, tenant: str, events: list[Event]) -> None:
+        """Add ``events`` to the hour's counters in ONE UpdateItem, whatever their number and types: a batch of the
+        worker's events costs one counter write, not one per event. The shard is the first event's (spread like the
+        feed), so concurrent batches of a busy tenant write different items."""
+        if not events:
+            return
         now = datetime.now(UTC)
+        by_type: dict[str, int] = {}
+        for event in events:
+            by_type[event.type.value] = by_type.get(event.type.value, 0) + 1
+        names = {f"#t{n}": kind for n, kind in enumerate(sorted(by_type))}
+        values: dict[str, Any] = {f":n{n}": by_type[kind] for n, kind in enumerate(sorted(by_type))}
+        values[":expires"] = int((now + max(self._retention, STATS_RETENTION)).timestamp())
+        additions = ", ".join(f"#t{n} :n{n}" for n in range(len(names)))
         try:
             self._ddb.update_item(
                 TableName=self._table,
-                Key=to_item({"pk": stats_pk(tenant, feed_shard(event.id)), "sk": stats_hour(now)}),
-                UpdateExpression="ADD #type :one SET expires_at = if_not_exists(expires_at, :expires)",
-                ExpressionAttributeNames={"#type": event.type.value},
-                ExpressionAttributeValues=to_item(
-                    {":one": 1, ":expires": int((now + max(self._retention, STATS_RETENTION)).timestamp())}
-                ),
+                Key=to_item({"pk": stats_pk(tenant, feed_shard(events[0].id)), "sk": stats_hour(now)}),
+                UpdateExpression=f"ADD {additions} SET expires_at = if_not_exists(expires_at, :expires)",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=to_item(values),
             )
         except Exception:  # noqa: BLE001 - statistics never fail an event (module docstring, "Hourly counts")
-            logger.warning("could not count an event", extra={"event_type": event.type.value})
+            logger.warning("could not count events", extra={"event_types": sorted(by_type)})
 
     def counts(self, tenant: str, *, hours: int, now: datetime | None = None) -> list[dict[str, int]]:
         """Per-type event counts of the last ``hours`` hours, newest hour first (index 0: the current hour)."""
@@ -213,6 +221,45 @@ class EventStore:
                     if name not in ("pk", "sk", "expires_at"):
                         bucket[name] = bucket.get(name, 0) + int(value)
         return totals
+
+    def record_fresh(self, events: list[tuple[Event, str]], *, tenant: str) -> list[Recorded]:
+        """Store settled events (event, dedupe key) whose keys the caller knows are new, in BatchWriteItem requests of
+        25: the same items :meth:`record` writes, without its condition (which costs a request per event). Items
+        DynamoDB leaves unprocessed (throttling) are retried with backoff; what is still unwritten raises."""
+        if not events:
+            return []
+        expires = int((datetime.now(UTC) + self._retention).timestamp())
+        requests = [
+            {"PutRequest": {"Item": self._item(event, tenant=tenant, key=key, settled=True, expires=expires)}}
+            for event, key in events
+        ]
+        for start in range(0, len(requests), _BATCH_WRITE_MAX):
+            pending: list[dict[str, Any]] = requests[start : start + _BATCH_WRITE_MAX]
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                response = self._ddb.batch_write_item(RequestItems={self._table: pending})
+                pending = response.get("UnprocessedItems", {}).get(self._table, [])
+                if not pending:
+                    break
+                if attempt == WRITE_ATTEMPTS:
+                    raise EventWriteError(
+                        f"{len(pending)} events left unprocessed after {attempt} BatchWriteItem tries"
+                    )
+                time.sleep(random.uniform(0, _BACKOFF_BASE_S * 2**attempt))  # noqa: S311 - jitter, not a secret
+        self._count_many(tenant, [event for event, _ in events])
+        return [Recorded(event, new=True, settled=True) for event, _ in events]
+
+    def _item(self, event: Event, *, tenant: str, key: str, settled: bool, expires: int) -> dict[str, Any]:
+        return to_item(
+            {
+                **event_key(tenant, event.message_id, key),
+                "event_id": event.id,
+                "doc": event.model_dump_json(),
+                "settled": settled,
+                "expires_at": expires,
+                "feedpk": feed_pk(tenant, feed_shard(event.id)),
+                "feedsk": event.id,
+            }
+        )
 
     def _duplicate(self, item_key: dict[str, str], event: Event) -> Recorded:
         item = self._ddb.get_item(TableName=self._table, Key=to_item(item_key), ConsistentRead=True).get("Item")

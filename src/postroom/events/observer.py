@@ -53,24 +53,47 @@ class EventObserver:
             pending = [self._pending(record, result, agent) for result, agent in results]
             # When the worker gives up (with or without a last attempt's results), the recipients it failed get their
             # final event; the key makes a repeated report of the same failure one event.
-            pending += [
-                Pending(
-                    make_event(
-                        record,
-                        EventType.FAILED,
-                        recipient=r.address,
-                        source="postroom",
-                        occurred_at=r.final_at,
-                        details={"reason": record.reason, "reply": r.reply, "attempts": r.attempts},
-                    ),
-                    key=f"failed:{record.id}:{r.address.lower()}",
-                )
-                for r in record.recipients
-                if r.status is RecipientStatus.FAILED
-            ]
+            pending += self._failures(record)
             self._recorder.record(record.tenant, pending)
         except Exception as exc:  # noqa: BLE001 - an observer must not raise: whatever failed, the events are parked
             self._park(record, pending, f"{type(exc).__name__}: {exc}")
+
+    def attempted_many(self, attempts: list[tuple[MessageRecord, list[tuple[RecipientResult, str]]]]) -> None:
+        """A batch's attempts, each already saved by the worker with a conditional write: their events are new by
+        construction, so they are written together (one webhook-subscription lookup and one batched write per tenant
+        instead of a Query and a PutItem per message)."""
+        by_tenant: dict[str, list[tuple[MessageRecord, list[Pending]]]] = {}
+        for record, results in attempts:
+            try:
+                pending = [self._pending(record, result, agent, fresh=True) for result, agent in results]
+                pending += self._failures(record)
+            except Exception as exc:  # noqa: BLE001 - an observer must not raise
+                self._park(record, [], f"{type(exc).__name__}: {exc}")
+                continue
+            by_tenant.setdefault(record.tenant, []).append((record, pending))
+        for tenant, items in by_tenant.items():
+            try:
+                self._recorder.record(tenant, [p for _, pending in items for p in pending])
+            except Exception as exc:  # noqa: BLE001 - an observer must not raise: whatever failed, the events are parked
+                for record, pending in items:
+                    self._park(record, pending, f"{type(exc).__name__}: {exc}")
+
+    def _failures(self, record: MessageRecord) -> list[Pending]:
+        return [
+            Pending(
+                make_event(
+                    record,
+                    EventType.FAILED,
+                    recipient=r.address,
+                    source="postroom",
+                    occurred_at=r.final_at,
+                    details={"reason": record.reason, "reply": r.reply, "attempts": r.attempts},
+                ),
+                key=f"failed:{record.id}:{r.address.lower()}",
+            )
+            for r in record.recipients
+            if r.status is RecipientStatus.FAILED
+        ]
 
     def _park(self, record: MessageRecord, pending: list[Pending], reason: str) -> None:
         if self._parking is not None and pending:
@@ -92,7 +115,7 @@ class EventObserver:
             },
         )
 
-    def _pending(self, record: MessageRecord, result: RecipientResult, agent: str) -> Pending:
+    def _pending(self, record: MessageRecord, result: RecipientResult, agent: str, *, fresh: bool = False) -> Pending:
         state = next(r for r in record.recipients if r.address.lower() == result.recipient.lower())
         type_ = _OUTCOME_EVENT[result.outcome]
         details: dict[str, object] = {
@@ -128,9 +151,11 @@ class EventObserver:
             details=details,
         )
         if type_ is EventType.SENT:
+            # SES reports the same fact under the same key: never fresh, the conditional write makes the two one.
             key = sent_key(record.id, state.address, result.ses_message_id)
+            fresh = False
         elif type_ is EventType.SUPPRESSED:
             key = f"suppressed:{record.id}:{state.address.lower()}"
         else:
             key = f"attempt:{record.id}:{record.attempts}:{state.address.lower()}"
-        return Pending(event, key, suppress=suppress)
+        return Pending(event, key, suppress=suppress, fresh=fresh)

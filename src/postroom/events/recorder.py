@@ -29,6 +29,10 @@ class Pending:
     key: str
     suppress: Suppression | None = None
     also: list[dict[str, Any]] = field(default_factory=list)  # TransactWriteItems that happen only with the event
+    # The caller knows no event was ever recorded under ``key`` (the worker's events of an attempt whose results it
+    # has just saved, conditionally, itself): when nothing follows it, it is written without the dedupe condition,
+    # batched with others (BatchWriteItem, 25 a request) instead of one conditional PutItem each.
+    fresh: bool = False
 
 
 def make_event(
@@ -85,16 +89,23 @@ class EventRecorder:
         An event that nothing follows (no suppression, no subscription wants its type) is stored already settled, so
         it costs its one write and no second one."""
         wanted = self._fanout.wanted(tenant, {item.event.type.value for item in pending}) if self._fanout else set()
+
+        def settles(item: Pending) -> bool:
+            return item.suppress is None and item.event.type.value not in wanted
+
+        batched = [item for item in pending if item.fresh and not item.also and settles(item)]
+        stored = dict(
+            zip(
+                (id(item) for item in batched),
+                self._events.record_fresh([(item.event, item.key) for item in batched], tenant=tenant),
+                strict=True,
+            )
+        )
         results = [
             (
                 item,
-                self._events.record(
-                    item.event,
-                    tenant=tenant,
-                    key=item.key,
-                    also=item.also,
-                    settled=item.suppress is None and item.event.type.value not in wanted,
-                ),
+                stored.get(id(item))
+                or self._events.record(item.event, tenant=tenant, key=item.key, also=item.also, settled=settles(item)),
             )
             for item in pending
         ]

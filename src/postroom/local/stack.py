@@ -125,6 +125,9 @@ class LocalStack:
     def start(self) -> LocalStack:
         from postroom.local import template as tpl
         from postroom.local.durable import Journal, MotoServer
+        from postroom.testing import moto_transactions
+
+        moto_transactions.install()  # moto's TransactWriteItems backup is quadratic without it (see the module)
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
         journal = Journal(self.config.state_dir) if self.config.state_dir is not None else None

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from postroom.accept.delivery_queue import DeliveryTask
 from postroom.core import aws
-from postroom.deliver.deliverer import Deliverer
+from postroom.deliver.deliverer import AttemptResult, Deliverer
 from postroom.deliver.mx import MxResolver
 from postroom.deliver.pacing import AccountSendRate, PaceWindows, PacingFilter
 from postroom.deliver.send_once import send_guard
@@ -113,6 +113,30 @@ def _receive_count(record: SQSRecord) -> int:
         return 1
 
 
+def _attempt_all(deliverer: Deliverer, event: dict[str, Any]) -> dict[str, AttemptResult | Exception]:
+    """Attempt every readable record of the batch together (see ``Deliverer.attempt_batch``), keyed by SQS message
+    id; the batch processor then reports each record's outcome, so a failed one is retried alone. A pointer that
+    appears twice in one batch (SQS delivers at least once) is attempted after the others, on its own."""
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    first: list[tuple[str, DeliveryTask, int]] = []
+    again: list[tuple[str, DeliveryTask, int]] = []
+    seen: set[str] = set()
+    for raw in event.get("Records", []):
+        record = SQSRecord(raw)
+        try:
+            task = DeliveryTask.from_json(record.body)
+        except ValueError:
+            continue  # the record handler dead-letters it
+        (again if task.message_id in seen else first).append((record.message_id, task, _receive_count(record)))
+        seen.add(task.message_id)
+    outcomes: dict[str, AttemptResult | Exception] = {}
+    for group in [first, *([entry] for entry in again)]:
+        results = deliverer.attempt_batch([(task, received) for _, task, received in group])
+        outcomes.update((sqs_id, result) for (sqs_id, _, _), result in zip(group, results, strict=True))
+    return outcomes
+
+
 def pacing_filter(settings: Settings) -> PacingFilter:
     windows = PaceWindows(aws.client("dynamodb"), settings.table)
     return PacingFilter(settings, windows, AccountSendRate(aws.client("sesv2")))
@@ -144,30 +168,33 @@ def handle_batch(event: dict[str, Any], context: LambdaContext) -> PartialItemFa
             routers=hooks.get("routers"),
         )
 
+        outcomes = _attempt_all(deliverer, event)
+
         def record_handler(record: SQSRecord) -> str:
-            try:
-                task = DeliveryTask.from_json(record.body)
-            except ValueError:
+            outcome = outcomes.get(record.message_id)
+            if outcome is None:
                 # Not ours, or corrupted: retrying cannot help, so park it with the reason instead of looping.
                 svc.queue.dead_letter(record.body, "unreadable queue body: not a Postroom delivery task")
                 logger.error("unreadable queue body dead-lettered", extra={"sqs_message_id": record.message_id})
                 return "dead-lettered"
-            received = _receive_count(record)
-            try:
-                result = deliverer.attempt(task, received=received)
-            except Exception:
+            if isinstance(outcome, Exception):
+                received = _receive_count(record)
                 if received >= svc.settings.poison_receive_count:
                     # The give-up itself crashed (or the record cannot even be read): the exception keeps the pointer
                     # in the queue, and this line is the only reason an operator will find for a redriven message.
-                    logger.exception(
+                    logger.error(
                         "could not give up on a message whose processing keeps crashing; SQS keeps it for redrive",
-                        extra={"message_id": task.message_id, "receive_count": received},
+                        extra={
+                            "message_id": DeliveryTask.from_json(record.body).message_id,
+                            "receive_count": received,
+                        },
+                        exc_info=outcome,
                     )
-                raise
-            if result.retry_in is not None:
-                svc.queue.retry_later(record.receipt_handle, result.retry_in)
-                raise RetryLaterError(f"{task.message_id} deferred for {result.retry_in} s")
-            return result.status.value if result.status else "dropped"
+                raise outcome
+            if outcome.retry_in is not None:
+                svc.queue.retry_later(record.receipt_handle, outcome.retry_in)
+                raise RetryLaterError(f"{outcome.message_id} deferred for {outcome.retry_in} s")
+            return outcome.status.value if outcome.status else "dropped"
 
         try:
             response = process_partial_response(
