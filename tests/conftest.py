@@ -31,6 +31,16 @@ SENDING_DOMAINS = "shop.example,smtp.example=smtp"
 @pytest.fixture(autouse=True)
 def _clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test may reach a real AWS account: dummy credentials, a fixed region, no stray endpoint."""
+    clean_aws_env(monkeypatch)
+    reset_services()
+    reset_resolver()
+    yield
+    reset_services()
+    reset_resolver()
+
+
+def clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment every test starts from; module-scoped stacks apply it once for the whole module."""
     for name in list(os.environ):
         if name.startswith(("POSTROOM_", "AWS_")):
             monkeypatch.delenv(name)
@@ -42,11 +52,6 @@ def _clean_aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # As template.yaml's Globals set it: Powertools flushes on its own every 100 metrics and needs the namespace then.
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Postroom")
     monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "WARNING")
-    reset_services()
-    reset_resolver()
-    yield
-    reset_services()
-    reset_resolver()
 
 
 @dataclass

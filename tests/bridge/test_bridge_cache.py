@@ -12,10 +12,28 @@ import pytest
 from postroom.local.stack import LocalStack
 from postroom.protocols.bridge.connections import Connections
 from postroom.protocols.bridge.runner import Bridge, BridgeConfig
+from tests.bridge.conftest import fresh_address
 from tests.bridge.test_imap_pop3 import fetch_map, imap, receive
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module and then set
+    the stack's settings there, which its pollers and handlers read between and during tests."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    """The module's one stack: the tests share it, each with its own address, so none sees another's mail."""
+    return shared_local
+
+
+@pytest.fixture
+def address(local: LocalStack) -> str:
+    return fresh_address(local)
 
 
 @pytest.fixture
@@ -33,17 +51,17 @@ def requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def test_a_second_session_reads_downloaded_messages_from_disk(
-    local: LocalStack, tmp_path: Path, requests: list[str]
+    address: str, local: LocalStack, tmp_path: Path, requests: list[str]
 ) -> None:
     # GIVEN two received messages and a bridge
-    kept = receive(local, "Order 1")
-    gone = receive(local, "Order 2")
+    kept = receive(local, "Order 1", address=address)
+    gone = receive(local, "Order 2", address=address)
     config = BridgeConfig(
         api_url=local.api_url, smtp_port=None, smtps_port=None, imap_port=0, pop3_port=None, state_dir=tmp_path
     )
     with Bridge(config) as bridge:
         # WHEN a client lists them (the header fields a message list shows)
-        client = imap(bridge, local)
+        client = imap(bridge, local, address)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
         assert typ == "OK"
@@ -66,7 +84,7 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         assert len(list((tmp_path / "mail").glob("*.eml"))) == 2
         # WHEN a new session lists and reads them again
         requests.clear()
-        client = imap(bridge, local)
+        client = imap(bridge, local, address)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT)])")
         assert typ == "OK"
@@ -83,7 +101,7 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
         status, _ = call(local, "PATCH", f"/v1/mail/{kept}", {"keywords": {"$flagged": True}})
         assert status == 200
         requests.clear()
-        client = imap(bridge, local)
+        client = imap(bridge, local, address)
         client.select("INBOX")
         typ, data = client.uid("FETCH", "1:*", "(UID FLAGS)")
         # THEN the mailbox is listed afresh (its state moved) and shows the change
@@ -101,9 +119,9 @@ def test_a_second_session_reads_downloaded_messages_from_disk(
     assert len(list((tmp_path / "mail").glob("*.eml"))) == 1
 
 
-def test_no_cache_means_nothing_on_disk(local: LocalStack, tmp_path: Path, requests: list[str]) -> None:
+def test_no_cache_means_nothing_on_disk(address: str, local: LocalStack, tmp_path: Path, requests: list[str]) -> None:
     # GIVEN a bridge told to keep nothing
-    receive(local, "Order 3")
+    receive(local, "Order 3", address=address)
     config = BridgeConfig(
         api_url=local.api_url,
         smtp_port=None,
@@ -116,7 +134,7 @@ def test_no_cache_means_nothing_on_disk(local: LocalStack, tmp_path: Path, reque
     with Bridge(config) as bridge:
         # WHEN a client reads the message in two sessions
         for _ in range(2):
-            client = imap(bridge, local)
+            client = imap(bridge, local, address)
             client.select("INBOX")
             typ, _ = client.fetch("1", "(BODY.PEEK[])")
             assert typ == "OK"

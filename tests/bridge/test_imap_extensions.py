@@ -13,20 +13,37 @@ import pytest
 from imapclient import IMAPClient
 
 from postroom.local.stack import LocalStack
-from tests.bridge.conftest import ADDRESS
+from tests.bridge.conftest import fresh_address
 from tests.bridge.test_imap_search_literals import receive, start_bridge
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module and then set
+    the stack's settings there, which its pollers and handlers read between and during tests."""
+
+
 @pytest.fixture
-def client(local: LocalStack, tmp_path: Path) -> Iterator[IMAPClient]:
+def local(shared_local: LocalStack) -> LocalStack:
+    """The module's one stack: the tests share it, each with its own address, so none sees another's mail."""
+    return shared_local
+
+
+@pytest.fixture
+def address(local: LocalStack) -> str:
+    return fresh_address(local)
+
+
+@pytest.fixture
+def client(local: LocalStack, address: str, tmp_path: Path) -> Iterator[IMAPClient]:
     with (
         start_bridge(local, tmp_path) as bridge,
         IMAPClient("127.0.0.1", port=bridge.ports()["imap"], ssl=False, timeout=10) as connected,
     ):
-        connected.login(ADDRESS, local.api_key)
+        connected.login(address, local.api_key)
         yield connected
 
 
@@ -36,7 +53,7 @@ def code(answer: bytes, name: str) -> list[str]:
     return found.group(1).decode().split()
 
 
-def test_special_use_folders_and_append_with_appenduid(local: LocalStack, client: IMAPClient) -> None:
+def test_special_use_folders_and_append_with_appenduid(address: str, local: LocalStack, client: IMAPClient) -> None:
     # THEN the client finds Sent, Drafts and Junk by their special use, and the extensions it can rely on
     caps = set(client.capabilities())
     assert {b"UIDPLUS", b"ENABLE", b"CONDSTORE", b"QRESYNC", b"SPECIAL-USE", b"MOVE", b"ID", b"NAMESPACE"} <= caps
@@ -50,7 +67,7 @@ def test_special_use_folders_and_append_with_appenduid(local: LocalStack, client
     assert personal[0][0] == ""
     # WHEN it appends a draft with its flags and a date
     when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    raw = f"From: {ADDRESS}\r\nTo: ann@example.org\r\nSubject: Draft\r\n\r\nNot yet.\r\n".encode()
+    raw = f"From: {address}\r\nTo: ann@example.org\r\nSubject: Draft\r\n\r\nNot yet.\r\n".encode()
     answer = client.append("Drafts", raw, flags=[b"\\Draft", b"\\Seen"], msg_time=when)
     # THEN APPENDUID names the mailbox's UIDVALIDITY and the new uid, which fetches what was appended
     validity, uid = (int(v) for v in code(answer, "APPENDUID"))
@@ -67,10 +84,10 @@ def test_special_use_folders_and_append_with_appenduid(local: LocalStack, client
 
 
 def test_copy_and_move_answer_copyuid_and_uid_expunge_removes_only_the_named(
-    local: LocalStack, client: IMAPClient
+    address: str, local: LocalStack, client: IMAPClient
 ) -> None:
     for subject in ("One", "Two", "Three"):
-        receive(local, subject)
+        receive(local, subject, address=address)
     client.select_folder("INBOX")
     one, two, three = sorted(client.search(["ALL"]))
     # WHEN one message is copied to Archive (the command sent on imapclient's own connection: its copy() and
@@ -93,19 +110,21 @@ def test_copy_and_move_answer_copyuid_and_uid_expunge_removes_only_the_named(
     client.move([three], "Junk")
     # THEN it is there and gone from here, and the API agrees
     assert client.search(["ALL"]) == [two]
-    status, page = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:junk/messages")
+    status, page = call(local, "GET", f"/v1/mailboxes/{address}:junk/messages")
     assert status == 200, page
     assert [m["subject"] for m in page["messages"]] == ["Three"]
 
 
-def test_condstore_and_qresync_resync_a_mailbox_from_its_last_modseq(local: LocalStack, tmp_path: Path) -> None:
+def test_condstore_and_qresync_resync_a_mailbox_from_its_last_modseq(
+    address: str, local: LocalStack, tmp_path: Path
+) -> None:
     for subject in ("One", "Two", "Three"):
-        receive(local, subject)
+        receive(local, subject, address=address)
     with start_bridge(local, tmp_path) as bridge:
         port = bridge.ports()["imap"]
         # GIVEN a client that synced the Inbox with QRESYNC and kept UIDVALIDITY, HIGHESTMODSEQ and each MODSEQ
         with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as first:
-            first.login(ADDRESS, local.api_key)
+            first.login(address, local.api_key)
             assert first.enable("QRESYNC") == [b"QRESYNC"]
             selected = first.select_folder("INBOX")
             validity, highest = selected[b"UIDVALIDITY"], selected[b"HIGHESTMODSEQ"]
@@ -115,15 +134,15 @@ def test_condstore_and_qresync_resync_a_mailbox_from_its_last_modseq(local: Loca
             assert first.folder_status("Archive", [b"HIGHESTMODSEQ"])[b"HIGHESTMODSEQ"] == 0
         # WHEN, elsewhere, one message is flagged, one expunged and a new one arrives
         with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as other:
-            other.login(ADDRESS, local.api_key)
+            other.login(address, local.api_key)
             other.select_folder("INBOX")
             other.add_flags([one], [b"\\Flagged"])
             other.add_flags([two], [b"\\Deleted"])
             other.uid_expunge([two])
-        receive(local, "Four")
+        receive(local, "Four", address=address)
         # THEN the client's next SELECT (QRESYNC ...) tells it exactly that: two vanished, one's new flags, the new one
         with IMAPClient("127.0.0.1", port=port, ssl=False, timeout=10) as again:
-            again.login(ADDRESS, local.api_key)
+            again.login(address, local.api_key)
             again.enable("QRESYNC")
             imap = again._imap
             # (imapclient's select_folder sends no SELECT parameters: the command goes on its connection as is)

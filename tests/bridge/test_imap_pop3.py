@@ -20,15 +20,30 @@ from typing import Any
 
 import pytest
 
-from postroom.local.stack import LocalStack, StackConfig
+from postroom.local.stack import LocalStack
 from postroom.protocols.bridge.runner import Bridge, BridgeConfig
-from tests.bridge.conftest import ADDRESS
+from tests.bridge.conftest import ADDRESS, fresh_address
 from tests.e2e.test_inbound_local import download
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
 
-INBOX = f"{ADDRESS}:inbox"
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module and then set
+    the stack's settings there, which its pollers and handlers read between and during tests."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    """The module's one stack: the tests share it, each with its own address, so none sees another's mail."""
+    return shared_local
+
+
+@pytest.fixture
+def address(local: LocalStack) -> str:
+    return fresh_address(local)
 
 
 @pytest.fixture
@@ -48,26 +63,26 @@ def bridge(local: LocalStack, tmp_path: Path) -> Iterator[Bridge]:
         yield running
 
 
-def receive(stack: LocalStack, subject: str, *, attachment: bytes | None = None) -> str:
+def receive(stack: LocalStack, subject: str, *, attachment: bytes | None = None, address: str = ADDRESS) -> str:
     """Mail to the address through the stack's inbound SMTP listener; returns the id it is filed under."""
     message = EmailMessage()
     message["From"] = "Ann Example <ann@example.org>"
-    message["To"] = ADDRESS
+    message["To"] = address
     message["Subject"] = subject
     message["Message-ID"] = f"<{abs(hash(subject))}@example.org>"
     message.set_content(f"About {subject}.\n")
     if attachment is not None:
         message.add_attachment(attachment, maintype="application", subtype="pdf", filename="invoice.pdf")
     with smtplib.SMTP(stack.inbound.host, stack.inbound.port, timeout=10) as client:
-        client.send_message(message, from_addr="ann@example.org", to_addrs=[ADDRESS])
-    status, page = call(stack, "GET", f"/v1/mailboxes/{INBOX}/messages?subject={subject.replace(' ', '+')}")
+        client.send_message(message, from_addr="ann@example.org", to_addrs=[address])
+    status, page = call(stack, "GET", f"/v1/mailboxes/{address}:inbox/messages?subject={subject.replace(' ', '+')}")
     assert status == 200, page
     return str(page["messages"][0]["id"])
 
 
-def imap(bridge: Bridge, local: LocalStack) -> imaplib.IMAP4:
+def imap(bridge: Bridge, local: LocalStack, address: str = ADDRESS) -> imaplib.IMAP4:
     client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
-    client.login(ADDRESS, local.api_key)
+    client.login(address, local.api_key)
     return client
 
 
@@ -90,12 +105,14 @@ def keywords(local: LocalStack, mail_id: str) -> list[str]:
     return list(mail["keywords"])
 
 
-def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local: LocalStack, bridge: Bridge) -> None:
+def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(
+    address: str, local: LocalStack, bridge: Bridge
+) -> None:
     # GIVEN three messages in the Inbox, one with an attachment
-    first = receive(local, "Order 1")
-    second = receive(local, "Order 2", attachment=b"%PDF-1.4 fake")
-    third = receive(local, "Order 3")
-    client = imap(bridge, local)
+    first = receive(local, "Order 1", address=address)
+    second = receive(local, "Order 2", attachment=b"%PDF-1.4 fake", address=address)
+    third = receive(local, "Order 3", address=address)
+    client = imap(bridge, local, address)
     # THEN the client sees the capabilities, the folders with their special use, and the Inbox's state
     typ, caps = client.capability()
     assert {b"IMAP4rev1", b"IDLE", b"MOVE", b"ID"} <= set(caps[0].split())
@@ -150,10 +167,10 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     typ, _ = client.uid("MOVE", str(uids[2]), "Trash")
     assert typ == "OK"
     assert client.untagged_responses.pop("EXPUNGE", None) == [b"3"]
-    status, archive = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:archive/messages")
+    status, archive = call(local, "GET", f"/v1/mailboxes/{address}:archive/messages")
     assert [m["subject"] for m in archive["messages"]] == ["Order 1"]
     assert archive["messages"][0]["id"] != first
-    status, trash = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:trash/messages")
+    status, trash = call(local, "GET", f"/v1/mailboxes/{address}:trash/messages")
     assert [m["id"] for m in trash["messages"]] == [third]
     # WHEN it deletes one and expunges
     client.uid("STORE", str(uids[1]), "+FLAGS.SILENT", "(\\Deleted)")
@@ -162,7 +179,7 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     status, _ = call(local, "GET", f"/v1/mail/{second}")
     assert status == 404
     # WHEN new mail arrives, NOOP announces it, with a uid above the ones before
-    receive(local, "Order 4")
+    receive(local, "Order 4", address=address)
     client.noop()
     assert client.untagged_responses.get("EXISTS", [])[-1:] == [b"2"]
     typ, data = client.uid("FETCH", "*", "(UID)")
@@ -173,7 +190,7 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     assert b"UNSEEN 1" in data[0]
     client.logout()
     # THEN a new session sees the same UIDVALIDITY and the same uids for the messages that stayed
-    again = imap(bridge, local)
+    again = imap(bridge, local, address)
     again.select("INBOX", readonly=True)
     assert int(again.untagged_responses["UIDVALIDITY"][0]) == uidvalidity
     typ, data = again.uid("FETCH", "1:*", "(UID)")
@@ -181,8 +198,8 @@ def test_imap_client_reads_flags_moves_copies_and_expunges_through_the_api(local
     again.logout()
 
 
-def test_idle_announces_new_mail_and_done_ends_it(local: LocalStack, bridge: Bridge) -> None:
-    receive(local, "Before idle")
+def test_idle_announces_new_mail_and_done_ends_it(address: str, local: LocalStack, bridge: Bridge) -> None:
+    receive(local, "Before idle", address=address)
     with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
         reader = raw.makefile("rb")
 
@@ -195,25 +212,25 @@ def test_idle_announces_new_mail_and_done_ends_it(local: LocalStack, bridge: Bri
             return lines
 
         reader.readline()  # greeting
-        assert command(b"a LOGIN " + ADDRESS.encode() + b" " + local.api_key.encode(), b"a")[-1].startswith(b"a OK")
+        assert command(b"a LOGIN " + address.encode() + b" " + local.api_key.encode(), b"a")[-1].startswith(b"a OK")
         assert b"* 1 EXISTS\r\n" in command(b"b SELECT INBOX", b"b")
         raw.sendall(b"c IDLE\r\n")
         assert reader.readline().startswith(b"+")
-        receive(local, "During idle")
+        receive(local, "During idle", address=address)
         assert reader.readline() == b"* 2 EXISTS\r\n"
         raw.sendall(b"DONE\r\n")
         assert reader.readline().startswith(b"c OK")
 
 
-def test_bad_logins_and_malformed_commands_get_clear_answers(local: LocalStack, bridge: Bridge) -> None:
+def test_bad_logins_and_malformed_commands_get_clear_answers(address: str, local: LocalStack, bridge: Bridge) -> None:
     client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
     with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
-        client.login(ADDRESS, "pr_wrong")
+        client.login(address, "pr_wrong")
     with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
         client.login("someone@else.example", local.api_key)
     with pytest.raises(imaplib.IMAP4.error):
         client.select("INBOX")  # not logged in
-    client.login(ADDRESS, local.api_key)
+    client.login(address, local.api_key)
     typ, _ = client.select('"No such folder"')
     assert typ == "NO"
     client.select("INBOX")
@@ -226,17 +243,17 @@ def test_bad_logins_and_malformed_commands_get_clear_answers(local: LocalStack, 
     client.logout()
 
 
-def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Bridge) -> None:
-    first = receive(local, "Pop 1")
-    second = receive(local, "Pop 2")
+def test_pop3_client_lists_retrieves_and_deletes(address: str, local: LocalStack, bridge: Bridge) -> None:
+    first = receive(local, "Pop 1", address=address)
+    second = receive(local, "Pop 2", address=address)
     port = bridge.ports()["pop3"]
     refused = poplib.POP3("127.0.0.1", port, timeout=10)
-    refused.user(ADDRESS)
+    refused.user(address)
     with pytest.raises(poplib.error_proto):
         refused.pass_("pr_wrong")
     refused.close()
     client = poplib.POP3("127.0.0.1", port, timeout=10)
-    client.user(ADDRESS)
+    client.user(address)
     client.pass_(local.api_key)
     count, total = client.stat()
     assert count == 2
@@ -262,10 +279,10 @@ def test_pop3_client_lists_retrieves_and_deletes(local: LocalStack, bridge: Brid
     with pytest.raises(poplib.error_proto):
         client.retr(1)  # deleted in this session
     assert client.quit().startswith(b"+OK")
-    _status, trash = call(local, "GET", f"/v1/mailboxes/{ADDRESS}:trash/messages")
+    _status, trash = call(local, "GET", f"/v1/mailboxes/{address}:trash/messages")
     assert [m["id"] for m in trash["messages"]] == [first]  # DELE moves to Trash: recoverable
     again = poplib.POP3("127.0.0.1", port, timeout=10)
-    again.user(ADDRESS)
+    again.user(address)
     again.pass_(local.api_key)
     assert again.stat()[0] == 1
     again.quit()
@@ -279,36 +296,38 @@ def test_imap_and_pop3_refuse_to_listen_beyond_loopback(local: LocalStack, tmp_p
         Bridge(config).start()
 
 
-def test_repeated_failed_logins_lock_the_client_out_of_imap_and_pop3(local: LocalStack, bridge: Bridge) -> None:
+def test_repeated_failed_logins_lock_the_client_out_of_imap_and_pop3(
+    address: str, local: LocalStack, bridge: Bridge
+) -> None:
     from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED
 
     client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
     for _ in range(FAILED_LOGINS_ALLOWED):
         with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
-            client.login(ADDRESS, "pr_guess")
+            client.login(address, "pr_guess")
     # THEN even the right key is refused for the lockout window, without a round trip to the API
     with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
-        client.login(ADDRESS, local.api_key)
+        client.login(address, local.api_key)
     client.shutdown()
     pop = poplib.POP3("127.0.0.1", bridge.ports()["pop3"], timeout=10)
     for _ in range(FAILED_LOGINS_ALLOWED):
-        pop.user(ADDRESS)
+        pop.user(address)
         with pytest.raises(poplib.error_proto):
             pop.pass_("pr_guess")
-    pop.user(ADDRESS)
+    pop.user(address)
     with pytest.raises(poplib.error_proto):
         pop.pass_(local.api_key)
     pop.close()
 
 
-def test_a_client_dropping_mid_fetch_leaves_the_bridge_serving(local: LocalStack, bridge: Bridge) -> None:
+def test_a_client_dropping_mid_fetch_leaves_the_bridge_serving(address: str, local: LocalStack, bridge: Bridge) -> None:
     for n in range(3):
-        receive(local, f"Drop {n}")
+        receive(local, f"Drop {n}", address=address)
     with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
         raw.recv(1024)
-        raw.sendall(b"a LOGIN " + ADDRESS.encode() + b" " + local.api_key.encode() + b"\r\nb SELECT INBOX\r\n")
+        raw.sendall(b"a LOGIN " + address.encode() + b" " + local.api_key.encode() + b"\r\nb SELECT INBOX\r\n")
         raw.sendall(b"c FETCH 1:* (BODY[])\r\n")  # and gone before reading the answer
-    client = imap(bridge, local)
+    client = imap(bridge, local, address)
     typ, count = client.select("INBOX")
     assert (typ, count) == ("OK", [b"3"])
     typ, _data = client.fetch("1:3", "(FLAGS)")
@@ -316,17 +335,17 @@ def test_a_client_dropping_mid_fetch_leaves_the_bridge_serving(local: LocalStack
     client.logout()
 
 
-def test_imaps_and_pop3s_speak_tls_from_the_first_byte(local: LocalStack, bridge: Bridge) -> None:
-    receive(local, "Over TLS")
+def test_imaps_and_pop3s_speak_tls_from_the_first_byte(address: str, local: LocalStack, bridge: Bridge) -> None:
+    receive(local, "Over TLS", address=address)
     context = ssl.create_default_context(cafile=str(bridge.certificate))
     with imaplib.IMAP4_SSL("127.0.0.1", bridge.ports()["imaps"], ssl_context=context, timeout=10) as client:
-        client.login(ADDRESS, local.api_key)
+        client.login(address, local.api_key)
         typ, count = client.select("INBOX")
         assert (typ, count) == ("OK", [b"1"])
         typ, data = client.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert data[0][1] == b"Subject: Over TLS\r\n\r\n"
     pop = poplib.POP3_SSL("127.0.0.1", bridge.ports()["pop3s"], context=context, timeout=10)
-    pop.user(ADDRESS)
+    pop.user(address)
     pop.pass_(local.api_key)
     assert pop.stat()[0] == 1
     pop.quit()
@@ -335,47 +354,24 @@ def test_imaps_and_pop3s_speak_tls_from_the_first_byte(local: LocalStack, bridge
         imaplib.IMAP4_SSL("127.0.0.1", bridge.ports()["imaps"], ssl_context=ssl.create_default_context(), timeout=10)
 
 
-def test_the_local_stack_serves_imap_and_pop3_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # `postroom local` starts the bridge's IMAP and POP3 listeners over its own API (ports 2143 and 2110 by default)
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        imap_port=0,
-        pop3_port=0,
-        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
-    )
-    with LocalStack(config) as stack:
-        call(stack, "POST", "/v1/addresses", {"address": ADDRESS})
-        receive(stack, "Local")
-        ports = stack.bridge.ports()
-        assert set(ports) == {"imap", "pop3"}
-        with imaplib.IMAP4("127.0.0.1", ports["imap"], timeout=10) as client:
-            client.login(ADDRESS, stack.api_key)
-            assert client.select("INBOX") == ("OK", [b"1"])
-        pop = poplib.POP3("127.0.0.1", ports["pop3"], timeout=10)
-        pop.user(ADDRESS)
-        pop.pass_(stack.api_key)
-        assert pop.stat()[0] == 1
-        pop.quit()
-
-
-def test_a_password_with_line_breaks_is_a_failed_login_not_a_server_error(local: LocalStack, bridge: Bridge) -> None:
+def test_a_password_with_line_breaks_is_a_failed_login_not_a_server_error(
+    address: str, local: LocalStack, bridge: Bridge
+) -> None:
     # A literal lets a client send any bytes as the password; CR/LF must not reach an HTTP header
     bad = (local.api_key + "\r\nX-Injected: 1").encode()
     with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
         reader = raw.makefile("rb")
         reader.readline()
-        raw.sendall(b"a LOGIN " + ADDRESS.encode() + b" {%d}\r\n" % len(bad))
+        raw.sendall(b"a LOGIN " + address.encode() + b" {%d}\r\n" % len(bad))
         assert reader.readline().startswith(b"+")
         raw.sendall(bad + b"\r\n")
         assert reader.readline().startswith(b"a NO LOGIN failed")
 
 
-def test_a_listing_can_carry_presigned_raw_urls_that_download_without_the_key(local: LocalStack) -> None:
-    first = receive(local, "Listed 1")
-    receive(local, "Listed 2")
-    status, page = call(local, "GET", f"/v1/mailboxes/{INBOX}/messages?raw_urls=true")
+def test_a_listing_can_carry_presigned_raw_urls_that_download_without_the_key(address: str, local: LocalStack) -> None:
+    first = receive(local, "Listed 1", address=address)
+    receive(local, "Listed 2", address=address)
+    status, page = call(local, "GET", f"/v1/mailboxes/{address}:inbox/messages?raw_urls=true")
     assert status == 200, page
     assert page["raw_urls_expire_in"] == 300
     by_id = {m["id"]: m["raw_url"] for m in page["messages"]}
@@ -384,18 +380,18 @@ def test_a_listing_can_carry_presigned_raw_urls_that_download_without_the_key(lo
     with urllib.request.urlopen(by_id[first], timeout=10) as response:  # no Authorization header
         assert response.read() == via_api
     # and without the flag a listing carries no URLs
-    _, plain = call(local, "GET", f"/v1/mailboxes/{INBOX}/messages")
+    _, plain = call(local, "GET", f"/v1/mailboxes/{address}:inbox/messages")
     assert all("raw_url" not in m for m in plain["messages"])
     assert "raw_urls_expire_in" not in plain
 
 
-def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(local: LocalStack) -> None:
+def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(address: str, local: LocalStack) -> None:
     from postroom.protocols.bridge.mailbox_client import MailApi
     from postroom.protocols.submission.api_client import PostroomClient
 
-    mail_id = receive(local, "Fallback")
+    mail_id = receive(local, "Fallback", address=address)
     api = MailApi(PostroomClient(local.api_url), local.api_key)
-    api.listing(INBOX)
+    api.listing(f"{address}:inbox")
     url, usable_until = api._urls[mail_id]  # the listed URL, broken on purpose below
     # (moto does not check signatures, so the URL names an object that is gone, as after an expunge elsewhere)
     broken = urllib.parse.urlsplit(url)._replace(path="/no-such-bucket/no-such-object").geturl()
@@ -406,7 +402,9 @@ def test_a_listed_url_that_no_longer_works_falls_back_to_the_api(local: LocalSta
     assert api.raw(mail_id) == download(local, doc["raw_url"])[0]
 
 
-def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStack, tmp_path: Path) -> None:
+def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(
+    address: str, local: LocalStack, tmp_path: Path
+) -> None:
     from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED
 
     config = BridgeConfig(
@@ -423,7 +421,7 @@ def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStac
         client = imaplib.IMAP4("127.0.0.1", running.ports()["imap"], timeout=10)
         for _ in range(FAILED_LOGINS_ALLOWED):
             with pytest.raises(imaplib.IMAP4.error, match="LOGIN failed"):
-                client.login(ADDRESS, "pr_guess")
+                client.login(address, "pr_guess")
         client.shutdown()
         with smtplib.SMTP("127.0.0.1", running.ports()["smtp"], timeout=10) as smtp:
             smtp.starttls(context=ssl.create_default_context(cafile=str(running.certificate)))
@@ -432,7 +430,9 @@ def test_a_lockout_earned_on_imap_holds_for_smtp_submission_too(local: LocalStac
             assert refused.value.smtp_code == 454
 
 
-def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(local: LocalStack, bridge: Bridge) -> None:
+def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(
+    address: str, local: LocalStack, bridge: Bridge
+) -> None:
     with socket.create_connection(("127.0.0.1", bridge.ports()["pop3"]), timeout=10) as raw:
         reader = raw.makefile("rb")
 
@@ -441,12 +441,12 @@ def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(local: L
             return reader.readline()
 
         assert reader.readline().startswith(b"+OK")  # greeting
-        assert command(b"USER " + ADDRESS.encode()).startswith(b"+OK")
+        assert command(b"USER " + address.encode()).startswith(b"+OK")
         # WHEN PASS comes with no argument THEN a protocol error, not "do_PASS() missing 1 required positional ..."
         assert command(b"PASS") == b"-ERR wrong number of arguments for PASS\r\n"
         assert command(b"USER") == b"-ERR wrong number of arguments for USER\r\n"
         # and the session goes on to a normal login
-        assert command(b"USER " + ADDRESS.encode()).startswith(b"+OK")
+        assert command(b"USER " + address.encode()).startswith(b"+OK")
         assert command(b"PASS " + local.api_key.encode()).startswith(b"+OK")
         # WHEN a message number is not a number THEN no "invalid literal for int() with base 10: b'abc'"
         assert (
@@ -466,7 +466,7 @@ def test_pop3_malformed_commands_get_protocol_answers_not_python_errors(local: L
         assert command(b"QUIT").startswith(b"+OK")
 
 
-def test_imap_negative_literal_sizes_are_refused_not_asked_for(local: LocalStack, bridge: Bridge) -> None:
+def test_imap_negative_literal_sizes_are_refused_not_asked_for(address: str, local: LocalStack, bridge: Bridge) -> None:
     with socket.create_connection(("127.0.0.1", bridge.ports()["imap"]), timeout=10) as raw:
         reader = raw.makefile("rb")
         reader.readline()  # greeting
@@ -474,12 +474,12 @@ def test_imap_negative_literal_sizes_are_refused_not_asked_for(local: LocalStack
         raw.sendall(b"a LOGIN {-1}\r\n")
         assert reader.readline() == b"a BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"
         # WHEN the negative literal comes after a good one (the rest of the command arrives after the first literal)
-        raw.sendall(b"b LOGIN {%d}\r\n" % len(ADDRESS))
+        raw.sendall(b"b LOGIN {%d}\r\n" % len(address))
         assert reader.readline().startswith(b"+ ")
-        raw.sendall(ADDRESS.encode() + b" {-5}\r\n")
+        raw.sendall(address.encode() + b" {-5}\r\n")
         assert reader.readline() == b"b BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"
         # THEN the session goes on
-        raw.sendall(b"c LOGIN " + ADDRESS.encode() + b" " + local.api_key.encode() + b"\r\n")
+        raw.sendall(b"c LOGIN " + address.encode() + b" " + local.api_key.encode() + b"\r\n")
         assert reader.readline().startswith(b"c OK")
         raw.sendall(b"d APPEND INBOX {-1}\r\n")
         assert reader.readline() == b"d BAD Illegal syntax: a literal's size is a number of octets, {0} or more\r\n"

@@ -13,12 +13,29 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from postroom.local.stack import LocalStack, StackConfig
+from postroom.local.stack import LocalStack
 from postroom.protocols.bridge.runner import Bridge, BridgeConfig
-from tests.bridge.conftest import ADDRESS
-from tests.e2e.test_local_stack import call
+from tests.bridge.conftest import ADDRESS, fresh_address
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module and then set
+    the stack's settings there, which its pollers and handlers read between and during tests."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    """The module's one stack: the tests share it, each with its own address, so none sees another's mail. (The
+    catch-all test needs a stack with nothing registered: it is in test_catch_all_login.py.)"""
+    return shared_local
+
+
+@pytest.fixture
+def address(local: LocalStack) -> str:
+    return fresh_address(local)
 
 
 def start_bridge(stack: LocalStack, state_dir: Path) -> Bridge:
@@ -42,24 +59,24 @@ def bridge(local: LocalStack, tmp_path: Path) -> Iterator[Bridge]:
         yield running
 
 
-def receive(stack: LocalStack, subject: str) -> None:
+def receive(stack: LocalStack, subject: str, *, address: str = ADDRESS) -> None:
     message = EmailMessage()
     message["From"] = "ann@example.org"
-    message["To"] = ADDRESS
+    message["To"] = address
     message["Subject"] = subject  # non-ASCII: the policy writes it as an RFC 2047 encoded word
     message.set_content(f"About {subject}.\n")
     with smtplib.SMTP(stack.inbound.host, stack.inbound.port, timeout=10) as client:
-        client.send_message(message, from_addr="ann@example.org", to_addrs=[ADDRESS])
+        client.send_message(message, from_addr="ann@example.org", to_addrs=[address])
 
 
 def test_search_with_a_utf8_literal_finds_exactly_the_matches_and_the_session_goes_on(
-    local: LocalStack, bridge: Bridge
+    address: str, local: LocalStack, bridge: Bridge
 ) -> None:
     # GIVEN three messages, two of them with "Grüße" in the subject
     for subject in ("Grüße aus Köln", "Invoice 1234", "Viele Grüße"):
-        receive(local, subject)
+        receive(local, subject, address=address)
     with IMAPClient("127.0.0.1", port=bridge.ports()["imap"], ssl=False, timeout=10) as client:
-        client.login(ADDRESS, local.api_key)
+        client.login(address, local.api_key)
         client.select_folder("INBOX")
         uids = {client.fetch([uid], ["ENVELOPE"])[uid][b"ENVELOPE"].subject: uid for uid in client.search(["ALL"])}
         assert len(uids) == 3
@@ -81,10 +98,10 @@ def test_search_with_a_utf8_literal_finds_exactly_the_matches_and_the_session_go
 
 
 def test_search_in_a_charset_the_bridge_does_not_decode_is_refused_with_badcharset(
-    local: LocalStack, bridge: Bridge
+    address: str, local: LocalStack, bridge: Bridge
 ) -> None:
     client = imaplib.IMAP4("127.0.0.1", bridge.ports()["imap"], timeout=10)
-    client.login(ADDRESS, local.api_key)
+    client.login(address, local.api_key)
     client.select("INBOX")
     status, data = client.search("ISO-8859-1", "SUBJECT", "x")
     assert status == "NO"
@@ -97,40 +114,3 @@ def _decoded(subject: bytes) -> str:
     from email.header import decode_header, make_header
 
     return str(make_header(decode_header(subject.decode())))
-
-
-@pytest.fixture
-def fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    """A stack with a catch-all address configured and nothing registered, no mail received."""
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        poll_wait_seconds=1,
-        parameters={
-            "SendingDomains": "shop.example",
-            "InboundDomains": "shop.example",
-            "InboundCatchAll": "shop.example=help",
-        },
-    )
-    stack = LocalStack(config).start()
-    yield stack
-    stack.stop()
-
-
-def test_login_as_the_catch_all_address_works_before_its_first_mail(fresh: LocalStack, tmp_path: Path) -> None:
-    # GIVEN a fresh stack whose catch-all address has received nothing
-    with (
-        start_bridge(fresh, tmp_path / "bridge") as bridge,
-        IMAPClient("127.0.0.1", port=bridge.ports()["imap"], ssl=False, timeout=10) as client,
-    ):
-        # WHEN a mail client logs in as the catch-all address, as an account wizard does at once
-        client.login("help@shop.example", fresh.api_key)
-        # THEN it is in, with an empty Inbox and the usual folders
-        assert client.select_folder("INBOX")[b"EXISTS"] == 0
-        names = {name for _flags, _delimiter, name in client.list_folders()}
-        assert {"INBOX", "Archive", "Trash"} <= names
-    # AND the API lists the address from the start too
-    status, body = call(fresh, "GET", "/v1/addresses")
-    assert status == 200, body
-    assert [a["address"] for a in body["addresses"]] == ["help@shop.example"]

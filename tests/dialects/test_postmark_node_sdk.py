@@ -21,6 +21,23 @@ from tests.e2e.test_local_stack import PDF, PNG, call, wait_for_status
 pytestmark = pytest.mark.e2e
 
 
+# One stack and one MX sink for the module (see tests/dialects/conftest.py): only the send test reads the sink, and
+# the error test delivers nothing, so neither reads the other's mail.
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    return shared_local
+
+
+@pytest.fixture
+def sink(shared_sink: RecordingSink) -> RecordingSink:
+    return shared_sink
+
+
 def run_node(stack: LocalStack, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return run_sdk("postmark.mjs", "postmark", stack, calls)
 

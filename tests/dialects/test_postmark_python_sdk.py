@@ -24,6 +24,23 @@ from tests.e2e.test_local_stack import PDF, PNG, call, wait_for_status
 pytestmark = pytest.mark.e2e
 
 
+# One stack and one MX sink for the module (see tests/dialects/conftest.py); each test that reads the sink mails
+# recipients no other test here uses, and waits for its mail to be delivered, so none reads another's.
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    return shared_local
+
+
+@pytest.fixture
+def sink(shared_sink: RecordingSink) -> RecordingSink:
+    return shared_sink
+
+
 def client(stack: LocalStack, token: str | None = None) -> PostmarkClient:
     # root_api_url is postmarker's documented base-URL option; it joins "/email" onto the host's root.
     return PostmarkClient(server_token=token or stack.api_key, root_api_url=stack.api_url + "/")
@@ -104,18 +121,18 @@ def test_postmarker_template_and_batches(local: LocalStack, sink: RecordingSink)
     pm = client(local)
     # WHEN postmarker sends it by alias (its trailing-slash route, TemplateId: null beside TemplateAlias)
     answer = pm.emails.send_with_template(
-        TemplateAlias="welcome", TemplateModel={"name": "Ann"}, From="orders@shop.example", To="ann@example.org",
+        TemplateAlias="welcome", TemplateModel={"name": "Ann"}, From="orders@shop.example", To="amy@example.org",
         Tag="welcome",
     )  # fmt: skip
     assert answer["ErrorCode"] == 0
     # and a batch of two plain messages and a batch of one templated message
     batch = pm.emails.send_batch(
-        {"From": "orders@shop.example", "To": "bob@example.org", "Subject": "One", "TextBody": "1"},
+        {"From": "orders@shop.example", "To": "ben@example.org", "Subject": "One", "TextBody": "1"},
         {"From": "orders@shop.example", "To": "not an address", "Subject": "Two", "TextBody": "2"},
     )
     templated = pm.emails.send_template_batch(
         {"TemplateAlias": "welcome", "TemplateModel": {"name": "Carl"}, "From": "orders@shop.example",
-         "To": "carl@example.org"},
+         "To": "cid@example.org"},
     )  # fmt: skip
     # THEN each row is answered on its own, in order
     assert [row["ErrorCode"] for row in batch] == [0, 300]
@@ -123,12 +140,12 @@ def test_postmarker_template_and_batches(local: LocalStack, sink: RecordingSink)
     assert templated[0]["ErrorCode"] == 0
     for msg_id in (answer["MessageID"], batch[0]["MessageID"], templated[0]["MessageID"]):
         wait_for_status(local, msg_id, {"delivered"})
-    _, welcome = delivered(sink, "ann@example.org")
+    _, welcome = delivered(sink, "amy@example.org")
     assert welcome["Subject"] == "Welcome, Ann"
     assert welcome.get_body(("plain",)).get_content().strip() == "Hello Ann"
-    _, carl = delivered(sink, "carl@example.org")
+    _, carl = delivered(sink, "cid@example.org")
     assert carl["Subject"] == "Welcome, Carl"
-    _, one = delivered(sink, "bob@example.org")
+    _, one = delivered(sink, "ben@example.org")
     assert one["Subject"] == "One"
 
 
@@ -160,14 +177,14 @@ def test_partly_suppressed_message_is_accepted_with_postmarks_notice(local: Loca
     status, body = call(local, "POST", "/v1/suppressions", {"address": "gone@example.org"})
     assert status in (200, 201), body
     answer = client(local).emails.send(
-        From="orders@shop.example", To="gone@example.org, ann@example.org", Subject="Hi", TextBody="Hi"
+        From="orders@shop.example", To="gone@example.org, ada@example.org", Subject="Hi", TextBody="Hi"
     )
     assert answer["ErrorCode"] == 0
     assert answer["Message"] == "Message OK, but will not deliver to these inactive addresses: gone@example.org"
     record = wait_for_status(local, answer["MessageID"], {"delivered", "partially_delivered", "partial"}, timeout=20)
     assert {r["address"]: r["status"] for r in record["recipients"]}["gone@example.org"] == "suppressed"
-    rcpts, _ = delivered(sink, "ann@example.org")
-    assert rcpts == ["ann@example.org"]
+    rcpts, _ = delivered(sink, "ada@example.org")
+    assert rcpts == ["ada@example.org"]
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,23 @@ from tests.e2e.test_local_stack import PDF, PNG, call, wait_for_status
 pytestmark = pytest.mark.e2e
 
 
+# One stack and one MX sink for the module (see tests/dialects/conftest.py): the tests that read the sink mail
+# recipients no other test here uses and wait for their mail to be delivered, so none reads another's.
+@pytest.fixture(autouse=True)
+def _clean_aws_env(shared_local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``shared_local`` cleaned the environment once for this module."""
+
+
+@pytest.fixture
+def local(shared_local: LocalStack) -> LocalStack:
+    return shared_local
+
+
+@pytest.fixture
+def sink(shared_sink: RecordingSink) -> RecordingSink:
+    return shared_sink
+
+
 @pytest.fixture
 def sdk(local: LocalStack) -> Iterator[LocalStack]:
     # The SDK keeps its key and base URL in module globals: set for the test, put back after it.

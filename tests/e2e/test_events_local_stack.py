@@ -4,12 +4,10 @@ timeline and the event feed show what happened, and a tracked link redirects thr
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -120,65 +118,3 @@ def test_bounce_suppresses_webhooks_arrive_signed_timeline_and_feed(
     assert seen == sorted(
         {p["data"]["id"] for p in [*payloads, Webhook(hook["secret"]).verify(received[2][1], received[2][0])]}
     )
-
-
-def test_tracked_link_redirects_through_the_local_gateway(local: LocalStack, sink: RecordingSink) -> None:
-    # GIVEN a message with click tracking, delivered to the loopback MX
-    html = '<p><a href="https://shop.example/track?id=7">Track your parcel</a></p>'
-    _, sent = call(
-        local,
-        "POST",
-        "/v1/messages",
-        {
-            "from": "orders@shop.example",
-            "to": "ann@example.org",
-            "subject": "Parcel",
-            "html": html,
-            "track_clicks": True,
-        },
-    )
-    wait_for_status(local, sent["id"], {"delivered"})
-    mail = message_from_bytes(sink.messages[0].content, policy=policy.default)
-    (link,) = re.findall(r'href="([^"]+)"', mail.get_body(("html",)).get_content())
-    assert link.startswith(f"{local.api_url}/t/c/")
-    # WHEN the recipient follows it
-    opener = urllib.request.build_opener(NoRedirect)
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        opener.open(link, timeout=10)
-    # THEN the gateway redirects to the original URL and the click is in the timeline
-    assert answer.value.code == 302
-    assert answer.value.headers["Location"] == "https://shop.example/track?id=7"
-    _, timeline = call(local, "GET", f"/v1/messages/{sent['id']}/events")
-    assert [e["type"] for e in timeline["data"]] == ["delivered", "clicked"]
-
-
-def test_ses_path_gets_its_delivery_and_bounce_events_locally(local: LocalStack) -> None:
-    # GIVEN a message sent through SES to an ordinary address and to SES's bounce simulator
-    _, sent = call(
-        local,
-        "POST",
-        "/v1/messages",
-        {
-            "from": "orders@shop.example",
-            "to": ["ann@example.org", "bounce@simulator.amazonses.com"],
-            "subject": "Via SES",
-            "text": "Hello",
-            "delivery": "ses",
-        },
-    )
-    # WHEN SES's events come back (published by the local stack as SES would, through the template's topic and queue)
-    record = wait_for_status(local, sent["id"], {"partially_delivered"})
-    # THEN each recipient has SES's verdict, the timeline has every step once, and the bounce is suppressed
-    by_address = {r["address"]: r for r in record["recipients"]}
-    assert by_address["ann@example.org"]["status"] == "delivered"
-    assert by_address["bounce@simulator.amazonses.com"]["status"] == "bounced"
-    assert by_address["bounce@simulator.amazonses.com"]["enhanced_status"] == "5.1.1"
-    _, timeline = call(local, "GET", f"/v1/messages/{sent['id']}/events")
-    assert sorted((e["recipient"], e["type"]) for e in timeline["data"]) == [
-        ("ann@example.org", "delivered"),
-        ("ann@example.org", "sent"),
-        ("bounce@simulator.amazonses.com", "bounced"),
-        ("bounce@simulator.amazonses.com", "sent"),
-    ]
-    _, listed = call(local, "GET", "/v1/suppressions?address=bounce@simulator.amazonses.com")
-    assert [e["reason"] for e in listed["data"]] == ["hard_bounce"]

@@ -12,12 +12,14 @@ import urllib.request
 from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from postroom.local.stack import LocalStack, StackConfig
+from postroom.wiring.services import reset_services
+from postroom.wiring.worker_batch import reset_resolver
+from tests.conftest import clean_aws_env
 from tests.e2e.test_local_stack import call
 
 pytestmark = pytest.mark.e2e
@@ -26,23 +28,35 @@ PDF = b"%PDF-1.4\n" + bytes(range(256)) * 300
 CSV = b"sku;qty\r\nA-1;2\r\n"
 
 
-@pytest.fixture
-def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    monkeypatch.setenv("POSTROOM_RETRY_BASE_SECONDS", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        poll_wait_seconds=1,
-        parameters={
-            "SendingDomains": "shop.example",
-            "InboundDomains": "shop.example,help.example",
-            "InboundCatchAll": "help.example=desk",
-        },
-    )
-    stack = LocalStack(config).start()
-    yield stack
-    stack.stop()
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One stack for the module (starting one costs 15-20 s under load). Each test files mail under addresses no
+    other test here uses (support@, desk@ through the catch-all, team@), so none sees another's mail."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_aws_env(monkeypatch)
+        reset_services()
+        reset_resolver()
+        monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
+        monkeypatch.setenv("POSTROOM_RETRY_BASE_SECONDS", "0")
+        config = StackConfig(
+            api_port=0,
+            outbox=tmp_path_factory.mktemp("outbox"),
+            poll_wait_seconds=1,
+            parameters={
+                "SendingDomains": "shop.example",
+                "InboundDomains": "shop.example,help.example",
+                "InboundCatchAll": "help.example=desk",
+            },
+        )
+        stack = LocalStack(config).start()
+        yield stack
+        stack.stop()
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``local`` cleaned the environment once for this module and then set the
+    stack's settings there, which its pollers and handlers read between and during tests."""
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -158,7 +172,7 @@ def test_unknown_recipients_are_refused_at_rcpt_or_caught(local: LocalStack) -> 
 
 
 def test_send_api_to_an_own_domain_is_filed_internally(local: LocalStack) -> None:
-    call(local, "POST", "/v1/addresses", {"address": "support@shop.example"})
+    call(local, "POST", "/v1/addresses", {"address": "team@shop.example"})
     # WHEN the send API is asked to mail an own address, an unknown own address and an outside one
     status, accepted = call(
         local,
@@ -166,7 +180,7 @@ def test_send_api_to_an_own_domain_is_filed_internally(local: LocalStack) -> Non
         "/v1/messages",
         {
             "from": "Shop <orders@shop.example>",
-            "to": ["support@shop.example", "ghost@shop.example", "ann@example.org"],
+            "to": ["team@shop.example", "ghost@shop.example", "ann@example.org"],
             "subject": "Internal note",
             "text": "Please check order 7.",
         },
@@ -179,15 +193,15 @@ def test_send_api_to_an_own_domain_is_filed_internally(local: LocalStack) -> Non
         if record["status"] not in ("queued", "sending"):
             break
         time.sleep(0.1)
-    # THEN support@ got it through internal delivery, ghost@ bounced, ann@ went out over SMTP
+    # THEN team@ got it through internal delivery, ghost@ bounced, ann@ went out over SMTP
     by_address = {r["address"]: r for r in record["recipients"]}
-    assert by_address["support@shop.example"]["status"] == "delivered"
-    assert by_address["support@shop.example"]["delivery"] == "internal"
+    assert by_address["team@shop.example"]["status"] == "delivered"
+    assert by_address["team@shop.example"]["delivery"] == "internal"
     assert by_address["ghost@shop.example"]["status"] == "bounced"
     assert by_address["ghost@shop.example"]["enhanced_status"] == "5.1.1"
     assert by_address["ann@example.org"]["delivery"] == "smtp"
     assert record["status"] == "partially_delivered"
-    _, page = call(local, "GET", "/v1/mailboxes/support@shop.example:inbox/messages")
+    _, page = call(local, "GET", "/v1/mailboxes/team@shop.example:inbox/messages")
     (filed,) = page["messages"]
     assert (filed["subject"], filed["origin"], filed["from"][0]["email"]) == (
         "Internal note",

@@ -16,7 +16,6 @@ import poplib
 import smtplib
 import socket
 from collections.abc import Iterator
-from pathlib import Path
 
 import boto3
 import pytest
@@ -29,7 +28,9 @@ from postroom.local.gateway import API_GATEWAY_MAX_BODY, build_event
 from postroom.local.handlers import LAMBDA_MAX_SYNC_PAYLOAD
 from postroom.local.stack import LocalStack, StackConfig
 from postroom.protocols.submission.smtp_listener import FAILED_LOGINS_ALLOWED
-from postroom.wiring.services import services
+from postroom.wiring.services import reset_services, services
+from postroom.wiring.worker_batch import reset_resolver
+from tests.conftest import clean_aws_env
 
 pytestmark = pytest.mark.e2e
 
@@ -37,19 +38,31 @@ SECRET = "parity-webhook-secret"
 ADDRESS = "support@shop.example"
 
 
-@pytest.fixture
-def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
-    config = StackConfig(
-        api_port=0,
-        outbox=tmp_path / "outbox",
-        submission_port=0,
-        imap_port=0,
-        pop3_port=0,
-        parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
-    )
-    with LocalStack(config) as stack:
-        yield stack
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """One stack for the module (starting one costs 15-20 s under load): no test here reads another's data. The
+    webhook test alone stashes under ``hooks/``, only the lockout test logs in to IMAP, SMTP or POP3."""
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        clean_aws_env(monkeypatch)
+        reset_services()
+        reset_resolver()
+        monkeypatch.setenv("POSTROOM_INBOUND_SMTP_PORT", "0")
+        config = StackConfig(
+            api_port=0,
+            outbox=tmp_path_factory.mktemp("outbox"),
+            submission_port=0,
+            imap_port=0,
+            pop3_port=0,
+            parameters={"SendingDomains": "shop.example", "InboundDomains": "shop.example"},
+        )
+        with LocalStack(config) as stack:
+            yield stack
+
+
+@pytest.fixture(autouse=True)
+def _clean_aws_env(local: LocalStack) -> None:
+    """Replaces the per-test cleaning: ``local`` cleaned the environment once for this module and then set the
+    stack's settings there, which its pollers and handlers read between and during tests."""
 
 
 def request(

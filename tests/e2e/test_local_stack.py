@@ -30,15 +30,17 @@ def sink() -> Iterator[RecordingSink]:
         yield server
 
 
+ZONE = {
+    "example.org": {"MX": [(10, "mx.example.org")]},
+    "mx.example.org": {"A": ["127.0.0.1"]},
+    "dead.example": {"MX": [(10, "mx.dead.example")]},
+    "mx.dead.example": {"A": ["127.0.0.1"]},
+}
+
+
 @pytest.fixture
 def dns(sink: RecordingSink) -> Iterator[LoopbackDnsServer]:
-    zone = {
-        "example.org": {"MX": [(10, "mx.example.org")]},
-        "mx.example.org": {"A": ["127.0.0.1"]},
-        "dead.example": {"MX": [(10, "mx.dead.example")]},
-        "mx.dead.example": {"A": ["127.0.0.1"]},
-    }
-    with LoopbackDnsServer(zone=zone) as server:
+    with LoopbackDnsServer(zone=ZONE) as server:
         yield server
 
 
