@@ -124,9 +124,11 @@ class LocalStack:
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
         from postroom.local import template as tpl
+        from postroom.local import moto_transactions
         from postroom.local.durable import Journal, MotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
+        moto_transactions.apply()  # the server runs in this process: keep its transactions O(items touched)
         journal = Journal(self.config.state_dir) if self.config.state_dir is not None else None
         self.moto = MotoServer("127.0.0.1", self.config.aws_port, journal)
         self.moto.start()

@@ -1,0 +1,76 @@
+"""Keep moto's DynamoDB ``TransactWriteItems`` O(touched items) instead of O(table).
+
+moto 5 backs each transaction up with ``copy.deepcopy`` of every table it names, so its cost grows with the table:
+the mailbox store writes every filed message in a transaction, and one SMTP session of 1 000 inbound messages took
+minutes of CPU in ``DynamoType.__deepcopy__`` (quadratic). Its rollback only ever swaps a backup back in, so the backup
+may share every item the transaction does not name; the items it names (an Update changes its item in place) are
+deep-copied as before. Applied by the local stack to the moto server it runs in the same process.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from types import SimpleNamespace
+from typing import Any
+
+_touched = threading.local()  # hash keys (DynamoType) per table name, for the transaction running on this thread
+_applied = False
+
+
+def _touched_hash_keys(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, set[Any]]:
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    touched: dict[str, set[Any]] = defaultdict(set)
+    for entry in transact_items:
+        for op_type, op in entry.items():
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            source = op.get("Item") if op_type == "Put" else op.get("Key")
+            value = (source or {}).get(table.hash_key_attr)
+            if value is not None:
+                touched[op["TableName"]].add(DynamoType(value))
+    return touched
+
+
+def _backup(table: Any) -> Any:
+    """A table object to swap back in on rollback: the items a transaction names are copies, the rest shared."""
+    names = getattr(_touched, "keys", {}).get(table.name)
+    if names is None:
+        return copy.deepcopy(table)
+    clone = copy.copy(table)
+    clone.items = defaultdict(dict)
+    for hash_key, value in table.items.items():
+        clone.items[hash_key] = (
+            copy.deepcopy(value) if hash_key in names else (dict(value) if isinstance(value, dict) else value)
+        )
+    return clone
+
+
+def apply() -> None:
+    """Patch moto's DynamoDB backend in this process (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
+
+    original = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        _touched.keys = _touched_hash_keys(self, transact_items)
+        try:
+            original(self, transact_items)
+        finally:
+            _touched.keys = {}
+
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        return _backup(value) if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+    # The backend calls ``copy.deepcopy`` through its module's ``copy`` name: give that module a ``copy`` whose
+    # deepcopy makes the light backup above, and leave the real module alone for everyone else.
+    models.copy = SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})  # type: ignore[attr-defined]
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _applied = True
