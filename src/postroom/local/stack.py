@@ -123,8 +123,8 @@ class LocalStack:
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> LocalStack:
-        from postroom.local import template as tpl
         from postroom.local import moto_transactions
+        from postroom.local import template as tpl
         from postroom.local.durable import Journal, MotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
