@@ -71,6 +71,6 @@ def apply() -> None:
 
     # The backend calls ``copy.deepcopy`` through its module's ``copy`` name: give that module a ``copy`` whose
     # deepcopy makes the light backup above, and leave the real module alone for everyone else.
-    models.copy = SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy})  # type: ignore[assignment]
+    setattr(models, "copy", SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy}))  # noqa: B010
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     _applied = True
