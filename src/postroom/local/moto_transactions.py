@@ -15,23 +15,24 @@ from collections import defaultdict
 from types import SimpleNamespace
 from typing import Any
 
-_touched = threading.local()  # hash keys (DynamoType) per table name, for the transaction running on this thread
+_touched = threading.local()  # item keys per table name, for the transaction running on this thread
 _applied = False
 
 
-def _touched_hash_keys(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, set[Any]]:
+def _touched_keys(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, set[tuple[Any, Any]]]:
+    """(hash key, range key or None) as DynamoType, per table name, of every item the transaction names."""
     from moto.dynamodb.models.dynamo_type import DynamoType
 
-    touched: dict[str, set[Any]] = defaultdict(set)
+    touched: dict[str, set[tuple[Any, Any]]] = defaultdict(set)
     for entry in transact_items:
         for op_type, op in entry.items():
             table = backend.tables.get(op.get("TableName"))
-            if table is None:
+            source = (op.get("Item") if op_type == "Put" else op.get("Key")) or {}
+            if table is None or table.hash_key_attr not in source:
                 continue
-            source = op.get("Item") if op_type == "Put" else op.get("Key")
-            value = (source or {}).get(table.hash_key_attr)
-            if value is not None:
-                touched[op["TableName"]].add(DynamoType(value))
+            ranged = source.get(table.range_key_attr) if table.range_key_attr else None
+            key = (DynamoType(source[table.hash_key_attr]), DynamoType(ranged) if ranged is not None else None)
+            touched[op["TableName"]].add(key)
     return touched
 
 
@@ -43,9 +44,13 @@ def _backup(table: Any) -> Any:
     clone = copy.copy(table)
     clone.items = defaultdict(dict)
     for hash_key, value in table.items.items():
-        clone.items[hash_key] = (
-            copy.deepcopy(value) if hash_key in names else (dict(value) if isinstance(value, dict) else value)
-        )
+        if isinstance(value, dict):  # a table with a range key: {range key: item}
+            clone.items[hash_key] = {
+                range_key: copy.deepcopy(item) if (hash_key, range_key) in names else item
+                for range_key, item in value.items()
+            }
+        else:
+            clone.items[hash_key] = copy.deepcopy(value) if (hash_key, None) in names else value
     return clone
 
 
@@ -60,7 +65,7 @@ def apply() -> None:
     original = models.DynamoDBBackend.transact_write_items
 
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-        _touched.keys = _touched_hash_keys(self, transact_items)
+        _touched.keys = _touched_keys(self, transact_items)
         try:
             original(self, transact_items)
         finally:
