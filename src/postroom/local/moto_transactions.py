@@ -42,15 +42,19 @@ def _backup(table: Any) -> Any:
     if names is None:
         return copy.deepcopy(table)
     clone = copy.copy(table)
-    clone.items = defaultdict(dict)
-    for hash_key, value in table.items.items():
+    # Partitions the transaction does not name are shared as they are (a C-level dict copy, no per-item work).
+    clone.items = defaultdict(dict, table.items)
+    for hash_key, range_key in names:
+        value = table.items.get(hash_key)
+        if value is None:
+            continue
         if isinstance(value, dict):  # a table with a range key: {range key: item}
-            clone.items[hash_key] = {
-                range_key: copy.deepcopy(item) if (hash_key, range_key) in names else item
-                for range_key, item in value.items()
-            }
+            if clone.items[hash_key] is value:
+                clone.items[hash_key] = dict(value)
+            if range_key in value:
+                clone.items[hash_key][range_key] = copy.deepcopy(value[range_key])
         else:
-            clone.items[hash_key] = copy.deepcopy(value) if (hash_key, None) in names else value
+            clone.items[hash_key] = copy.deepcopy(value)
     return clone
 
 
