@@ -39,6 +39,9 @@ START_TIMEOUT = 300
 DELIVERY_TIMEOUT = 600
 
 
+POSTROOM = [sys.executable, "-c", "import sys; from postroom.cli import main; sys.exit(main())"]
+
+
 @dataclass
 class Running:
     process: subprocess.Popen[bytes]
@@ -63,7 +66,8 @@ def start_local(state: Path, outbox: Path, log: Path) -> Running:
     env.pop("POSTROOM_DNS_NAMESERVERS", None)  # the sandbox: every MX is the sink on loopback
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "postroom.cli", "local", "--state-dir", str(state)],
+            # postroom.cli is a package without __main__: call its entry point, as the `postroom` script does.
+            [*POSTROOM, "local", "--state-dir", str(state)],
             cwd=repo_root(),
             env=env,
             stdout=out,

@@ -168,6 +168,12 @@ class _InboundHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         return await asyncio.get_running_loop().run_in_executor(None, self._receive, session, envelope)
 
+    async def handle_exception(self, error: Exception) -> str:
+        # aiosmtpd logs these at INFO on "mail.log", which `postroom local` does not show: a session that ends on an
+        # error must be visible to the operator (one once dropped after ~776 messages with nothing logged).
+        log.error("inbound SMTP session error: %r", error, exc_info=error)
+        return "451 4.3.0 local error; try again later"
+
     def _receive(self, session: Session, envelope: Envelope) -> str:
         message_id = ses_message_id()
         now = datetime.now(UTC)
@@ -199,7 +205,17 @@ class _InboundHandler:
         return f"250 2.0.0 Ok {message_id}"
 
 
+class _LoggedSmtp(SMTP):
+    def connection_lost(self, error: Exception | None) -> None:
+        if error is not None:  # a clean QUIT or EOF has none; anything else is worth a line in the log
+            log.warning("inbound SMTP connection from %r lost: %r", getattr(self.session, "peer", None), error)
+        super().connection_lost(error)
+
+
 class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _LoggedSmtp(self.handler, **self.SMTP_kwargs)
+
     def _create_server(self) -> Any:
         return self._bind()
 

@@ -127,9 +127,8 @@ class LocalStack:
         from postroom.local.durable import Journal, MotoServer
         from postroom.testing import moto_transactions
 
-        moto_transactions.install()  # moto's TransactWriteItems backup is quadratic without it (see the module)
-
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log drowns the rest
+        moto_transactions.install()  # the server runs in this process: keep its transactions O(items touched)
         journal = Journal(self.config.state_dir) if self.config.state_dir is not None else None
         self.moto = MotoServer("127.0.0.1", self.config.aws_port, journal)
         self.moto.start()

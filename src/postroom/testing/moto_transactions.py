@@ -1,60 +1,86 @@
-"""moto's DynamoDB ``TransactWriteItems``, without its quadratic cost: the emulator backs up a table before a
-transaction by deep-copying it once *per item* of the transaction (moto 5.2.5,
-``moto/dynamodb/models/__init__.py``, ``transact_write_items``), so a 10-item transaction over a 1 000-item table
-copies 10 000 items. The worker writes a batch's records in one transaction (issue 21), which made the fault suite
-and the local stack crawl. The copies are all taken before the first write and are identical, so taking one per
-table and handing it out again is the same backup. Only the emulator changes: AWS itself is not involved.
+"""Keep moto's DynamoDB ``TransactWriteItems`` O(touched items) instead of O(table).
 
-:func:`install` is idempotent; the local stack and the test suite call it before moto serves a request.
+moto 5 backs each transaction up with ``copy.deepcopy`` of every table it names, so its cost grows with the table:
+the mailbox store writes every filed message in a transaction, and one SMTP session of 1 000 inbound messages took
+minutes of CPU in ``DynamoType.__deepcopy__`` (quadratic). Its rollback only ever swaps a backup back in, so the backup
+may share every item the transaction does not name; the items it names (an Update changes its item in place) are
+deep-copied as before. Installed by the local stack (its moto server runs in the same process) and by the test
+suite (tests/conftest.py). It replaced a patch that copied each table once per transaction: still O(table) each.
 """
 
 from __future__ import annotations
 
 import copy
 import threading
+from collections import defaultdict
+from types import SimpleNamespace
 from typing import Any
 
-_lock = threading.Lock()
-_installed = False
+_touched = threading.local()  # item keys per table name, for the transaction running on this thread
+_applied = False
 
 
-class _CopyOncePerTable:
-    """Stands in for the ``copy`` module inside moto's DynamoDB models during one transaction: a table is copied
-    once (the tables outlive the call, so their ids cannot be reused meanwhile); anything else as ``copy`` would."""
+def _touched_keys(backend: Any, transact_items: list[dict[str, Any]]) -> dict[str, set[tuple[Any, Any]]]:
+    """(hash key, range key or None) as DynamoType, per table name, of every item the transaction names."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
 
-    def __init__(self, table_type: type) -> None:
-        self._table_type = table_type
-        self._copies: dict[int, Any] = {}
+    touched: dict[str, set[tuple[Any, Any]]] = defaultdict(set)
+    for entry in transact_items:
+        for op_type, op in entry.items():
+            table = backend.tables.get(op.get("TableName"))
+            source = (op.get("Item") if op_type == "Put" else op.get("Key")) or {}
+            if table is None or table.hash_key_attr not in source:
+                continue
+            ranged = source.get(table.range_key_attr) if table.range_key_attr else None
+            key = (DynamoType(source[table.hash_key_attr]), DynamoType(ranged) if ranged is not None else None)
+            touched[op["TableName"]].add(key)
+    return touched
 
-    def deepcopy(self, value: Any, memo: dict[int, Any] | None = None) -> Any:
-        if not isinstance(value, self._table_type):
-            return copy.deepcopy(value, memo)
-        key = id(value)
-        if key not in self._copies:
-            self._copies[key] = copy.deepcopy(value, memo)
-        return self._copies[key]
+
+def _backup(table: Any) -> Any:
+    """A table object to swap back in on rollback: the items a transaction names are copies, the rest shared."""
+    names = getattr(_touched, "keys", {}).get(table.name)
+    if names is None:
+        return copy.deepcopy(table)
+    clone = copy.copy(table)
+    # Partitions the transaction does not name are shared as they are (a C-level dict copy, no per-item work).
+    clone.items = defaultdict(dict, table.items)
+    for hash_key, range_key in names:
+        value = table.items.get(hash_key)
+        if value is None:
+            continue
+        if isinstance(value, dict):  # a table with a range key: {range key: item}
+            if clone.items[hash_key] is value:
+                clone.items[hash_key] = dict(value)
+            if range_key in value:
+                clone.items[hash_key][range_key] = copy.deepcopy(value[range_key])
+        else:
+            clone.items[hash_key] = copy.deepcopy(value)
+    return clone
 
 
 def install() -> None:
-    global _installed
-    with _lock:
-        if _installed:
-            return
-        from moto.dynamodb import models
-        from moto.dynamodb.models.table import Table
+    """Patch moto's DynamoDB backend in this process (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    from moto.dynamodb import models
+    from moto.dynamodb.models.table import Table
 
-        namespace = vars(models)  # the module's globals, where its functions look ``copy`` up
+    original = models.DynamoDBBackend.transact_write_items
 
-        original = models.DynamoDBBackend.transact_write_items
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
+        _touched.keys = _touched_keys(self, transact_items)
+        try:
+            original(self, transact_items)
+        finally:
+            _touched.keys = {}
 
-        def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
-            # One transaction at a time holds the stand-in (moto's backend is not safe for concurrent writes anyway).
-            with _lock:
-                namespace["copy"] = _CopyOncePerTable(Table)
-                try:
-                    original(self, transact_items)
-                finally:
-                    namespace["copy"] = copy
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        return _backup(value) if isinstance(value, Table) else copy.deepcopy(value, memo)
 
-        models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
-        _installed = True
+    # The backend calls ``copy.deepcopy`` through its module's ``copy`` name: give that module a ``copy`` whose
+    # deepcopy makes the light backup above, and leave the real module alone for everyone else.
+    setattr(models, "copy", SimpleNamespace(**{**vars(copy), "deepcopy": deepcopy}))  # noqa: B010
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    _applied = True
