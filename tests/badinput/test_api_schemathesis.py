@@ -2,25 +2,35 @@
 requests, valid and invalid, go through an API-Gateway-style WSGI adapter to the real send API handler over moto.
 
 Every answer must be below 500, every error must be Postroom's structured ``{"error": {"code", "message",
-"field"}}``, and every status Postroom answers must be one the operation declares in the document; a caller without a key gets 401 for every generated request, whatever the request looks like.
+"field"}}``, and every status Postroom answers must be one the operation declares in the document, with a declared Content-Type and a
+body that matches the declared schema; a caller without a key gets 401 for every generated request, whatever the request looks like.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from postroom.local import template as tpl
 from tests.badinput.gateway import GATEWAY_ERROR_HEADER, OPENAPI_PATH, WsgiGateway
 from tests.conftest import ROOT, Stack
 
-EXAMPLES = 60  # per operation and auth mode: bounded, and derandomized so a failure reproduces
+# SCHEMA_EXAMPLES lowers the bound for a quick local pass; CI runs the default.
+EXAMPLES = int(
+    os.environ.get("SCHEMA_EXAMPLES", "60")
+)  # per operation and auth mode: bounded, and derandomized so a failure reproduces
 
 # The gateway and the schema exist from import (schemathesis parametrizes at collection); each test plugs the
 # handlers of its own emulated stack into the gateway.
@@ -70,6 +80,24 @@ def declared_statuses(ctx: Any, response: Any, case: Any) -> bool | None:
     return status_code_conformance(ctx, response, case)
 
 
+@schemathesis.check
+def declared_content_types(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Postroom's Content-Type is one the operation declares for that status (API Gateway's own answers aside)."""
+    if GATEWAY_ERROR_HEADER.lower() in {k.lower() for k in response.headers}:
+        return None
+    return content_type_conformance(ctx, response, case)
+
+
+@schemathesis.check
+def declared_response_schemas(ctx: Any, response: Any, case: Any) -> bool | None:
+    """Postroom's body matches the schema the operation declares for that status (API Gateway's own answers aside)."""
+    if GATEWAY_ERROR_HEADER.lower() in {k.lower() for k in response.headers}:
+        return None
+    return response_schema_conformance(ctx, response, case)
+
+
+CHECKS = [not_a_server_error, structured_errors, declared_statuses, declared_content_types, declared_response_schemas]
+
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -84,7 +112,7 @@ def test_generated_requests_never_get_a_5xx_and_errors_are_structured(case: Any,
     # GIVEN a generated request (valid or not) with a valid key  WHEN it is sent
     response = case.call(headers={"Authorization": f"Bearer {api.api_key}"})
     # THEN no 5xx, and any error is structured
-    case.validate_response(response, checks=[not_a_server_error, structured_errors, declared_statuses])
+    case.validate_response(response, checks=CHECKS)
 
 
 @schema.parametrize()
@@ -93,7 +121,38 @@ def test_generated_requests_without_a_key_are_401(case: Any, api: Stack) -> None
     # GIVEN a generated request without a key  WHEN it is sent
     response = case.call(headers={"Authorization": ""})
     # THEN 401, structured, whatever the body or path held
-    case.validate_response(response, checks=[not_a_server_error, structured_errors, declared_statuses])
+    case.validate_response(response, checks=CHECKS)
     if GATEWAY_ERROR_HEADER.lower() not in {k.lower() for k in response.headers}:
         assert response.status_code == 401, response.content[:300]
         assert _error_of(response)["code"] == "unauthorized"
+
+
+# The stateful phase: schemathesis' state machine from the document's links (declared ones such as POST /v1/messages →
+# GET /v1/messages/{message_id}, and those schemathesis infers from matching ids), each step checked like a single
+# request. Bounded: few scenarios of few steps, derandomized so a failure reproduces.
+STATEFUL_SETTINGS = settings(
+    max_examples=int(os.environ.get("SCHEMA_STATEFUL_EXAMPLES", "30")),
+    stateful_step_count=4,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=list(HealthCheck),
+)
+_STATEFUL_KEY: dict[str, str] = {}
+
+
+class _Workflow(schema.as_state_machine()):  # type: ignore[misc]
+    def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+        return {"headers": {"Authorization": f"Bearer {_STATEFUL_KEY['key']}"}}
+
+    def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_the_stateful_phase_follows_links_without_a_failure(api: Stack) -> None:
+    # GIVEN the state machine over the document's links and a valid key
+    _STATEFUL_KEY["key"] = api.api_key
+    try:
+        # WHEN it runs its bounded scenarios  THEN every step passes every check
+        _Workflow.run(settings=STATEFUL_SETTINGS)
+    finally:
+        _STATEFUL_KEY.clear()

@@ -35,6 +35,18 @@ from postroom.wiring.services import services
 router = Router()
 
 MAX_PAGE = 100
+# OpenAPI links from an accepted message's id to the operations that read it: they let a client (and schemathesis'
+# stateful phase) follow a send with its reads. The operation ids are the ones Powertools derives from the routes.
+ACCEPTED_MESSAGE_LINKS: dict[str, object] = {
+    "GetMessage": {
+        "operationId": "get_message_v1_messages__message_id__get",
+        "parameters": {"message_id": "$response.body#/id"},
+    },
+    "GetMessageEvents": {
+        "operationId": "message_events_v1_messages__message_id__events_get",
+        "parameters": {"message_id": "$response.body#/id"},
+    },
+}
 _MESSAGE_ID = r"^msg_[0-9a-z]{26}$"
 # A UTC date or instant as created_at spells it (2026-12-02 or 2026-12-02T11:49:42.123Z); compared as text.
 _INSTANT = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?Z?)?$"
@@ -93,7 +105,10 @@ def _summary(record: MessageRecord) -> dict[str, object]:
     summary="Send a message",
     description="Validates, stores and queues the message (or schedules it, with send_at); answers 202 once it is "
     "durable. With an Idempotency-Key header, a retry with the same key and body answers the first response again.",
-    responses={202: {"description": "Accepted: stored and queued for delivery"}, **errors(409, 503)},
+    responses={
+        202: {"description": "Accepted: stored and queued for delivery", "links": ACCEPTED_MESSAGE_LINKS},
+        **errors(409, 503),
+    },
 )
 def send_message(
     body: Annotated[MessageInput, Body()],
