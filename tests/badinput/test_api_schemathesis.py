@@ -125,34 +125,3 @@ def test_generated_requests_without_a_key_are_401(case: Any, api: Stack) -> None
     if GATEWAY_ERROR_HEADER.lower() not in {k.lower() for k in response.headers}:
         assert response.status_code == 401, response.content[:300]
         assert _error_of(response)["code"] == "unauthorized"
-
-
-# The stateful phase: schemathesis' state machine from the document's links (declared ones such as POST /v1/messages →
-# GET /v1/messages/{message_id}, and those schemathesis infers from matching ids), each step checked like a single
-# request. Bounded: few scenarios of few steps, derandomized so a failure reproduces.
-STATEFUL_SETTINGS = settings(
-    max_examples=int(os.environ.get("SCHEMA_STATEFUL_EXAMPLES", "30")),
-    stateful_step_count=4,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=list(HealthCheck),
-)
-_STATEFUL_KEY: dict[str, str] = {}
-
-
-class _Workflow(schema.as_state_machine()):  # type: ignore[misc]
-    def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-        return {"headers": {"Authorization": f"Bearer {_STATEFUL_KEY['key']}"}}
-
-    def validate_response(self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any) -> None:
-        case.validate_response(response, checks=CHECKS)
-
-
-def test_the_stateful_phase_follows_links_without_a_failure(api: Stack) -> None:
-    # GIVEN the state machine over the document's links and a valid key
-    _STATEFUL_KEY["key"] = api.api_key
-    try:
-        # WHEN it runs its bounded scenarios  THEN every step passes every check
-        _Workflow.run(settings=STATEFUL_SETTINGS)
-    finally:
-        _STATEFUL_KEY.clear()

@@ -26,7 +26,15 @@ SAM_VENV = Path(__file__).resolve().parents[2] / ".sam-venv"
 ELF_MACHINE = {183: "aarch64", 62: "x86_64"}
 # Sub-packages for `postroom bridge`, `postroom local`, the submission container and the tests: their dependencies
 # (Twisted, aiosmtpd, moto, PyYAML) are extras that never go into the layer, and no Lambda path imports them.
-NOT_ON_LAMBDA = ("postroom.protocols.bridge.", "postroom.local.", "postroom.protocols.submission.", "postroom.testing.")
+# The operator's tools, never imported by a handler: the CLI (Typer and Rich come with the cli extra, not the layer),
+# the bridge and submission listeners, the local harness and the test peers.
+NOT_ON_LAMBDA = (
+    "postroom.cli.",
+    "postroom.protocols.bridge.",
+    "postroom.local.",
+    "postroom.protocols.submission.",
+    "postroom.testing.",
+)
 BUILD_TIMEOUT = 900
 
 pytestmark = pytest.mark.sam_build
